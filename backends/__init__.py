@@ -1,0 +1,120 @@
+"""Queue backends: huey's storages plus what huey lacks, chosen by URL.
+
+Every backend module subclasses huey's own storage for one queue (huey name
+``<app>.<queue>``) and adds the same small interface:
+
+* leases: ``lease(owner, ack=None)`` moves the next pending message into a
+  lease owned by ``host:pid:worker`` in one atomic step (optionally acking the
+  previous one in the same step); ``ack``, ``release``, ``requeue``,
+  ``annotate`` and ``leases()`` finish, hand back, recover and list them;
+  ``forget`` and ``sweep_done`` drop finished messages;
+* scheduling: ``promote_due()`` moves due scheduled messages into the queue
+  atomically; ``wait(timeout)`` blocks until work may be there and
+  ``notify()`` wakes waiting workers;
+* listing and control: ``find``, ``list_messages``, ``counts``, ``cancel``,
+  ``drain``, ``revive``, ``purge_dead``;
+* flags (``set_flag``, ``clear_flag``, ``flags``): a queue is paused while
+  any ``paused:*`` flag is set, checked inside the dequeue itself;
+* records (``put_record``, ``records``): small JSON documents with a lifetime,
+  such as the supervisor's status;
+* ``health()``: findings about the backend's own configuration.
+
+Messages are hueyq envelopes (``hueyq.envelope``); backends read only the
+header. A message is in one state: ``pending``, ``scheduled``, ``running``
+(leased), ``dead`` (kept with a reason, so it can be retried) or ``done``
+(finished; kept, without its body, until the store has the job's record,
+then forgotten, so a job is never in neither place).
+"""
+
+import dataclasses
+from typing import Any
+
+from hueyq.exceptions import ConfigurationError
+
+#: Message states inside a backend.
+PENDING = "pending"
+SCHEDULED = "scheduled"
+RUNNING = "running"
+DEAD = "dead"
+DONE = "done"
+STATES = (PENDING, SCHEDULED, RUNNING, DEAD)
+#: Prefix of the flags that pause a queue (``paused:user``, ...).
+PAUSE_PREFIX = "paused:"
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    """A message taken by a worker; ``handle`` identifies it to ack."""
+    handle: Any
+    task_id: str
+    data: bytes
+    redeliveries: int
+    last_error: "str | None"
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One line of a health report: level is ``ok``, ``warning`` or ``error``."""
+    level: str
+    check: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageInfo:
+    """What a backend knows of one message, without decoding it."""
+    handle: Any
+    queue: str
+    task_id: str
+    name: str
+    state: str
+    priority: float
+    enqueued_at: "float | None"
+    updated_at: "float | None"
+    eta: "float | None"
+    owner: "str | None"
+    redeliveries: int
+    last_error: "str | None"
+    reason: "str | None"
+    meta: dict
+    size: int
+
+    @property
+    def host(self) -> "str | None":
+        """Host part of the lease owner ``host:pid:worker``."""
+        return self.owner.rsplit(":", 2)[0] if self.owner else None
+
+    @property
+    def pid(self) -> "int | None":
+        """Process id part of the lease owner."""
+        if not self.owner:
+            return None
+        try:
+            return int(self.owner.rsplit(":", 2)[1])
+        except (IndexError, ValueError):
+            return None
+
+    @property
+    def worker(self) -> "str | None":
+        """Worker part of the lease owner."""
+        return self.owner.rsplit(":", 2)[2] if self.owner else None
+
+
+def open_storage(url: str, app_name: str, queue: str, **options: Any):
+    """The huey storage for one queue of ``app_name`` on the backend ``url``."""
+    scheme = url.split(":", 1)[0].lower()
+    name = "%s.%s" % (app_name, queue)
+    if scheme == "sqlite":
+        from hueyq.backends.sqlite import SqliteBackend
+        from hueyq.profile import sqlite_path
+        return SqliteBackend(name, filename=sqlite_path(url), **options)
+    if scheme in ("redis", "rediss", "unix"):
+        from hueyq.backends.redis import RedisBackend
+        return RedisBackend(name, url=url, **options)
+    raise ConfigurationError("unsupported backend URL scheme %r" % scheme)
+
+
+def split_name(name: str) -> "tuple[str, str]":
+    """``"app.queue"`` -> ``("app", "queue")``."""
+    app, _, queue = name.rpartition(".")
+    return app, queue

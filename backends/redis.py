@@ -1,0 +1,627 @@
+"""Redis backend: huey's RedisStorage with leases, flags and wake-ups.
+
+Keys of one queue live under ``hueyq:{<app>}:<queue>:`` (the braces keep an
+app's keys in one cluster slot). Each message gets a handle, a zero-padded
+sequence number, that sits in exactly one sorted set: ``pending`` (score
+``-priority``; equal scores sort by handle, so FIFO), ``sched`` (score: eta),
+``running`` (score: lease time) or ``dead``. The body is in the ``msg`` hash
+and a JSON summary in ``info``. Every move between sets is one Lua script, so
+taking a message into a lease, acking it, recovering it and promoting due
+messages are atomic, and a dropped connection cannot lose a message: workers
+block on a separate ``wake`` list of tokens, never on the queue itself.
+"""
+
+import json
+import time
+
+from huey.storage import RedisStorage
+
+from hueyq.backends import (DEAD, DONE, PAUSE_PREFIX, PENDING, RUNNING,
+                            SCHEDULED, Finding, Lease, MessageInfo, split_name)
+from hueyq.envelope import epoch, peek_header
+from hueyq.exceptions import BackendUnavailable, ConfigurationError
+
+try:
+    from redis.exceptions import RedisError
+except ImportError:  # pragma: no cover - the redis extra is missing
+    RedisError = None
+
+# KEYS: pending sched msg info ids wake seq
+# ARGV: data priority task_id name eta now meta state
+_ENQUEUE = """
+local hid = string.format('%016d', redis.call('incr', KEYS[7]))
+local state = ARGV[8]
+local info = {task_id=ARGV[3], name=ARGV[4], state=state,
+  priority=tonumber(ARGV[2]), enqueued_at=tonumber(ARGV[6]),
+  updated_at=tonumber(ARGV[6]), redeliveries=0, meta=cjson.decode(ARGV[7])}
+if ARGV[5] ~= '' then info.eta = tonumber(ARGV[5]) end
+redis.call('hset', KEYS[3], hid, ARGV[1])
+redis.call('hset', KEYS[4], hid, cjson.encode(info))
+if ARGV[3] ~= '' then redis.call('hset', KEYS[5], ARGV[3], hid) end
+if state == 'scheduled' then
+  redis.call('zadd', KEYS[2], info.eta, hid)
+else
+  redis.call('zadd', KEYS[1], -info.priority, hid)
+  redis.call('lpush', KEYS[6], 1)
+end
+return hid
+"""
+
+# Ends a lease. KEYS: running msg info ids pending dead wake done
+# ARGV: hid outcome reason now
+_FINISH = """
+local function finish(hid, outcome, reason, now)
+  if redis.call('zrem', KEYS[1], hid) == 0 then return 0 end
+  local raw = redis.call('hget', KEYS[3], hid)
+  if not raw then return 0 end
+  local info = cjson.decode(raw)
+  info.updated_at = now
+  if outcome == '' then
+    info.state = 'done'
+    redis.call('hdel', KEYS[2], hid)
+    redis.call('zadd', KEYS[8], now, hid)
+  elseif outcome == 'dead' then
+    info.state = 'dead'
+    info.reason = reason
+    redis.call('zadd', KEYS[6], now, hid)
+  else
+    info.state = 'pending'
+    info.owner = nil
+    redis.call('zadd', KEYS[5], -info.priority, hid)
+    redis.call('lpush', KEYS[7], 1)
+  end
+  redis.call('hset', KEYS[3], hid, cjson.encode(info))
+  return 1
+end
+"""
+
+# KEYS: running msg info ids pending dead wake done paused
+# ARGV: owner now ack_hid ack_outcome ack_reason
+_LEASE = _FINISH + """
+local now = tonumber(ARGV[2])
+if ARGV[3] ~= '' then finish(ARGV[3], ARGV[4], ARGV[5], now) end
+if redis.call('hlen', KEYS[9]) > 0 then
+  redis.call('del', KEYS[7])
+  return false
+end
+local top = redis.call('zrange', KEYS[5], 0, 0)
+if #top == 0 then
+  redis.call('del', KEYS[7])
+  return false
+end
+local hid = top[1]
+redis.call('zrem', KEYS[5], hid)
+redis.call('zadd', KEYS[1], now, hid)
+local info = cjson.decode(redis.call('hget', KEYS[3], hid))
+info.state = 'running'
+info.owner = ARGV[1]
+info.updated_at = now
+redis.call('hset', KEYS[3], hid, cjson.encode(info))
+return {hid, info.task_id, redis.call('hget', KEYS[2], hid),
+        info.redeliveries, info.last_error or false}
+"""
+
+# KEYS: running msg info ids pending dead wake done
+# ARGV: hid outcome reason now
+_ACK = _FINISH + "return finish(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))"
+
+# KEYS: running info pending dead wake
+# ARGV: hid last_error count max_redeliveries now
+_REQUEUE = """
+local hid = ARGV[1]
+if not redis.call('zscore', KEYS[1], hid) then return false end
+local info = cjson.decode(redis.call('hget', KEYS[2], hid))
+local now = tonumber(ARGV[5])
+redis.call('zrem', KEYS[1], hid)
+if ARGV[3] == '1' then info.redeliveries = info.redeliveries + 1 end
+if ARGV[2] ~= '' then info.last_error = ARGV[2] end
+info.updated_at = now
+local result
+if ARGV[4] ~= '' and info.redeliveries > tonumber(ARGV[4]) then
+  info.state = 'dead'
+  info.reason = 'poison'
+  redis.call('zadd', KEYS[4], now, hid)
+  result = 'dead'
+else
+  info.state = 'pending'
+  info.owner = nil
+  redis.call('zadd', KEYS[3], -info.priority, hid)
+  redis.call('lpush', KEYS[5], 1)
+  result = 'pending'
+end
+redis.call('hset', KEYS[2], hid, cjson.encode(info))
+return result
+"""
+
+# KEYS: sched pending info wake   ARGV: now
+_PROMOTE = """
+local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])
+for _, hid in ipairs(due) do
+  local info = cjson.decode(redis.call('hget', KEYS[3], hid))
+  info.state = 'pending'
+  info.updated_at = tonumber(ARGV[1])
+  redis.call('zrem', KEYS[1], hid)
+  redis.call('zadd', KEYS[2], -info.priority, hid)
+  redis.call('hset', KEYS[3], hid, cjson.encode(info))
+  redis.call('lpush', KEYS[4], 1)
+end
+return #due
+"""
+
+# Moves messages between sets. KEYS: from_set to_set info wake
+# ARGV: to_state reason now hid...
+_MOVE = """
+local moved = {}
+local now = tonumber(ARGV[3])
+for i = 4, #ARGV do
+  local hid = ARGV[i]
+  if redis.call('zrem', KEYS[1], hid) == 1 then
+    local info = cjson.decode(redis.call('hget', KEYS[3], hid))
+    info.state = ARGV[1]
+    info.updated_at = now
+    info.owner = nil
+    if ARGV[1] == 'pending' then
+      info.reason = nil
+      info.last_error = nil
+      info.redeliveries = 0
+      redis.call('zadd', KEYS[2], -info.priority, hid)
+      redis.call('lpush', KEYS[4], 1)
+    else
+      info.reason = ARGV[2]
+      redis.call('zadd', KEYS[2], now, hid)
+    end
+    local raw = cjson.encode(info)
+    redis.call('hset', KEYS[3], hid, raw)
+    table.insert(moved, hid)
+    table.insert(moved, raw)
+  end
+end
+return moved
+"""
+
+# KEYS: running info   ARGV: hid last_error
+_ANNOTATE = """
+if not redis.call('zscore', KEYS[1], ARGV[1]) then return 0 end
+local info = cjson.decode(redis.call('hget', KEYS[2], ARGV[1]))
+info.last_error = ARGV[2]
+redis.call('hset', KEYS[2], ARGV[1], cjson.encode(info))
+return 1
+"""
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+_SETS = {PENDING: "pending", SCHEDULED: "sched", RUNNING: "running",
+         DEAD: "dead", DONE: "done"}
+
+
+class RedisBackend(RedisStorage):
+    """One queue of an app in Redis, with leases and wake-ups."""
+
+    priority = True
+
+    def __init__(self, name: str, url: "str | None" = None,
+                 connection_pool=None, read_timeout: float = 1.0,
+                 **kwargs) -> None:
+        if RedisError is None:
+            raise ConfigurationError("the Redis backend needs redis-py: "
+                                     "pip install 'hueyq[redis]'")
+        if connection_pool is not None:
+            url = None
+        super().__init__(name, url=url, connection_pool=connection_pool,
+                         read_timeout=read_timeout, clean_name=False, **kwargs)
+        self.app_name, self.queue = split_name(name)
+        base = "hueyq:{%s}:" % self.app_name
+        prefix = "%s%s:" % (base, self.queue)
+        self.keys = {k: prefix + k for k in (
+            "pending", "sched", "running", "dead", "done", "msg", "info",
+            "ids", "wake", "paused", "flags")}
+        self.keys["seq"] = base + "seq"
+        self.keys["records"] = base + "records"
+        self.result_key = prefix + "results"
+        self.counter_key = prefix + "counters"
+        self.queue_key = self.keys["pending"]
+        self.schedule_key = self.keys["sched"]
+        scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
+                   "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
+                   "annotate": _ANNOTATE}
+        self._scripts = {k: self.conn.register_script(v)
+                         for k, v in scripts.items()}
+
+    def _keys(self, *names: str) -> list:
+        return [self.keys[n] for n in names]
+
+    # ------------------------------------------------------------ huey's API
+
+    def enqueue(self, data: bytes, priority: "float | None" = None) -> None:
+        header = peek_header(data) or {}
+        eta = header.get("eta")
+        state = SCHEDULED if eta and eta > time.time() else PENDING
+        self._add(data, priority, header, state, eta)
+
+    def add_to_schedule(self, data: bytes, ts) -> None:
+        self._add(data, None, peek_header(data) or {}, SCHEDULED, epoch(ts))
+
+    def _add(self, data, priority, header, state, eta) -> None:
+        meta = {k: v for k, v in header.items() if k not in ("id", "name",
+                                                             "eta")}
+        now = time.time()
+        self._scripts["enqueue"](
+            keys=self._keys("pending", "sched", "msg", "info", "ids", "wake",
+                            "seq"),
+            args=[data, priority or 0, header.get("id") or "",
+                  header.get("name") or "", "" if eta is None else repr(eta),
+                  meta.get("t", now), json.dumps(meta), state])
+
+    def dequeue(self) -> "bytes | None":
+        # huey's at-most-once dequeue; hueyq's workers use lease().
+        lease = self.lease("huey:0:dequeue")
+        if lease is None:
+            return None
+        self.ack(lease.handle)
+        return lease.data
+
+    def read_schedule(self, ts) -> list:
+        self.promote_due(epoch(ts))
+        return []
+
+    def queue_size(self) -> int:
+        return self.count(PENDING)
+
+    def enqueued_items(self, limit: "int | None" = None) -> list:
+        return self._data(PENDING, limit)
+
+    def schedule_size(self) -> int:
+        return self.count(SCHEDULED)
+
+    def scheduled_items(self, limit: "int | None" = None) -> list:
+        return self._data(SCHEDULED, limit)
+
+    def _data(self, state: str, limit: "int | None") -> list:
+        hids = self.conn.zrange(self.keys[_SETS[state]], 0,
+                                (limit - 1) if limit else -1)
+        return [d for d in self.conn.hmget(self.keys["msg"], hids)
+                if d is not None] if hids else []
+
+    def flush_queue(self) -> None:
+        self._flush_state(PENDING)
+
+    def flush_schedule(self) -> None:
+        self._flush_state(SCHEDULED)
+
+    def _flush_state(self, state: str) -> None:
+        hids = self.conn.zrange(self.keys[_SETS[state]], 0, -1)
+        self._forget(hids)
+        self.conn.delete(self.keys[_SETS[state]])
+
+    def _forget(self, hids: list) -> None:
+        if not hids:
+            return
+        infos = self.conn.hmget(self.keys["info"], hids)
+        current = {}
+        for hid, raw in zip(hids, infos):
+            if raw:
+                current[json.loads(raw)["task_id"]] = hid
+        pipe = self.conn.pipeline()
+        pipe.hdel(self.keys["msg"], *hids)
+        pipe.hdel(self.keys["info"], *hids)
+        if current:
+            pipe.hmget(self.keys["ids"], list(current))
+        results = pipe.execute()
+        if current:
+            stale = [task_id for (task_id, hid), mapped in
+                     zip(current.items(), results[-1])
+                     if mapped is not None and mapped.decode() == _text(hid)]
+            if stale:
+                self.conn.hdel(self.keys["ids"], *stale)
+
+    def flush_all(self) -> None:
+        super().flush_all()
+        self.conn.delete(*[self.keys[k] for k in (
+            "pending", "sched", "running", "dead", "done", "msg", "info",
+            "ids", "wake", "paused", "flags")])
+
+    # ------------------------------------------------------------ leases
+
+    def lease(self, owner: str, ack: "tuple | None" = None) -> "Lease | None":
+        """Take the next pending message for ``owner``; ack ``ack`` first."""
+        handle, outcome, reason = ack if ack is not None else ("", None, None)
+        row = self._scripts["lease"](
+            keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
+                            "wake", "done", "paused"),
+            args=[owner, time.time(), handle, outcome or "", reason or ""])
+        if not row:
+            return None
+        hid, task_id, data, redeliveries, last_error = row
+        return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
+                     last_error.decode() if last_error else None)
+
+    def ack(self, handle, outcome: "str | None" = None,
+            reason: "str | None" = None) -> None:
+        """End a lease; see SqliteBackend.ack for the outcomes."""
+        self._scripts["ack"](
+            keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
+                            "wake", "done"),
+            args=[handle, outcome or "", reason or "", time.time()])
+
+    def release(self, handles) -> int:
+        """Hand leases back to the queue without counting a redelivery."""
+        return sum(self._scripts["ack"](
+            keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
+                            "wake", "done"),
+            args=[h, "release", "", time.time()]) for h in handles)
+
+    def requeue(self, handle, last_error: "str | None" = None,
+                count: bool = True, max_redeliveries: "int | None" = None
+                ) -> "str | None":
+        """Recover a lease whose owner is gone (see SqliteBackend.requeue)."""
+        result = self._scripts["requeue"](
+            keys=self._keys("running", "info", "pending", "dead", "wake"),
+            args=[handle, last_error or "", "1" if count else "0",
+                  "" if max_redeliveries is None else max_redeliveries,
+                  time.time()])
+        return result.decode() if result else None
+
+    def forget(self, handles) -> int:
+        """Delete ``done`` messages whose job the store has recorded."""
+        handles = [h for h in handles]
+        if not handles:
+            return 0
+        done = [h for h, score in zip(handles, self.conn.zmscore(
+            self.keys["done"], handles)) if score is not None]
+        self._forget(done)
+        if done:
+            self.conn.zrem(self.keys["done"], *done)
+        return len(done)
+
+    def sweep_done(self, before: float) -> int:
+        """Delete ``done`` messages finished before ``before``."""
+        return self.forget(h.decode() for h in self.conn.zrangebyscore(
+            self.keys["done"], "-inf", before))
+
+    def message_data(self, handle) -> "bytes | None":
+        """The stored bytes of one message."""
+        return self.conn.hget(self.keys["msg"], handle)
+
+    def annotate(self, handle, last_error: str) -> bool:
+        """Record why a leased message's worker is about to be killed."""
+        return bool(self._scripts["annotate"](
+            keys=self._keys("running", "info"), args=[handle, last_error]))
+
+    def leases(self) -> "list[MessageInfo]":
+        """Every leased (running) message of this queue."""
+        return self.list_messages(RUNNING, limit=None)
+
+    # ------------------------------------------------------------ scheduling
+
+    def promote_due(self, now: "float | None" = None) -> int:
+        """Move scheduled messages whose eta has passed into the queue."""
+        now = time.time() if now is None else now
+        return self._scripts["promote"](
+            keys=self._keys("sched", "pending", "info", "wake"), args=[now])
+
+    def notify(self) -> None:
+        """Wake one waiting worker."""
+        self.conn.lpush(self.keys["wake"], 1)
+
+    def wait(self, timeout: float) -> None:
+        """Block until a wake-up token arrives or ``timeout`` passes."""
+        self.conn.blpop([self.keys["wake"]], timeout=max(timeout, 0.01))
+
+    # ------------------------------------------------------------ listing
+
+    def _info(self, hid, raw) -> MessageInfo:
+        info = json.loads(raw)
+        hid = hid.decode() if isinstance(hid, bytes) else hid
+        return MessageInfo(
+            handle=hid, queue=self.queue, task_id=info.get("task_id", ""),
+            name=info.get("name", ""), state=info["state"],
+            priority=info.get("priority", 0),
+            enqueued_at=info.get("enqueued_at"),
+            updated_at=info.get("updated_at"), eta=info.get("eta"),
+            owner=info.get("owner"), redeliveries=info.get("redeliveries", 0),
+            last_error=info.get("last_error"), reason=info.get("reason"),
+            meta=info.get("meta") or {}, size=info.get("size", 0))
+
+    def _infos(self, hids: list) -> "list[MessageInfo]":
+        if not hids:
+            return []
+        raws = self.conn.hmget(self.keys["info"], hids)
+        return [self._info(h, r) for h, r in zip(hids, raws) if r]
+
+    def find(self, task_id: str) -> "MessageInfo | None":
+        """The newest message of a job."""
+        hid = self.conn.hget(self.keys["ids"], task_id)
+        infos = self._infos([hid]) if hid else []
+        return infos[0] if infos else None
+
+    def list_messages(self, state: str, limit: "int | None" = 50,
+                      offset: int = 0) -> "list[MessageInfo]":
+        """Messages in ``state``, in the order they will be taken."""
+        key = self.keys[_SETS[state]]
+        stop = -1 if limit is None else offset + limit - 1
+        if state == DEAD:
+            hids = self.conn.zrevrange(key, offset, stop)
+        else:
+            hids = self.conn.zrange(key, offset, stop)
+        return self._infos(hids)
+
+    def count(self, state: str) -> int:
+        """Number of messages of this queue in ``state``."""
+        return self.conn.zcard(self.keys[_SETS[state]])
+
+    def counts(self) -> "dict[str, int]":
+        """``{pending, scheduled, running, dead}`` for this queue."""
+        pipe = self.conn.pipeline()
+        for state in (PENDING, SCHEDULED, RUNNING, DEAD):
+            pipe.zcard(self.keys[_SETS[state]])
+        return dict(zip((PENDING, SCHEDULED, RUNNING, DEAD), pipe.execute()))
+
+    # ------------------------------------------------------------ control
+
+    def _move(self, from_state: str, to_state: str, hids: list,
+              reason: "str | None") -> "list[MessageInfo]":
+        if not hids:
+            return []
+        moved = self._scripts["move"](
+            keys=[self.keys[_SETS[from_state]], self.keys[_SETS[to_state]],
+                  self.keys["info"], self.keys["wake"]],
+            args=[to_state, reason or "", time.time()] + list(hids))
+        return [self._info(moved[i], moved[i + 1])
+                for i in range(0, len(moved), 2)]
+
+    def cancel(self, task_id: str, reason: str = "cancelled"
+               ) -> "list[MessageInfo]":
+        """Move a pending or scheduled job's message to ``dead``."""
+        info = self.find(task_id)
+        if info is None or info.state not in (PENDING, SCHEDULED):
+            return []
+        return self._move(info.state, DEAD, [info.handle], reason)
+
+    def drain(self, reason: str = "drained") -> "list[MessageInfo]":
+        """Move every pending and scheduled message to ``dead``."""
+        out = []
+        for state in (PENDING, SCHEDULED):
+            key = self.keys[_SETS[state]]
+            while True:
+                hids = self.conn.zrange(key, 0, 999)
+                if not hids:
+                    break
+                out.extend(self._move(state, DEAD, hids, reason))
+        return out
+
+    def revive(self, task_id: str) -> "MessageInfo | None":
+        """Put a dead job's message back into the queue."""
+        info = self.find(task_id)
+        if info is None or info.state != DEAD:
+            return None
+        moved = self._move(DEAD, PENDING, [info.handle], None)
+        return moved[0] if moved else None
+
+    def purge_dead(self, before: float, keep: int) -> int:
+        """Delete dead messages older than ``before`` or beyond the newest
+        ``keep``."""
+        key = self.keys["dead"]
+        hids = set(self.conn.zrangebyscore(key, "-inf", before))
+        extra = self.conn.zcard(key) - keep
+        if extra > 0:
+            hids.update(self.conn.zrange(key, 0, extra - 1))
+        hids = list(hids)
+        self._forget(hids)
+        if hids:
+            self.conn.zrem(key, *hids)
+        return len(hids)
+
+    # ------------------------------------------------------------ flags
+
+    def _flag_key(self, name: str) -> str:
+        return self.keys["paused" if name.startswith(PAUSE_PREFIX) else "flags"]
+
+    def set_flag(self, name: str, value: dict) -> None:
+        """Set a flag of this queue, such as ``paused:user``."""
+        self.conn.hset(self._flag_key(name), name, json.dumps(value))
+
+    def clear_flag(self, name: str) -> bool:
+        """Remove a flag; True if it was set."""
+        cleared = bool(self.conn.hdel(self._flag_key(name), name))
+        if cleared and name.startswith(PAUSE_PREFIX):
+            self.notify()
+        return cleared
+
+    def flags(self) -> "dict[str, dict]":
+        """Every flag of this queue."""
+        pipe = self.conn.pipeline()
+        pipe.hgetall(self.keys["paused"])
+        pipe.hgetall(self.keys["flags"])
+        out = {}
+        for mapping in pipe.execute():
+            out.update({k.decode(): json.loads(v) for k, v in mapping.items()})
+        return out
+
+    # ------------------------------------------------------------ records
+
+    def put_record(self, key: str, value: dict, ttl: "float | None" = None
+                   ) -> None:
+        """Store a small JSON document for the whole app, with a lifetime."""
+        expires = time.time() + ttl if ttl else None
+        self.conn.hset(self.keys["records"], key,
+                       json.dumps({"value": value, "expires": expires}))
+
+    def records(self, prefix: str = "") -> "dict[str, dict]":
+        """Live records of this app whose key starts with ``prefix``."""
+        now = time.time()
+        out, stale = {}, []
+        for key, raw in self.conn.hgetall(self.keys["records"]).items():
+            key = key.decode()
+            doc = json.loads(raw)
+            if doc["expires"] is not None and doc["expires"] < now:
+                stale.append(key)
+            elif key.startswith(prefix):
+                out[key] = doc["value"]
+        if stale:
+            self.conn.hdel(self.keys["records"], *stale)
+        return out
+
+    def delete_record(self, key: str) -> None:
+        """Remove a record of this app."""
+        self.conn.hdel(self.keys["records"], key)
+
+    # ------------------------------------------------------------ health
+
+    def health(self, require_noeviction: bool = False,
+               require_aof: bool = False) -> "list[Finding]":
+        """Version, eviction policy, persistence and evicted keys."""
+        server = self.conn.info("server")
+        memory = self.conn.info("memory")
+        persistence = self.conn.info("persistence")
+        stats = self.conn.info("stats")
+        findings = [Finding("ok", "redis.version",
+                            "Redis %s" % server.get("redis_version", "?"))]
+        policy = memory.get("maxmemory_policy", "noeviction")
+        if policy == "noeviction":
+            findings.append(Finding("ok", "redis.maxmemory_policy",
+                                    "maxmemory-policy noeviction"))
+        else:
+            findings.append(Finding(
+                "error", "redis.maxmemory_policy",
+                "maxmemory-policy %s can silently delete queued tasks; set "
+                "maxmemory-policy noeviction" % policy))
+        aof = bool(persistence.get("aof_enabled"))
+        if aof:
+            findings.append(Finding("ok", "redis.persistence", "AOF on"))
+        else:
+            findings.append(Finding(
+                "error" if require_aof else "warning", "redis.persistence",
+                "AOF off: a Redis crash loses recent tasks (appendonly yes)"))
+        evicted = stats.get("evicted_keys", 0)
+        findings.append(Finding("error" if evicted else "ok",
+                                "redis.evicted_keys",
+                                "evicted_keys=%s" % evicted))
+        return findings
+
+    def eviction_policy(self) -> str:
+        """Redis's maxmemory-policy."""
+        return self.conn.info("memory").get("maxmemory_policy", "noeviction")
+
+    def aof_enabled(self) -> bool:
+        """Whether Redis writes an append-only file."""
+        return bool(self.conn.info("persistence").get("aof_enabled"))
+
+    def checkpoint(self) -> None:
+        """Nothing to fold back on Redis."""
+
+    def ping(self) -> None:
+        """Raise BackendUnavailable unless Redis answers."""
+        try:
+            self.conn.ping()
+        except RedisError as exc:
+            raise BackendUnavailable("Redis backend: %s" % exc) from None
+
+    def describe(self) -> str:
+        """Where this backend lives, for humans (never the password)."""
+        kwargs = self.pool.connection_kwargs
+        if "path" in kwargs:
+            return "Redis at unix:%s db %s" % (kwargs["path"], kwargs.get("db", 0))
+        return "Redis at %s:%s db %s" % (kwargs.get("host"), kwargs.get("port"),
+                                         kwargs.get("db", 0))

@@ -1,0 +1,618 @@
+"""SQLite backend: huey's SqliteStorage with leases, flags and wake-ups.
+
+Every message of every queue is one row of ``hueyq_message``; its ``state``
+column says where it is (pending, scheduled, running, dead). Taking a message
+is one ``UPDATE ... RETURNING`` that also checks the queue's pause flags, so
+leasing is atomic and a paused queue hands out nothing. The ack of a finished
+task rides in the transaction of the worker's next lease, so a task costs one
+commit. The file runs in WAL mode with ``synchronous=FULL``; both are read
+back and reported by ``health()``.
+
+Idle workers sleep on a FIFO beside the database (``<db>.<app>.<queue>.wake``)
+that producers write one byte to after each commit, so an idle queue starts a
+new task within a millisecond or two without polling; a slow poll
+(``runtime.poll_interval``) remains as the fallback.
+"""
+
+import errno
+import json
+import os
+import select
+import shutil
+import sqlite3
+import stat
+import threading
+import time
+
+from huey.constants import EmptyData
+from huey.storage import SqliteStorage
+
+from hueyq.backends import (DEAD, DONE, PAUSE_PREFIX, PENDING, RUNNING,
+                            SCHEDULED, Finding, Lease, MessageInfo, split_name)
+from hueyq.envelope import epoch, peek_header
+from hueyq.exceptions import BackendUnavailable
+from hueyq.units import format_size
+
+_TABLES = [
+    SqliteStorage.table_kv,
+    SqliteStorage.table_counter,
+    "create table if not exists hueyq_message ("
+    " id integer primary key, queue text not null, task_id text not null,"
+    " name text not null default '', state text not null,"
+    " priority real not null default 0, eta real, enqueued_at real,"
+    " updated_at real, owner text, redeliveries integer not null default 0,"
+    " last_error text, reason text, meta text, data blob not null)",
+    "create index if not exists hueyq_message_pending on hueyq_message"
+    " (queue, priority desc, id) where state = 'pending'",
+    "create index if not exists hueyq_message_scheduled on hueyq_message"
+    " (queue, eta) where state = 'scheduled'",
+    "create index if not exists hueyq_message_running on hueyq_message"
+    " (queue, owner) where state = 'running'",
+    "create index if not exists hueyq_message_dead on hueyq_message"
+    " (queue, updated_at) where state = 'dead'",
+    "create index if not exists hueyq_message_done on hueyq_message"
+    " (queue, updated_at) where state = 'done'",
+    "create index if not exists hueyq_message_task on hueyq_message (task_id)",
+    "create table if not exists hueyq_flag (queue text not null,"
+    " name text not null, value text not null, primary key (queue, name))",
+    "create table if not exists hueyq_record (key text primary key,"
+    " value text not null, expires real)",
+]
+
+_NOT_PAUSED = ("not exists (select 1 from hueyq_flag where queue = ?"
+               " and name glob 'paused:*')")
+_HAS_WORK = ("select 1 from hueyq_message where queue = ? and state = 'pending'"
+             " and " + _NOT_PAUSED + " limit 1")
+_LEASE = ("update hueyq_message set state = 'running', owner = ?,"
+          " updated_at = ? where id = (select id from hueyq_message"
+          " where queue = ? and state = 'pending'"
+          " order by priority desc, id limit 1) and " + _NOT_PAUSED +
+          " returning id, task_id, data, redeliveries, last_error")
+_INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
+                 " updated_at, eta, owner, redeliveries, last_error, reason,"
+                 " meta, length(data)")
+_ORDER = {PENDING: "priority desc, id", SCHEDULED: "eta, id",
+          RUNNING: "updated_at, id", DEAD: "updated_at desc, id desc",
+          DONE: "updated_at desc, id desc"}
+
+
+class SqliteBackend(SqliteStorage):
+    """One queue of an app in a SQLite file, with leases and wake-ups."""
+
+    ddl = _TABLES
+
+    def __init__(self, name: str, filename: str, timeout: float = 5.0,
+                 **kwargs) -> None:
+        directory = os.path.dirname(os.path.abspath(filename))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailable("cannot create the directory of the "
+                                     "SQLite backend %s: %s"
+                                     % (filename, exc.strerror)) from None
+        self.app_name, self.queue = split_name(name)
+        self._wake_path = "%s.%s.wake" % (filename, name)
+        self._wake_fds = None
+        self._wake_pid = None
+        self._notify_fd = None
+        self._notify_lock = threading.Lock()
+        try:
+            super().__init__(name, filename=filename, fsync=True,
+                             journal_mode="wal", timeout=timeout, **kwargs)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable("cannot open the SQLite backend %s: %s"
+                                     % (filename, exc)) from None
+
+    # ------------------------------------------------------------ huey's API
+
+    def enqueue(self, data: bytes, priority: "float | None" = None) -> None:
+        header = peek_header(data) or {}
+        eta = header.get("eta")
+        now = time.time()
+        state = SCHEDULED if eta and eta > now else PENDING
+        self._insert(data, priority, header, state, eta, now)
+        if state == PENDING:
+            self.notify()
+
+    def add_to_schedule(self, data: bytes, ts) -> None:
+        header = peek_header(data) or {}
+        self._insert(data, header.get("priority"), header, SCHEDULED,
+                     epoch(ts), time.time())
+
+    def _insert(self, data, priority, header, state, eta, now) -> None:
+        meta = {k: v for k, v in header.items() if k not in ("id", "name",
+                                                             "eta")}
+        self.sql("insert into hueyq_message (queue, task_id, name, state,"
+                 " priority, eta, enqueued_at, updated_at, meta, data)"
+                 " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (self.name, header.get("id") or "", header.get("name") or "",
+                  state, priority or 0, eta, meta.get("t", now), now,
+                  json.dumps(meta) if meta else None, self.to_blob(data)),
+                 commit=True)
+
+    def dequeue(self) -> "bytes | None":
+        # huey's at-most-once dequeue, for code that calls huey directly;
+        # hueyq's workers use lease().
+        with self.db(commit=True) as curs:
+            curs.execute("delete from hueyq_message where id = (select id from"
+                         " hueyq_message where queue = ? and state = 'pending'"
+                         " order by priority desc, id limit 1) returning data",
+                         (self.name,))
+            row = curs.fetchone()
+        return row[0] if row else None
+
+    def read_schedule(self, ts) -> list:
+        # Due messages are moved into the queue atomically, so huey's
+        # scheduler has nothing left to enqueue.
+        self.promote_due(epoch(ts))
+        return []
+
+    def queue_size(self) -> int:
+        return self.count(PENDING)
+
+    def enqueued_items(self, limit: "int | None" = None) -> list:
+        return self._data(PENDING, limit)
+
+    def schedule_size(self) -> int:
+        return self.count(SCHEDULED)
+
+    def scheduled_items(self, limit: "int | None" = None) -> list:
+        return self._data(SCHEDULED, limit)
+
+    def _data(self, state: str, limit: "int | None") -> list:
+        sql = ("select data from hueyq_message where queue = ? and state = '%s'"
+               " order by %s" % (state, _ORDER[state]))
+        if limit:
+            sql += " limit %d" % int(limit)
+        return [row[0] for row in self.sql(sql, (self.name,), results=True)]
+
+    def flush_queue(self) -> None:
+        self._delete_state(PENDING)
+
+    def flush_schedule(self) -> None:
+        self._delete_state(SCHEDULED)
+
+    def _delete_state(self, state: str) -> None:
+        self.sql("delete from hueyq_message where queue = ? and state = ?",
+                 (self.name, state), commit=True)
+
+    def flush_all(self) -> None:
+        super().flush_all()
+        self.sql("delete from hueyq_message where queue = ?", (self.name,),
+                 commit=True)
+        self.sql("delete from hueyq_flag where queue = ?", (self.name,),
+                 commit=True)
+
+    def delete_data(self, key: str) -> bool:
+        # huey deletes the revoke key after every task; reading first keeps
+        # that from taking the write lock when, as usual, there is none.
+        if not self.has_data_for_key(key):
+            return False
+        self.sql("delete from kv where queue = ? and key = ?",
+                 (self.name, key), commit=True)
+        return True
+
+    def pop_data(self, key: str):
+        if not self.has_data_for_key(key):
+            return EmptyData
+        return super().pop_data(key)
+
+    # ------------------------------------------------------------ leases
+
+    def lease(self, owner: str, ack: "tuple | None" = None) -> "Lease | None":
+        """Take the next pending message for ``owner``; ack ``ack`` first.
+
+        ``ack`` is ``(handle, outcome, reason)`` as for :meth:`ack`; it is
+        committed in the same transaction as the lease.
+        """
+        now = time.time()
+        with self.lock:
+            conn = self.conn
+            if ack is None and conn.execute(
+                    _HAS_WORK, (self.name, self.name)).fetchone() is None:
+                return None
+            conn.execute("begin immediate")
+            try:
+                if ack is not None:
+                    self._finish(conn, now, *ack)
+                row = conn.execute(_LEASE, (owner, now, self.name,
+                                            self.name)).fetchone()
+                conn.execute("commit")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("rollback")
+                raise
+        if row is None:
+            return None
+        return Lease(row[0], row[1], row[2], row[3], row[4])
+
+    def ack(self, handle, outcome: "str | None" = None,
+            reason: "str | None" = None) -> None:
+        """End a lease.
+
+        ``outcome`` is None (finished: the message becomes ``done``, without
+        its body, until :meth:`forget`), ``"dead"`` (kept for retry, with
+        ``reason`` such as failed, cancelled or poison) or ``"release"``
+        (handed back to the queue without counting a redelivery).
+        """
+        with self.db(commit=True) as curs:
+            self._finish(curs, time.time(), handle, outcome, reason)
+        if outcome == "release":
+            self.notify()
+
+    def _finish(self, conn, now, handle, outcome, reason) -> None:
+        if outcome is None:
+            conn.execute("update hueyq_message set state = 'done', data = x'',"
+                         " updated_at = ? where id = ? and state = 'running'",
+                         (now, handle))
+        elif outcome == DEAD:
+            conn.execute("update hueyq_message set state = 'dead', reason = ?,"
+                         " updated_at = ? where id = ? and state = 'running'",
+                         (reason, now, handle))
+        elif outcome == "release":
+            conn.execute("update hueyq_message set state = 'pending',"
+                         " owner = null, updated_at = ? where id = ?"
+                         " and state = 'running'", (now, handle))
+        else:
+            raise ValueError("unknown outcome %r" % (outcome,))
+
+    def release(self, handles) -> int:
+        """Hand leases back to the queue without counting a redelivery."""
+        handles = list(handles)
+        if not handles:
+            return 0
+        with self.db(commit=True) as curs:
+            curs.execute("update hueyq_message set state = 'pending',"
+                         " owner = null, updated_at = ? where state = 'running'"
+                         " and id in (%s)" % ",".join("?" * len(handles)),
+                         [time.time()] + handles)
+            count = curs.rowcount
+        self.notify()
+        return count
+
+    def requeue(self, handle, last_error: "str | None" = None,
+                count: bool = True, max_redeliveries: "int | None" = None
+                ) -> "str | None":
+        """Recover a lease whose owner is gone: back to the front of its
+        priority band, or ``dead`` as poison past ``max_redeliveries``.
+
+        Returns the new state, or None if the message was no longer leased.
+        """
+        now = time.time()
+        with self.db(commit=True) as curs:
+            curs.execute("select redeliveries from hueyq_message where id = ?"
+                         " and state = 'running'", (handle,))
+            row = curs.fetchone()
+            if row is None:
+                return None
+            redeliveries = row[0] + (1 if count else 0)
+            if max_redeliveries is not None and redeliveries > max_redeliveries:
+                curs.execute("update hueyq_message set state = 'dead', reason ="
+                             " 'poison', redeliveries = ?, last_error = ?,"
+                             " updated_at = ? where id = ?",
+                             (redeliveries, last_error, now, handle))
+                return DEAD
+            curs.execute("update hueyq_message set state = 'pending', owner ="
+                         " null, redeliveries = ?, last_error = ?, updated_at"
+                         " = ? where id = ?",
+                         (redeliveries, last_error, now, handle))
+        self.notify()
+        return PENDING
+
+    def forget(self, handles) -> int:
+        """Delete ``done`` messages whose job the store has recorded."""
+        handles = list(handles)
+        if not handles:
+            return 0
+        with self.db(commit=True) as curs:
+            curs.execute("delete from hueyq_message where state = 'done' and"
+                         " id in (%s)" % ",".join("?" * len(handles)), handles)
+            return curs.rowcount
+
+    def sweep_done(self, before: float) -> int:
+        """Delete ``done`` messages finished before ``before``."""
+        with self.db(commit=True) as curs:
+            curs.execute("delete from hueyq_message where queue = ? and state"
+                         " = 'done' and updated_at < ?", (self.name, before))
+            return curs.rowcount
+
+    def message_data(self, handle) -> "bytes | None":
+        """The stored bytes of one message."""
+        rows = self.sql("select data from hueyq_message where id = ?",
+                        (handle,), results=True)
+        return bytes(rows[0][0]) if rows else None
+
+    def annotate(self, handle, last_error: str) -> bool:
+        """Record why a leased message's worker is about to be killed."""
+        with self.db(commit=True) as curs:
+            curs.execute("update hueyq_message set last_error = ? where id = ?"
+                         " and state = 'running'", (last_error, handle))
+            return curs.rowcount == 1
+
+    def leases(self) -> "list[MessageInfo]":
+        """Every leased (running) message of this queue."""
+        return self._infos("state = 'running'", (), "updated_at, id")
+
+    # ------------------------------------------------------------ scheduling
+
+    def promote_due(self, now: "float | None" = None) -> int:
+        """Move scheduled messages whose eta has passed into the queue."""
+        now = time.time() if now is None else now
+        if not self.sql("select 1 from hueyq_message where queue = ? and state"
+                        " = 'scheduled' and eta <= ? limit 1",
+                        (self.name, now), results=True):
+            return 0
+        with self.db(commit=True) as curs:
+            curs.execute("update hueyq_message set state = 'pending',"
+                         " updated_at = ? where queue = ?"
+                         " and state = 'scheduled' and eta <= ?",
+                         (time.time(), self.name, now))
+            moved = curs.rowcount
+        if moved:
+            self.notify()
+        return moved
+
+    def notify(self) -> None:
+        """Wake workers waiting on this queue (one byte into its FIFO)."""
+        with self._notify_lock:
+            if self._notify_fd is None:
+                try:
+                    self._notify_fd = os.open(self._wake_path,
+                                              os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:
+                    return  # No consumer is listening; it polls on start.
+            try:
+                os.write(self._notify_fd, b"\x01")
+            except BlockingIOError:
+                pass  # The FIFO is full: the workers have wake-ups pending.
+            except OSError:
+                os.close(self._notify_fd)
+                self._notify_fd = None
+
+    def wait(self, timeout: float) -> None:
+        """Block until a producer notifies this queue or ``timeout`` passes."""
+        fds = self._listen()
+        if fds is None:
+            time.sleep(timeout)
+            return
+        rfd = fds[0]
+        try:
+            ready, _, _ = select.select([rfd], [], [], timeout)
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while os.read(rfd, 4096):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
+
+    def _listen(self) -> "tuple[int, int] | None":
+        pid = os.getpid()
+        if self._wake_fds is not None and self._wake_pid == pid:
+            return self._wake_fds
+        try:
+            try:
+                os.mkfifo(self._wake_path, 0o660)
+            except FileExistsError:
+                pass
+            if not stat.S_ISFIFO(os.stat(self._wake_path).st_mode):
+                return None
+            rfd = os.open(self._wake_path, os.O_RDONLY | os.O_NONBLOCK)
+            # Holding a write end keeps the reader from seeing hang-ups.
+            wfd = os.open(self._wake_path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+        self._wake_fds, self._wake_pid = (rfd, wfd), pid
+        return self._wake_fds
+
+    def close(self) -> bool:
+        if self._wake_fds is not None and self._wake_pid == os.getpid():
+            for fd in self._wake_fds:
+                os.close(fd)
+        self._wake_fds = None
+        with self._notify_lock:
+            if self._notify_fd is not None:
+                os.close(self._notify_fd)
+                self._notify_fd = None
+        return super().close()
+
+    # ------------------------------------------------------------ listing
+
+    def _infos(self, where: str, params: tuple, order: str,
+               limit: "int | None" = None, offset: int = 0
+               ) -> "list[MessageInfo]":
+        sql = ("select %s from hueyq_message where queue = ? and %s order by %s"
+               % (_INFO_COLUMNS, where, order))
+        if limit is not None:
+            sql += " limit %d offset %d" % (int(limit), int(offset))
+        rows = self.sql(sql, (self.name,) + tuple(params), results=True)
+        return [self._info(row) for row in rows]
+
+    def _info(self, row) -> MessageInfo:
+        meta = json.loads(row[13]) if row[13] else {}
+        return MessageInfo(handle=row[0], queue=self.queue, task_id=row[2],
+                           name=row[3], state=row[4], priority=row[5],
+                           enqueued_at=row[6], updated_at=row[7], eta=row[8],
+                           owner=row[9], redeliveries=row[10],
+                           last_error=row[11], reason=row[12], meta=meta,
+                           size=row[14])
+
+    def find(self, task_id: str) -> "MessageInfo | None":
+        """The message of a job: its lease first, else its newest row."""
+        infos = self._infos("task_id = ?", (task_id,),
+                            "state = 'running' desc, state = 'done', id desc",
+                            limit=1)
+        return infos[0] if infos else None
+
+    def list_messages(self, state: str, limit: int = 50, offset: int = 0
+                      ) -> "list[MessageInfo]":
+        """Messages in ``state``, in the order they will be taken."""
+        return self._infos("state = '%s'" % _check_state(state), (),
+                           _ORDER[state], limit, offset)
+
+    def count(self, state: str) -> int:
+        """Number of messages of this queue in ``state``."""
+        return self.sql("select count(*) from hueyq_message where queue = ?"
+                        " and state = '%s'" % _check_state(state),
+                        (self.name,), results=True)[0][0]
+
+    def counts(self) -> "dict[str, int]":
+        """``{pending, scheduled, running, dead}`` for this queue."""
+        return {state: self.count(state) for state in
+                (PENDING, SCHEDULED, RUNNING, DEAD)}
+
+    # ------------------------------------------------------------ control
+
+    def cancel(self, task_id: str, reason: str = "cancelled"
+               ) -> "list[MessageInfo]":
+        """Move a pending or scheduled job's messages to ``dead``."""
+        return self._move("task_id = ? and state in ('pending', 'scheduled')",
+                          (task_id,), DEAD, reason)
+
+    def drain(self, reason: str = "drained") -> "list[MessageInfo]":
+        """Move every pending and scheduled message to ``dead``."""
+        return self._move("state in ('pending', 'scheduled')", (), DEAD,
+                          reason)
+
+    def revive(self, task_id: str) -> "MessageInfo | None":
+        """Put a dead job's newest message back into the queue."""
+        moved = self._move("id = (select id from hueyq_message where queue = ?"
+                           " and task_id = ? and state = 'dead'"
+                           " order by id desc limit 1)",
+                           (self.name, task_id), PENDING, None)
+        return moved[0] if moved else None
+
+    def _move(self, where: str, params: tuple, state: str,
+              reason: "str | None") -> "list[MessageInfo]":
+        now = time.time()
+        reset = ", redeliveries = 0, last_error = null" if state == PENDING \
+            else ""
+        with self.db(commit=True) as curs:
+            curs.execute("update hueyq_message set state = ?, reason = ?,"
+                         " owner = null, updated_at = ?%s where queue = ? and %s"
+                         " returning %s" % (reset, where, _INFO_COLUMNS),
+                         (state, reason, now, self.name) + tuple(params))
+            rows = curs.fetchall()
+        if state == PENDING and rows:
+            self.notify()
+        return [self._info(row) for row in rows]
+
+    def purge_dead(self, before: float, keep: int) -> int:
+        """Delete dead messages older than ``before`` or beyond the newest
+        ``keep``."""
+        with self.db(commit=True) as curs:
+            curs.execute("delete from hueyq_message where queue = ? and state ="
+                         " 'dead' and (updated_at < ? or id in (select id from"
+                         " hueyq_message where queue = ? and state = 'dead'"
+                         " order by updated_at desc limit -1 offset ?))",
+                         (self.name, before, self.name, keep))
+            return curs.rowcount
+
+    # ------------------------------------------------------------ flags
+
+    def set_flag(self, name: str, value: dict) -> None:
+        """Set a flag of this queue, such as ``paused:user``."""
+        self.sql("insert or replace into hueyq_flag (queue, name, value)"
+                 " values (?, ?, ?)", (self.name, name, json.dumps(value)),
+                 commit=True)
+
+    def clear_flag(self, name: str) -> bool:
+        """Remove a flag; True if it was set."""
+        with self.db(commit=True) as curs:
+            curs.execute("delete from hueyq_flag where queue = ? and name = ?",
+                         (self.name, name))
+            cleared = curs.rowcount > 0
+        if cleared and name.startswith(PAUSE_PREFIX):
+            self.notify()
+        return cleared
+
+    def flags(self) -> "dict[str, dict]":
+        """Every flag of this queue."""
+        rows = self.sql("select name, value from hueyq_flag where queue = ?",
+                        (self.name,), results=True)
+        return {name: json.loads(value) for name, value in rows}
+
+    # ------------------------------------------------------------ records
+
+    def put_record(self, key: str, value: dict, ttl: "float | None" = None
+                   ) -> None:
+        """Store a small JSON document for the whole app, with a lifetime."""
+        expires = time.time() + ttl if ttl else None
+        self.sql("insert or replace into hueyq_record (key, value, expires)"
+                 " values (?, ?, ?)",
+                 ("%s:%s" % (self.app_name, key), json.dumps(value), expires),
+                 commit=True)
+
+    def records(self, prefix: str = "") -> "dict[str, dict]":
+        """Live records of this app whose key starts with ``prefix``."""
+        start = "%s:%s" % (self.app_name, prefix)
+        rows = self.sql("select key, value from hueyq_record where key >= ? and"
+                        " key < ? and (expires is null or expires > ?)",
+                        (start, start + "\uffff", time.time()), results=True)
+        cut = len(self.app_name) + 1
+        return {key[cut:]: json.loads(value) for key, value in rows}
+
+    def delete_record(self, key: str) -> None:
+        """Remove a record of this app."""
+        self.sql("delete from hueyq_record where key = ? or (expires is not"
+                 " null and expires < ?)",
+                 ("%s:%s" % (self.app_name, key), time.time()), commit=True)
+
+    # ------------------------------------------------------------ health
+
+    def health(self, **_: object) -> "list[Finding]":
+        """Journal mode, synchronous level, file location, WAL and free disk."""
+        findings = []
+        mode = self.sql("pragma journal_mode", results=True)[0][0]
+        sync = self.sql("pragma synchronous", results=True)[0][0]
+        findings.append(Finding("ok" if mode == "wal" else "error",
+                                "sqlite.journal_mode",
+                                "journal_mode=%s%s" % (mode, "" if mode == "wal"
+                                                       else " (expected wal)")))
+        findings.append(Finding("ok" if sync >= 2 else "error",
+                                "sqlite.synchronous",
+                                "synchronous=%s" % {0: "OFF", 1: "NORMAL",
+                                                    2: "FULL", 3: "EXTRA"}
+                                .get(sync, sync)))
+        findings.append(Finding("ok", "sqlite.file", "database %s (%s)"
+                                % (self.filename, _size_of(self.filename))))
+        wal = self.filename + "-wal"
+        wal_size = os.path.getsize(wal) if os.path.exists(wal) else 0
+        findings.append(Finding("warning" if wal_size > 256 << 20 else "ok",
+                                "sqlite.wal", "WAL %s" % format_size(wal_size)))
+        usage = shutil.disk_usage(os.path.dirname(self.filename))
+        level = "error" if usage.free < 64 << 20 else (
+            "warning" if usage.free < 1 << 30 else "ok")
+        findings.append(Finding(level, "disk.free", "%s free on the "
+                                "backend's disk" % format_size(usage.free)))
+        return findings
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file (when idle)."""
+        self.sql("pragma wal_checkpoint(truncate)")
+
+    def ping(self) -> None:
+        """Raise BackendUnavailable unless the database answers."""
+        try:
+            self.sql("select 1", results=True)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable("SQLite backend %s: %s"
+                                     % (self.filename, exc)) from None
+
+    def describe(self) -> str:
+        """Where this backend lives, for humans."""
+        return "SQLite file %s" % self.filename
+
+
+def _check_state(state: str) -> str:
+    if state not in _ORDER:
+        raise ValueError("unknown state %r" % (state,))
+    return state
+
+
+def _size_of(path: str) -> str:
+    try:
+        return format_size(os.path.getsize(path))
+    except OSError as exc:
+        return "unreadable: %s" % errno.errorcode.get(exc.errno, exc.errno)

@@ -1,0 +1,541 @@
+"""The App: the user's handle on one profile's queues, tasks and jobs.
+
+An App holds one :class:`QueueHuey` per enabled queue, all on one backend and
+named ``<app>.<queue>``, sharing one task registry so any consumer can run
+any task (a route change never strands queued messages). ``@app.task`` is
+huey's decorator with a ``queue=`` (or a route from the profile) and two
+settings of hueyq's own: ``time_limit`` (a hard limit for process workers)
+and ``memory`` (what the task needs, for admission).
+
+Job state lives in two places: the backend knows the live states (pending,
+scheduled, running, dead messages) and the store knows the history.
+:meth:`App.job` and :meth:`App.jobs` merge the two, so a job enqueued a
+moment ago is visible as pending before any consumer has seen it.
+"""
+
+import fnmatch
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+import huey
+from huey.api import Huey, Task
+from huey.exceptions import HueyException
+from huey.registry import Registry
+
+from hueyq import backends, defaults
+from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
+from hueyq.envelope import EnvelopeSerializer, epoch
+from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
+                              JobNotFound, QueueNotFound)
+from hueyq.profile import Profile, load_profile, select
+from hueyq.store import FINISHED, REASON_STATE, Job, Store
+from hueyq.units import parse_duration, parse_size
+
+logger = logging.getLogger("hueyq.app")
+
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "key", "auth",
+                 "credential")
+
+
+def backend_errors() -> tuple:
+    """Exception classes that mean the backend could not be reached."""
+    import sqlite3
+    errors = [sqlite3.Error, OSError]
+    try:
+        from redis.exceptions import RedisError
+        errors.append(RedisError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+class QueueHuey(Huey):
+    """huey for one queue of an App."""
+
+    def __init__(self, app: "App", queue: str, storage_options: dict) -> None:
+        self.app = app
+        self.queue = queue
+        self._storage_options = storage_options
+        super().__init__("%s.%s" % (app.name, queue), results=True,
+                         store_none=False, utc=True,
+                         serializer=app.serializer,
+                         store_intermediate_errors=False)
+        self._registry = app.registry
+
+    def get_storage(self, **kwargs: Any):
+        return backends.open_storage(self.app.profile.backend.url,
+                                     self.app.name, self.queue,
+                                     **self._storage_options)
+
+    def serialize_task(self, task: Task) -> bytes:
+        message = self._registry.create_message(task)
+        cls = type(task)
+        header = {"id": task.id, "name": message.name, "eta": epoch(task.eta),
+                  "t": time.time()}
+        for attr in ("time_limit", "memory"):
+            value = getattr(cls, attr, None)
+            if value:
+                header[attr] = value
+        if self.app.profile.store.args_preview:
+            header["args"] = args_preview(task.args, task.kwargs)
+        return self.serializer.serialize_with_header(message, header)
+
+    def enqueue(self, task):
+        home = getattr(type(task), "queue", None)
+        if isinstance(task, Task) and home and home != self.queue \
+                and home in self.app.queues:
+            return self.app.huey(home).enqueue(task)
+        try:
+            return super().enqueue(task)
+        except backend_errors() as exc:
+            raise BackendUnavailable("cannot enqueue on %s: %s"
+                                     % (self.storage.describe(), exc)) from None
+
+    def read_periodic(self, timestamp):
+        return [task for task in super().read_periodic(timestamp)
+                if getattr(type(task), "queue", None) == self.queue]
+
+
+def args_preview(args: tuple, kwargs: dict, limit: int = 200) -> str:
+    """A short repr of task arguments with secret-looking keywords hidden."""
+    shown = {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v)
+             for k, v in kwargs.items()}
+    try:
+        text = ", ".join([repr(a) for a in args] +
+                         ["%s=%r" % kv for kv in shown.items()])
+    except Exception:  # a repr() of user data may raise anything
+        text = "<unrepresentable>"
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+class App:
+    """One profile's queues, tasks and jobs.
+
+    ``profile`` is a built-in name, a path to a .toml file, or a Profile;
+    ``--profile`` (through HUEYQ_PROFILE) wins over it.
+    """
+
+    queue_huey_class = QueueHuey
+
+    def __init__(self, profile: "str | Profile | None" = None,
+                 name: "str | None" = None, *,
+                 overrides: "dict | None" = None,
+                 require_secret: bool = True) -> None:
+        if isinstance(profile, Profile):
+            self.profile = profile
+        else:
+            self.profile = load_profile(select(profile), overrides=overrides)
+        self.name = name or self.profile.app_name
+        security = self.profile.security
+        if require_secret and security.require_secret and not security.secret:
+            raise ConfigurationError(
+                "%s: security.secret: profile %s requires a secret to sign "
+                "messages; set HUEYQ_SECRET" % (self.profile.source,
+                                                self.profile.name))
+        self.serializer = EnvelopeSerializer(
+            secret=security.secret, max_size=security.max_message_size,
+            compression=security.compression,
+            encryption_keys=security.encryption_keys)
+        self.registry = Registry()
+        self._store: "Store | None" = None
+        self._lock = threading.Lock()
+        options = self._storage_options()
+        self._hueys = {q: self.queue_huey_class(self, q, options)
+                       for q in self.profile.queue_names}
+
+    def __repr__(self) -> str:
+        return "<hueyq.App %s profile=%s>" % (self.name, self.profile.name)
+
+    def _storage_options(self) -> dict:
+        url = self.profile.backend.url
+        if url.split(":", 1)[0].lower() in ("redis", "rediss", "unix"):
+            try:
+                from redis import ConnectionPool
+            except ImportError:
+                raise ConfigurationError("%s: backend.url: the Redis backend "
+                                         "needs redis-py: pip install "
+                                         "'hueyq[redis]'"
+                                         % self.profile.source) from None
+            return {"connection_pool": ConnectionPool.from_url(
+                url, health_check_interval=30, socket_keepalive=True)}
+        return {}
+
+    # ------------------------------------------------------------ structure
+
+    @property
+    def queues(self) -> "tuple[str, ...]":
+        """Names of the enabled queues, highest priority first."""
+        return tuple(self._hueys)
+
+    def huey(self, queue: str) -> QueueHuey:
+        """The huey instance of ``queue``."""
+        try:
+            return self._hueys[queue]
+        except KeyError:
+            raise QueueNotFound("no queue %r in profile %s (queues: %s)"
+                                % (queue, self.profile.name,
+                                   ", ".join(self.queues))) from None
+
+    def storage(self, queue: str):
+        """The backend storage of ``queue``."""
+        return self.huey(queue).storage
+
+    @property
+    def any_storage(self):
+        """A storage for app-wide records (the first queue's)."""
+        return next(iter(self._hueys.values())).storage
+
+    @property
+    def store(self) -> Store:
+        """The job store, opened on first use."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = Store(self.profile.store.url, self.name)
+        return self._store
+
+    @property
+    def host_id(self) -> str:
+        """This host's id in lease owners."""
+        return self.profile.host_id
+
+    def close(self) -> None:
+        """Close backend connections and the store."""
+        for h in self._hueys.values():
+            h.storage.close()
+        if self._store is not None:
+            self._store.close()
+
+    # ------------------------------------------------------------ tasks
+
+    def task(self, queue: "str | Callable | None" = None, *, retries: int = 0,
+             retry_delay: "float | str" = 0, retry_backoff: float = 0,
+             priority: "int | None" = None, timeout: "float | str | None" = None,
+             expires: "float | str | None" = None,
+             time_limit: "float | str | None" = None,
+             memory: "int | str | None" = None, name: "str | None" = None,
+             context: bool = False, **kwargs: Any):
+        """Decorate a function as a task (huey's ``task`` plus a queue)."""
+        if callable(queue):
+            return self.task()(queue)
+
+        def decorator(func):
+            q = self._route(func, name, queue)
+            return self.huey(q).task(
+                retries=retries, retry_delay=_seconds(retry_delay),
+                retry_backoff=retry_backoff, priority=priority,
+                timeout=_seconds(timeout), expires=_seconds(expires),
+                name=name, context=context, queue=q,
+                **_limits(time_limit, memory), **kwargs)(func)
+        return decorator
+
+    def periodic_task(self, validate_datetime: Callable, queue: "str | None"
+                      = None, *, retries: int = 0, retry_delay: float = 0,
+                      priority: "int | None" = None,
+                      timeout: "float | str | None" = None,
+                      time_limit: "float | str | None" = None,
+                      memory: "int | str | None" = None,
+                      name: "str | None" = None, **kwargs: Any):
+        """Decorate a function to run on a schedule (huey's crontab)."""
+        def decorator(func):
+            q = self._route(func, name, queue)
+            return self.huey(q).periodic_task(
+                validate_datetime, retries=retries,
+                retry_delay=_seconds(retry_delay), priority=priority,
+                timeout=_seconds(timeout), name=name, queue=q,
+                **_limits(time_limit, memory), **kwargs)(func)
+        return decorator
+
+    def _route(self, func: Callable, name: "str | None",
+               queue: "str | None") -> str:
+        if queue is not None:
+            self.profile.queue(queue)
+            return queue
+        short = name or func.__name__
+        full = "%s.%s" % (func.__module__, short)
+        routed = self.profile.route(full, short)
+        if routed is not None:
+            return routed
+        if defaults.DEFAULT_QUEUE in self.queues:
+            return defaults.DEFAULT_QUEUE
+        return self.queues[-1]
+
+    def task_names(self) -> "list[str]":
+        """Registered task names (``module.name``)."""
+        return sorted(self.registry._registry)
+
+    def task_queue(self, task_name: str) -> "str | None":
+        """The queue a registered task is enqueued on."""
+        cls = self.registry._registry.get(task_name)
+        return getattr(cls, "queue", None) if cls is not None else None
+
+    def enqueue_raw(self, queue: str, data: bytes,
+                    priority: "float | None" = None) -> None:
+        """Put an already-encoded message on a queue (retry of a kept one)."""
+        try:
+            self.storage(queue).enqueue(data, priority)
+        except backend_errors() as exc:
+            raise BackendUnavailable(str(exc)) from None
+
+    # ------------------------------------------------------------ queries
+
+    def find_message(self, job_id: str) -> "backends.MessageInfo | None":
+        """The backend's newest message for a job, across queues."""
+        found = []
+        for q in self.queues:
+            info = self.storage(q).find(job_id)
+            if info is not None:
+                if info.state == RUNNING:
+                    return info
+                found.append(info)
+        found.sort(key=lambda i: i.updated_at or 0, reverse=True)
+        return found[0] if found else None
+
+    def job(self, job_id: str, history: bool = True) -> Job:
+        """One job, wherever it is; JobNotFound if it is nowhere."""
+        row = self.store.get(job_id)
+        message = self.find_message(job_id)
+        if row is None and message is None:
+            raise JobNotFound("no job %r" % job_id)
+        job = merge_job(row, message)
+        if job.state == "complete":
+            job = _replace(job, result=self._peek_result(job))
+        if history:
+            job = _replace(job, history=tuple(self.store.history(job_id)))
+        return job
+
+    def _peek_result(self, job: Job) -> Any:
+        try:
+            return self.huey(job.queue).get(job.id, peek=True)
+        except (QueueNotFound, HueyException, ValueError) as exc:
+            logger.debug("no result for %s: %s", job.id, exc)
+            return None
+
+    def jobs(self, queue: "str | None" = None, state: "str | None" = None,
+             limit: int = 50, before: "float | None" = None,
+             offset: int = 0) -> "list[Job]":
+        """Jobs newest first. pending, scheduled and running come from the
+        backend (``offset`` pages them, in the order they will run); other
+        states and None come from the store (``before`` pages them)."""
+        queues = [queue] if queue else list(self.queues)
+        if queue is not None:
+            self.huey(queue)
+        if state in (PENDING, SCHEDULED, RUNNING):
+            return self._live_jobs(queues, state, limit, offset)
+        if state is not None and state not in REASON_STATE.values() \
+                and state not in ("retrying", "dead"):
+            from hueyq.store import STATES
+            raise ValueError("unknown state %r (states: %s)"
+                             % (state, ", ".join(STATES)))
+        rows = self.store.jobs(queue=queue, state=state, limit=limit,
+                               before=before, queues=None if queue else queues)
+        return [merge_job(row, None) for row in rows]
+
+    def _live_jobs(self, queues: list, state: str, limit: int,
+                   offset: int) -> "list[Job]":
+        messages = []
+        for q in queues:
+            messages.extend(self.storage(q).list_messages(
+                state, limit=limit + offset, offset=0))
+        if len(queues) > 1:
+            messages.sort(key=lambda m: m.enqueued_at or 0, reverse=True)
+        messages = messages[offset:offset + limit]
+        rows = {}
+        if state == RUNNING and messages:
+            for m in messages:
+                row = self.store.get(m.task_id)
+                if row is not None:
+                    rows[m.task_id] = row
+        return [merge_job(rows.get(m.task_id), m) for m in messages]
+
+    def queue_stats(self, window: float = 3600.0) -> "dict[str, dict]":
+        """Per queue: pending, scheduled, running, dead, paused (and by whom),
+        completed and failed in the window, success rate, mean and p95 run
+        time."""
+        stats = {}
+        for q in self.queues:
+            storage = self.storage(q)
+            counts = storage.counts()
+            flags = storage.flags()
+            paused_by = sorted(n.split(":", 1)[1] for n in flags
+                               if n.startswith(backends.PAUSE_PREFIX))
+            config = self.profile.queues[q]
+            stats[q] = dict(counts, paused=bool(paused_by),
+                            paused_by=paused_by,
+                            pauses={n.split(":", 1)[1]: v
+                                    for n, v in flags.items()
+                                    if n.startswith(backends.PAUSE_PREFIX)},
+                            priority=config.priority, workers=config.workers,
+                            worker_type=config.worker_type)
+        recent = self.store.window(time.time() - window, self.queues)
+        for q, figures in recent.items():
+            done = figures["complete"] + figures["failed"] + figures["dead"]
+            stats[q].update(
+                completed=figures["complete"], failed=figures["failed"],
+                dead_recent=figures["dead"],
+                cancelled=figures["cancelled"],
+                success_rate=(figures["complete"] / done) if done else None,
+                mean_runtime=figures["mean_runtime"],
+                p95_runtime=figures["p95_runtime"])
+        return stats
+
+    def runtimes(self) -> "list[dict]":
+        """Status records of the supervisors running this app, newest first."""
+        records = self.any_storage.records("runtime:")
+        out = []
+        now = time.time()
+        for key, record in records.items():
+            age = now - record.get("heartbeat", 0)
+            record = dict(record, age=age,
+                          alive=age < 3 * record.get("interval", 1.0) + 2)
+            out.append(record)
+        out.sort(key=lambda r: r.get("heartbeat", 0), reverse=True)
+        return out
+
+    def workers(self) -> "list[dict]":
+        """Every worker process of every live runtime, with its current jobs
+        (a thread consumer is one process running several jobs)."""
+        by_pid: "dict[tuple, list]" = {}
+        for q in self.queues:
+            for lease in self.storage(q).leases():
+                by_pid.setdefault((lease.host, lease.pid), []).append(
+                    {"id": lease.task_id, "task": lease.name,
+                     "worker": lease.worker, "started_at": lease.updated_at})
+        out = []
+        for runtime in self.runtimes():
+            if not runtime["alive"]:
+                continue
+            for worker in runtime.get("workers", []):
+                jobs = by_pid.get((runtime["host"], worker["pid"]), [])
+                out.append(dict(worker, host=runtime["host"], jobs=jobs))
+        return out
+
+    # ------------------------------------------------------------ controls
+
+    def pause(self, queue: str, reason: str = "") -> bool:
+        """Stop consumers taking from ``queue``; nothing is discarded."""
+        from hueyq import control
+        return control.pause(self, queue, by="user", reason=reason)
+
+    def resume(self, queue: str) -> bool:
+        """Undo a user's pause of ``queue``."""
+        from hueyq import control
+        return control.resume(self, queue, by="user")
+
+    def drain(self, queue: str) -> int:
+        """Remove every pending job of ``queue`` (recorded as cancelled,
+        reason drained); returns how many."""
+        from hueyq import control
+        return control.drain(self, queue)
+
+    def cancel(self, job_id: str) -> "control.CancelResult":
+        """Cancel a job: pending ones never start, running ones stop."""
+        from hueyq import control
+        return control.cancel(self, job_id)
+
+    def retry(self, job_id: str) -> Job:
+        """Run a failed, cancelled or dead job again."""
+        from hueyq import control
+        return control.retry(self, job_id)
+
+
+def _replace(job: Job, **changes: Any) -> Job:
+    import dataclasses
+    return dataclasses.replace(job, **changes)
+
+
+def merge_job(row: "dict | None", message) -> Job:
+    """A Job from the store's row and the backend's message (either None).
+
+    The backend is right about live states; the store about how a job ended
+    and about a retry waiting in the queue.
+    """
+    if message is None:
+        return _from_row(row)
+    live = message.state
+    finished = row is not None and row["state"] in FINISHED
+    if live == DEAD:
+        state = row["state"] if finished else REASON_STATE.get(message.reason,
+                                                               "dead")
+    elif live == DONE:
+        state = row["state"] if finished else "complete"
+    elif finished and row["updated_at"] >= (message.updated_at or 0):
+        state = row["state"]  # done; its message is about to be acked
+    elif row is not None and row["state"] == "retrying" and live != RUNNING:
+        state = "retrying"
+    else:
+        state = live
+    base = _from_row(row) if row is not None else Job(
+        id=message.task_id, task=message.name, queue=message.queue,
+        state=state)
+    return _replace(
+        base, state=state, queue=message.queue, task=base.task or message.name,
+        priority=message.priority,
+        created_at=base.created_at or message.enqueued_at,
+        redeliveries=max(base.redeliveries, message.redeliveries),
+        worker=message.owner if live == RUNNING else base.worker,
+        started_at=message.updated_at if live == RUNNING else base.started_at,
+        eta=message.eta, reason=base.reason or message.reason,
+        error=base.error or message.last_error,
+        args=base.args or message.meta.get("args"),
+        has_payload=base.has_payload or live == DEAD,
+        finished_at=base.finished_at or (message.updated_at if live == DONE
+                                         else None))
+
+
+def _from_row(row: dict) -> Job:
+    worker = row.get("worker")
+    if worker and row.get("host"):
+        worker = "%s:%s:%s" % (row["host"], row.get("pid"), worker)
+    return Job(id=row["id"], task=row["task"], queue=row["queue"],
+               state=row["state"], attempts=row["attempts"],
+               redeliveries=row["redeliveries"], priority=row["priority"],
+               progress=row["progress"], message=row["message"],
+               error=row["error"] or None, traceback=row["traceback"] or None,
+               reason=row["reason"] or None, created_at=row["enqueued_at"],
+               started_at=row["started_at"], finished_at=row["finished_at"],
+               updated_at=row["updated_at"], duration=row["duration"],
+               worker=worker, args=row["args"],
+               has_payload=row.get("payload") is not None)
+
+
+def _seconds(value: "float | str | None") -> "float | None":
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return parse_duration(value)
+
+
+def _limits(time_limit: "float | str | None",
+            memory: "int | str | None") -> dict:
+    out = {}
+    if time_limit is not None:
+        out["time_limit"] = _seconds(time_limit)
+    if memory is not None:
+        out["memory"] = parse_size(memory)
+    return out
+
+
+def load_app(spec: str) -> App:
+    """Import ``module[:attr]`` and return the App there (attr ``app``)."""
+    import importlib
+    import os
+    import sys
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ConfigurationError("--app: cannot import %r (no module "
+                                     "named %r)" % (module_name, exc.name)) \
+                from None
+        raise
+    target = getattr(module, attr, None)
+    if not isinstance(target, App):
+        raise ConfigurationError("--app: %s has no hueyq.App named %r"
+                                 % (module_name, attr))
+    return target

@@ -1,0 +1,435 @@
+"""The ``hueyq`` command line (click).
+
+Every command takes ``--profile`` (a built-in name or a .toml path; it wins
+over HUEYQ_PROFILE and the profile named in code) and, where tasks or a
+custom app name matter, ``--app MODULE[:ATTR]``. Domain errors print one line
+and exit 1; bad arguments and bad profiles exit 2; nothing prints a traceback
+for a user's mistake.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+
+import click
+
+from hueyq import __version__
+from hueyq.exceptions import ConfigurationError, HueyqError
+from hueyq.units import format_duration, format_size
+
+
+class Group(click.Group):
+    """Maps hueyq's errors to one line and an exit status."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            click.echo("hueyq: error: %s" % exc, err=True)
+            ctx.exit(2)
+        except HueyqError as exc:
+            click.echo("hueyq: %s" % exc, err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            ctx.exit(130)
+
+
+def _profile_option(f):
+    def remember(ctx, param, value):
+        if value:
+            from hueyq.profile import is_profile_path
+            os.environ["HUEYQ_PROFILE"] = (os.path.abspath(value)
+                                           if is_profile_path(value) else value)
+        return value
+    return click.option("--profile", "-p", metavar="NAME|FILE",
+                        expose_value=False, is_eager=True, callback=remember,
+                        help="Built-in profile (dev, jetson, server) or a "
+                        ".toml file.")(f)
+
+
+def _app_option(required: bool = False):
+    return click.option("--app", "-a", "app_spec", metavar="MODULE[:ATTR]",
+                        required=required,
+                        help="Module holding the hueyq.App (attribute app).")
+
+
+def _open_app(app_spec: "str | None", require_secret: bool = True):
+    from hueyq.app import App, load_app
+    if app_spec:
+        return load_app(app_spec)
+    return App(require_secret=require_secret)
+
+
+def _json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _table(rows: "list[list]", headers: "list[str]") -> None:
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows])
+              for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _ago(ts: "float | None") -> str:
+    return format_duration(time.time() - ts) + " ago" if ts else "-"
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h",
+                                                                "--help"]})
+@click.version_option(__version__, prog_name="hueyq")
+def main() -> None:
+    """hueyq: priority task queues on huey, with leases, budgets and a UI."""
+
+
+# ---------------------------------------------------------------- run
+
+@main.command()
+@_profile_option
+@_app_option(required=True)
+@click.option("--queues", "-q", metavar="Q1,Q2",
+              help="Run only these queues (default: all enabled).")
+@click.option("--web", is_flag=True, help="Serve the web UI beside the "
+              "runtime.")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log as text or JSON lines (default: text, JSON under "
+              "systemd's journal).")
+def run(app_spec: str, queues: "str | None", web: bool,
+        log_format: "str | None") -> None:
+    """Run the consumers of every queue under one supervisor."""
+    from hueyq import logs
+    from hueyq.runtime.supervisor import Supervisor
+    app = _open_app(app_spec)
+    fmt = logs.choose_format(log_format, app.profile.runtime.log_format)
+    logs.setup(fmt)
+    selected = [q.strip() for q in queues.split(",") if q.strip()] \
+        if queues else None
+    web_command = None
+    if web:
+        web_command = [sys.executable, "-m", "hueyq", "web", "--app",
+                       app_spec]
+    supervisor = Supervisor(app, app_spec, selected, log_format=fmt,
+                            web_command=web_command)
+    sys.exit(supervisor.run())
+
+
+# ---------------------------------------------------------------- status
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(app_spec: "str | None", as_json: bool) -> None:
+    """Queue depths, runtimes and workers."""
+    app = _open_app(app_spec, require_secret=False)
+    stats = app.queue_stats()
+    runtimes = app.runtimes()
+    workers = app.workers()
+    if as_json:
+        _json({"app": app.name, "profile": app.profile.name,
+               "queues": stats, "runtimes": runtimes, "workers": workers})
+        return
+    alive = [r for r in runtimes if r["alive"]]
+    if alive:
+        for r in alive:
+            click.echo("runtime: alive on %s pid %s, up %s, heartbeat %.1fs "
+                       "ago" % (r["host"], r["pid"],
+                                format_duration(time.time() - r["started_at"]),
+                                r["age"]))
+    else:
+        click.echo("runtime: not running")
+    click.echo("backend: %s" % app.any_storage.describe())
+    rows = []
+    for q, s in stats.items():
+        rows.append([q, s["priority"], s["pending"], s["scheduled"],
+                     s["running"], s["dead"],
+                     ",".join(s["paused_by"]) or "-", s["completed"],
+                     s["failed"], _rate(s["success_rate"]),
+                     format_duration(s["p95_runtime"])])
+    _table(rows, ["queue", "prio", "pending", "scheduled", "running", "dead",
+                  "paused", "done/1h", "failed/1h", "success", "p95"])
+    if workers:
+        click.echo("")
+        rows = []
+        for w in workers:
+            jobs = ", ".join("%s (%s, %s)" % (j["id"][:8], j["task"]
+                                               .rsplit(".", 1)[-1],
+                                               format_duration(
+                                                   time.time()
+                                                   - j["started_at"]))
+                             for j in w["jobs"]) or "-"
+            rows.append([w["queue"], w["pid"], w["kind"],
+                         "%s %s" % (format_size(w["memory"]),
+                                    (w.get("memory_kind") or "").upper()),
+                         format_size(w.get("hard_limit")), jobs])
+        _table(rows, ["queue", "pid", "kind", "memory", "hard", "jobs"])
+
+
+def _rate(value: "float | None") -> str:
+    return "-" if value is None else "%.0f%%" % (value * 100)
+
+
+# ---------------------------------------------------------------- jobs
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.option("--queue", "-q", help="Only this queue.")
+@click.option("--state", "-s", help="Only this state (pending, running, "
+              "failed, dead, ...).")
+@click.option("--limit", "-n", default=50, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
+         limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    app = _open_app(app_spec, require_secret=False)
+    try:
+        found = app.jobs(queue=queue, state=state, limit=limit)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if as_json:
+        _json([j.as_dict() for j in found])
+        return
+    if not found:
+        click.echo("no jobs")
+        return
+    rows = [[j.id, j.task.rsplit(".", 1)[-1], j.queue, j.state, j.attempts,
+             "-" if j.progress is None else "%.0f%%" % j.progress,
+             _ago(j.created_at), (j.error or j.reason or "")[:60]]
+            for j in found]
+    _table(rows, ["id", "task", "queue", "state", "attempts", "progress",
+                  "enqueued", "error"])
+
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
+    """Show one job with its history."""
+    app = _open_app(app_spec, require_secret=False)
+    found = app.job(job_id)
+    if as_json:
+        _json(found.as_dict())
+        return
+    for field in ("id", "task", "queue", "state", "attempts", "redeliveries",
+                  "progress", "message", "worker", "reason", "error"):
+        value = getattr(found, field)
+        if value not in (None, ""):
+            click.echo("%-13s %s" % (field + ":", value))
+    for field, label in (("created_at", "enqueued"), ("started_at", "started"),
+                         ("finished_at", "finished")):
+        value = getattr(found, field)
+        if value:
+            click.echo("%-13s %s (%s)" % (label + ":", time.strftime(
+                "%Y-%m-%d %H:%M:%S", time.localtime(value)), _ago(value)))
+    if found.state == "complete":
+        click.echo("%-13s %r" % ("result:", found.result))
+    if found.traceback:
+        click.echo("traceback:\n" + found.traceback.rstrip())
+    if found.history:
+        click.echo("history:")
+        for event in found.history:
+            click.echo("  %s  %-16s %s" % (
+                time.strftime("%H:%M:%S", time.localtime(event["ts"])),
+                event["event"], event["detail"] or ""))
+
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.argument("job_id")
+def cancel(app_spec: "str | None", job_id: str) -> None:
+    """Cancel a job (pending: never runs; running: stopped)."""
+    app = _open_app(app_spec, require_secret=False)
+    click.echo(str(app.cancel(job_id)))
+
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.argument("job_id")
+def retry(app_spec: "str | None", job_id: str) -> None:
+    """Run a failed, cancelled or dead job again."""
+    app = _open_app(app_spec, require_secret=False)
+    found = app.retry(job_id)
+    click.echo("%s %s on %s (attempt %d next)" % (found.id, found.state,
+                                                  found.queue,
+                                                  found.attempts + 1))
+
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.argument("queue")
+@click.option("--reason", default="", help="Shown wherever the pause is.")
+def pause(app_spec: "str | None", queue: str, reason: str) -> None:
+    """Stop consumers taking from QUEUE (nothing is discarded)."""
+    app = _open_app(app_spec, require_secret=False)
+    changed = app.pause(queue, reason=reason)
+    click.echo("%s %s" % (queue, "paused" if changed else "was already "
+                          "paused"))
+
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.argument("queue")
+def resume(app_spec: "str | None", queue: str) -> None:
+    """Undo a pause of QUEUE."""
+    app = _open_app(app_spec, require_secret=False)
+    changed = app.resume(queue)
+    others = app.queue_stats()[queue]["paused_by"]
+    text = "resumed" if changed else "was not paused by a user"
+    if others:
+        text += " (still paused by %s)" % ", ".join(others)
+    click.echo("%s %s" % (queue, text))
+
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.argument("queue")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+def drain(app_spec: "str | None", queue: str, yes: bool) -> None:
+    """Remove every pending job of QUEUE (recorded as cancelled)."""
+    app = _open_app(app_spec, require_secret=False)
+    app.huey(queue)
+    if not yes and sys.stdin.isatty():
+        click.confirm("Cancel every pending job of %s?" % queue, abort=True)
+    click.echo("%s drained: %d jobs cancelled" % (queue, app.drain(queue)))
+
+
+# ---------------------------------------------------------------- profiles
+
+@main.group()
+def profiles() -> None:
+    """List and show profiles."""
+
+
+@profiles.command("list")
+def profiles_list() -> None:
+    """The built-in profiles."""
+    from hueyq.profile import builtin_names, load_profile
+    for name in builtin_names():
+        click.echo("%-8s %s" % (name, load_profile(name, env={}).description))
+
+
+@profiles.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def profiles_show(name: str, as_json: bool) -> None:
+    """The resolved profile NAME (a built-in or a file), secrets redacted."""
+    from hueyq.profile import load_profile
+    profile = load_profile(name)
+    data = profile.as_dict()
+    if as_json:
+        _json(data)
+        return
+    click.echo(_toml(data, _size_keys()))
+
+
+def _size_keys() -> "set[str]":
+    from hueyq import profile as profile_module
+    keys = set()
+    for cls in list(profile_module._SECTIONS.values()) + \
+            [profile_module.QueueConfig]:
+        for f in dataclasses.fields(cls):
+            parse = f.metadata.get("parse")
+            if parse in (profile_module._size, profile_module._opt_size):
+                keys.add(f.name)
+    return keys
+
+
+def _toml(data: dict, sizes: "set[str]") -> str:
+    lines = ["# profile %s (%s)" % (data.pop("profile"), data.pop("source"))]
+    tables = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append("%s = %s" % (key, _toml_value(value)))
+    for key, value in tables:
+        if key == "queues":
+            for qname, queue in value.items():
+                lines += ["", "[queues.%s]" % qname]
+                lines += _toml_items(queue, sizes)
+        elif key == "routes":
+            lines += ["", "[routes]"]
+            lines += ["%s = %s" % (json.dumps(k), json.dumps(v))
+                      for k, v in value.items()]
+        else:
+            lines += ["", "[%s]" % key]
+            lines += _toml_items(value, sizes)
+    return "\n".join(lines)
+
+
+def _toml_items(table: dict, sizes: "set[str]") -> "list[str]":
+    out = []
+    for key, value in table.items():
+        if value is None:
+            out.append("# %s = (not set)" % key)
+            continue
+        line = "%s = %s" % (key, _toml_value(value))
+        if key in sizes and value:
+            line += "  # %s" % format_size(value)
+        out.append(line)
+    return out
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value)
+
+
+# ---------------------------------------------------------------- doctor
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--require-runtime", is_flag=True,
+              help="Treat a missing runtime as an error.")
+def doctor(app_spec: "str | None", as_json: bool,
+           require_runtime: bool) -> None:
+    """Check the backend, store, runtime and profile; exit 1 on errors."""
+    from hueyq import health
+    app = _open_app(app_spec, require_secret=False)
+    report = health.check(app, require_runtime=require_runtime)
+    if as_json:
+        _json(report.as_dict())
+    else:
+        click.echo("profile %s (%s), app %s" % (app.profile.name,
+                                                app.profile.source, app.name))
+        marks = {"ok": "ok   ", "warning": "WARN ", "error": "ERROR"}
+        for finding in report.findings:
+            click.echo("%s %-24s %s" % (marks[finding.level], finding.check,
+                                        finding.message))
+    sys.exit(0 if report.healthy else 1)
+
+
+# ---------------------------------------------------------------- demo
+
+@main.command()
+@_profile_option
+@click.option("--jobs", "count", default=8, show_default=True, type=int,
+              help="Jobs per queue.")
+@click.option("--timeout", default=120.0, show_default=True,
+              help="Give up after this many seconds.")
+def demo(count: int, timeout: float) -> None:
+    """Run the runtime with example tasks on every queue, then report."""
+    from hueyq import demo as demo_module
+    sys.exit(demo_module.main(count, timeout))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""What a running task can ask of hueyq: ``progress()`` and ``current_job()``.
+
+The worker sets the current job for the thread that runs a task. Calling
+``hueyq.progress(pct, message)`` records progress (written at most every
+``store.progress_interval``, the last value always kept) and is the point
+where a cancelled job stops: it raises :class:`hueyq.JobCancelled` once the
+job has been cancelled, and huey's ``TaskTimeout`` once the task is past its
+``timeout``. Outside a task both functions are harmless no-ops.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hueyq.exceptions import JobCancelled
+
+_local = threading.local()
+
+
+@dataclass
+class JobContext:
+    """The job the current thread is running."""
+    id: str
+    task: Any
+    queue: str
+    attempt: int
+    report: Callable[[str, float, "str | None"], None]
+    cancelled: Callable[[], bool]
+    interval: float = 0.5
+    progress: "float | None" = None
+    message: "str | None" = None
+    _last_write: float = field(default=0.0, repr=False)
+    _dirty: bool = field(default=False, repr=False)
+
+    def flush(self) -> None:
+        """Write the last progress if a rate-limited one is still unwritten."""
+        if self._dirty:
+            self.report(self.id, self.progress, self.message)
+            self._dirty = False
+
+
+def current_job() -> "JobContext | None":
+    """The job this thread is running, or None outside a task."""
+    return getattr(_local, "job", None)
+
+
+def set_current(job: "JobContext | None") -> None:
+    """Set (or clear, with None) the job this thread is running."""
+    _local.job = job
+
+
+def progress(percent: float, message: "str | None" = None) -> None:
+    """Record the current task's progress (0-100) and an optional message.
+
+    Raises JobCancelled if the job was cancelled, and huey's TaskTimeout if
+    the task declared a ``timeout`` that has passed.
+    """
+    job = current_job()
+    if job is None:
+        return
+    if not 0 <= percent <= 100:
+        raise ValueError("progress must be between 0 and 100, got %r"
+                         % (percent,))
+    job.progress = float(percent)
+    job.message = None if message is None else str(message)[:500]
+    now = time.monotonic()
+    if now - job._last_write >= job.interval or percent >= 100:
+        job._last_write = now
+        job._dirty = False
+        job.report(job.id, job.progress, job.message)
+    else:
+        job._dirty = True
+    if job.cancelled():
+        raise JobCancelled("cancelled while running")
+    job.task.check_timeout()

@@ -1,0 +1,169 @@
+"""Controls: pause, resume, drain, cancel and retry, from any process.
+
+Every control goes through the backend (so it works from the CLI, the web UI
+or another host) and records what it did in the store. Pausing sets a flag
+that the dequeue itself checks, so nothing new starts once ``pause()``
+returns; nothing queued is touched. A pending job is cancelled by moving its
+message to the dead set, atomically, so it can never start; a running job is
+cancelled by revoking it: a process worker is killed by its supervisor, a
+thread worker stops at its next ``hueyq.progress()`` call.
+"""
+
+import dataclasses
+import time
+
+from huey.utils import Error
+
+from hueyq.backends import DEAD, PAUSE_PREFIX, RUNNING
+from hueyq.exceptions import InvalidState, JobNotFound
+from hueyq.store import FINISHED
+
+#: Job states that ``retry`` accepts.
+RETRYABLE = ("failed", "cancelled", "dead", "expired")
+
+
+@dataclasses.dataclass(frozen=True)
+class CancelResult:
+    """What a cancel did: ``state`` is cancelled or cancelling."""
+    job_id: str
+    state: str
+    detail: str
+
+    def __str__(self) -> str:
+        return "%s %s: %s" % (self.job_id, self.state, self.detail)
+
+
+def _action(app, queue: str, action: str, by: str, reason: str) -> None:
+    app.store.watchdog_event(host=app.host_id, queue=queue, action=action,
+                             reason=("%s: %s" % (by, reason)) if reason else by)
+
+
+def pause(app, queue: str, by: str = "user", reason: str = "",
+          record: bool = True) -> bool:
+    """Pause ``queue`` on behalf of ``by`` (user, memory, memory_limit);
+    False if ``by`` had already paused it. Pauses by different parties are
+    independent: the queue runs again once all are lifted."""
+    storage = app.storage(queue)
+    name = PAUSE_PREFIX + by
+    was = name in storage.flags()
+    storage.set_flag(name, {"by": by, "reason": reason, "since": time.time(),
+                            "host": app.host_id})
+    if not was and record:
+        _action(app, queue, "pause", by, reason)
+    return not was
+
+
+def resume(app, queue: str, by: str = "user", record: bool = True) -> bool:
+    """Lift ``by``'s pause of ``queue``; False if there was none."""
+    cleared = app.storage(queue).clear_flag(PAUSE_PREFIX + by)
+    if cleared and record:
+        _action(app, queue, "resume", by, "")
+    return cleared
+
+
+def drain(app, queue: str) -> int:
+    """Remove every pending and scheduled job of ``queue``; each is recorded
+    as cancelled with reason ``drained``. Returns the count."""
+    moved = app.storage(queue).drain("drained")
+    now = time.time()
+    jobs, events = [], []
+    for info in moved:
+        if not info.task_id:
+            continue
+        jobs.append({"id": info.task_id, "task": info.name, "queue": queue,
+                     "state": "cancelled", "reason": "drained",
+                     "enqueued_at": info.enqueued_at, "finished_at": now,
+                     "updated_at": now, "priority": info.priority})
+        events.append(_event(app, queue, info.task_id, info.name, "drained",
+                             "queue drained", now))
+    app.store.write(jobs, events)
+    _action(app, queue, "drain", "user", "%d jobs" % len(moved))
+    return len(moved)
+
+
+def cancel(app, job_id: str) -> CancelResult:
+    """Cancel a job; see the module docstring for what that means."""
+    now = time.time()
+    for queue in app.queues:
+        moved = app.storage(queue).cancel(job_id, "cancelled")
+        if moved:
+            info = moved[0]
+            app.store.write(
+                [{"id": job_id, "task": info.name, "queue": queue,
+                  "state": "cancelled", "reason": "cancelled",
+                  "enqueued_at": info.enqueued_at, "finished_at": now,
+                  "updated_at": now}],
+                [_event(app, queue, job_id, info.name, "cancelled",
+                        "cancelled before it started", now)])
+            _put_error(app, queue, job_id, "cancelled")
+            return CancelResult(job_id, "cancelled",
+                                "it was %s and will not run" % info.state)
+    message = app.find_message(job_id)
+    if message is not None and message.state == RUNNING:
+        return _cancel_running(app, message, now)
+    row = app.store.get(job_id)
+    if row is not None and row["state"] in FINISHED:
+        raise InvalidState("job %s is already %s" % (job_id, row["state"]))
+    if message is not None:
+        raise InvalidState("job %s is already %s" % (job_id, message.state))
+    raise JobNotFound("no job %r" % job_id)
+
+
+def _cancel_running(app, message, now: float) -> CancelResult:
+    queue = message.queue
+    app.huey(queue).revoke_by_id(message.task_id, revoke_once=True)
+    app.store.write([], [_event(app, queue, message.task_id, message.name,
+                                "cancel-requested", "by user", now)])
+    if app.profile.queues[queue].worker_type == "process":
+        detail = ("running on process worker %s: its supervisor kills the "
+                  "worker and the job ends cancelled" % message.owner)
+    else:
+        detail = ("running on thread worker %s: it stops at its next "
+                  "hueyq.progress() call" % message.owner)
+    return CancelResult(message.task_id, "cancelling", detail)
+
+
+def retry(app, job_id: str):
+    """Run a failed, cancelled, expired or dead job once more (same id)."""
+    row = app.store.get(job_id)
+    message = app.find_message(job_id)
+    if message is not None and message.state != DEAD:
+        raise InvalidState("job %s is %s; only %s jobs can be retried"
+                           % (job_id, message.state, ", ".join(RETRYABLE)))
+    if message is None and row is None:
+        raise JobNotFound("no job %r" % job_id)
+    if row is not None and message is None and row["state"] not in RETRYABLE:
+        raise InvalidState("job %s is %s; only %s jobs can be retried"
+                           % (job_id, row["state"], ", ".join(RETRYABLE)))
+    queue = message.queue if message is not None else row["queue"]
+    huey = app.huey(queue)
+    huey.restore_by_id(job_id)
+    huey.delete(job_id)
+    revived = app.storage(queue).revive(job_id) if message is not None \
+        else None
+    if revived is None:
+        payload = app.store.payload(job_id)
+        if payload is None:
+            raise InvalidState("job %s kept no message to retry (it was "
+                               "purged by retention)" % job_id)
+        app.enqueue_raw(queue, payload)
+    now = time.time()
+    app.store.write([{"id": job_id, "queue": queue, "state": "pending",
+                      "error": "", "traceback": "", "reason": "",
+                      "updated_at": now}],
+                    [_event(app, queue, job_id, row["task"] if row else
+                            message.name, "retried", "retry requested", now)])
+    return app.job(job_id)
+
+
+def _event(app, queue: str, job_id: str, task: str, signal: str,
+           detail: str, ts: float) -> dict:
+    return {"ts": ts, "queue": "%s.%s" % (app.name, queue), "task_id": job_id,
+            "task": task, "signal": signal, "duration": None, "error": detail,
+            "args": None}
+
+
+def _put_error(app, queue: str, job_id: str, error: str) -> None:
+    """Give waiters on the job's result an answer instead of a time-out."""
+    app.huey(queue).put_result(job_id, Error({
+        "error": error, "retries": 0, "traceback": "", "task_id": job_id}))

@@ -1,0 +1,77 @@
+"""Every default value hueyq uses, in one place.
+
+Profiles override these; nothing else in the code base hard-codes a tunable.
+"""
+
+#: Profile used when neither --profile, HUEYQ_PROFILE nor App(...) names one.
+PROFILE = "dev"
+#: Name of the app (the key space in the backend) when the profile sets none.
+APP_NAME = "hueyq"
+#: Queue of a task that names no queue and matches no route.
+DEFAULT_QUEUE = "medium"
+#: Built-in profiles shipped in hueyq/profiles.
+BUILTIN_PROFILES = ("dev", "jetson", "server")
+
+# [runtime]
+#: How long running tasks may finish after SIGTERM before they are handed back.
+GRACE_PERIOD = 30.0
+#: Deliveries lost to a dead worker before a job is dead-lettered as poison.
+MAX_REDELIVERIES = 3
+#: Another host's leases are recovered once its heartbeat stood still this long.
+LEASE_TIMEOUT = 30.0
+#: How often the supervisor publishes its status and checks leases.
+HEARTBEAT_INTERVAL = 1.0
+#: Longest an idle worker sleeps between polls when no wake-up arrives.
+POLL_INTERVAL = 1.0
+#: Longest wait before restarting a consumer that keeps dying.
+RESTART_BACKOFF_MAX = 30.0
+#: A consumer that stayed up this long gets its restart back-off reset.
+RESTART_RESET_AFTER = 60.0
+#: Log format: "text" for a terminal, "json" for JSON lines.
+LOG_FORMAT = "text"
+
+# [memory]
+#: How often the watchdog samples memory.
+MEMORY_INTERVAL = 1.0
+#: System memory floor under which queues are paused (0: off).
+MIN_AVAILABLE = 0
+#: Paused queues resume once available memory is this factor over the floor.
+RESUME_FACTOR = 1.25
+
+# [store]
+#: Jobs and events older than this are deleted by the retention task.
+RETENTION_AGE = 7 * 86400.0
+#: At most this many finished jobs are kept per state.
+RETENTION_COUNT = 100_000
+#: Record a short, redacted preview of task arguments.
+ARGS_PREVIEW = False
+#: Progress of one job is written at most this often.
+PROGRESS_INTERVAL = 0.5
+#: Buffered job and event rows are written at least this often.
+FLUSH_INTERVAL = 0.5
+
+# [web]
+#: Address the web UI binds to.
+WEB_BIND = "127.0.0.1:8787"
+#: gunicorn worker processes of `hueyq web`.
+WEB_WORKERS = 2
+#: gunicorn threads per worker (server-sent event streams hold one each).
+WEB_THREADS = 8
+
+# [security]
+#: Largest message accepted at enqueue and decoded at dequeue.
+MAX_MESSAGE_SIZE = 1024 * 1024
+
+# [queues.*]
+#: Priority of a queue: the watchdog pauses low priorities first.
+QUEUE_PRIORITY = 0
+#: Workers per consumer process.
+QUEUE_WORKERS = 1
+#: "thread" or "process".
+QUEUE_WORKER_TYPE = "thread"
+#: Backlog over which another consumer is started (autoscale).
+QUEUE_SCALE_UP_DEPTH = 100
+#: Backlog over which health reports the queue (0: no alert).
+QUEUE_DEPTH_ALERT = 0
+#: Fraction of GPU memory a worker of a gpu queue may use (0: no cap).
+QUEUE_GPU_MEMORY_FRACTION = 0.0

@@ -1,0 +1,64 @@
+"""Every error hueyq raises on purpose.
+
+One flat hierarchy under :class:`HueyqError`, so callers catch one base class
+and the CLI and web UI map each kind to one exit status or HTTP status.
+"""
+
+from huey.exceptions import CancelExecution
+
+
+class HueyqError(Exception):
+    """Base class of every error hueyq raises on purpose."""
+
+
+class ConfigurationError(HueyqError):
+    """A profile, URL or option is invalid (CLI exit status 2)."""
+
+
+class BackendUnavailable(HueyqError):
+    """The queue backend (SQLite file or Redis) cannot be reached."""
+
+
+class StoreUnavailable(HueyqError):
+    """The job store (SQLite or PostgreSQL) cannot be reached."""
+
+
+class QueueNotFound(HueyqError, KeyError):
+    """No queue of that name is configured in the profile."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class JobNotFound(HueyqError, KeyError):
+    """No job with that id exists in the backend or the store."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class InvalidState(HueyqError):
+    """The job or queue is in a state that does not allow the operation."""
+
+
+class PayloadTooLarge(HueyqError, ValueError):
+    """A message is over the profile's ``security.max_message_size``."""
+
+
+class BadSignature(HueyqError):
+    """A message is unsigned or its signature does not match the secret."""
+
+
+class Undecodable(HueyqError):
+    """A message cannot be decoded (not an envelope, corrupt, bad pickle)."""
+
+
+class JobCancelled(HueyqError, CancelExecution):
+    """Raised inside a running task by ``hueyq.progress()`` once cancelled.
+
+    It is huey's ``CancelExecution`` with ``retry=False``, so huey ends the
+    task without retrying it.
+    """
+
+    def __init__(self, msg: str = "cancelled") -> None:
+        CancelExecution.__init__(self, msg, retry=False)

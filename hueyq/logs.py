@@ -1,0 +1,91 @@
+"""Logging: plain text for a terminal, JSON lines for machines.
+
+Every process of a runtime logs through :func:`setup`. A record may carry
+``queue``, ``job_id``, ``task`` and ``attempt`` (the worker passes them as
+``extra``), and the text format shows them as ``key=value``. JSON lines are
+chosen with ``--log-format json`` or ``runtime.log_format = "json"``, and by
+default under systemd's journal (``JOURNAL_STREAM`` is set).
+"""
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+
+_FIELDS = ("queue", "job_id", "task", "attempt")
+
+
+class _Context(logging.Filter):
+    def __init__(self, queue: "str | None") -> None:
+        super().__init__()
+        self.queue = queue
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.queue and not getattr(record, "queue", None):
+            record.queue = self.queue
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-11-22 10:00:00 INFO  hueyq.worker: message queue=high job=...``"""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                         "%Y-%m-%d %H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = ["%s=%s" % ("job" if f == "job_id" else f, getattr(record, f))
+                  for f in _FIELDS if getattr(record, f, None) is not None]
+        if extras:
+            first, nl, rest = line.partition("\n")
+            line = "%s %s%s%s" % (first, " ".join(extras), nl, rest)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the task fields when present."""
+
+    host = socket.gethostname()
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": round(record.created, 6),
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S",
+                                     time.gmtime(record.created)),
+               "level": record.levelname, "logger": record.name,
+               "message": record.getMessage(), "pid": record.process,
+               "host": self.host}
+        for f in _FIELDS:
+            value = getattr(record, f, None)
+            if value is not None:
+                doc[f] = value
+        if record.exc_info:
+            doc["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def choose_format(requested: "str | None", profile_format: str = "text") -> str:
+    """The log format: explicit request, else journal -> json, else profile."""
+    if requested:
+        return requested
+    if os.environ.get("JOURNAL_STREAM") and profile_format == "text":
+        return "json"
+    return profile_format
+
+
+def setup(fmt: str = "text", level: "str | int | None" = None,
+          queue: "str | None" = None, stream=None) -> None:
+    """Configure the root logger of this process."""
+    level = level or os.environ.get("HUEYQ_LOG_LEVEL", "INFO")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_Context(queue))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level if isinstance(level, int) else level.upper())
+    # huey logs every task at INFO; hueyq's worker logs them with job fields.
+    logging.getLogger("huey").setLevel(logging.WARNING)

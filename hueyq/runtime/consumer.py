@@ -1,0 +1,480 @@
+"""One queue's consumer process: huey's Consumer with hueyq's leasing worker.
+
+``python -m hueyq.runtime.consumer --app MODULE[:ATTR] --queue Q`` is what
+the supervisor starts for each queue. It runs huey's ``Consumer`` (workers,
+scheduler, health checks, graceful signals) with two of its extension points
+replaced: :class:`Worker`, which takes messages as leases and acks them only
+when execution has ended, and :class:`Scheduler`, which enqueues each
+periodic task once per minute even with several consumers or hosts.
+
+A worker never loses a message: undecodable ones, unknown tasks and bad
+signatures are dead-lettered with the original bytes; a task that ends in
+failure or cancellation keeps its message so it can be retried; a task
+interrupted by shutdown is handed back. The ack of a finished task rides in
+the worker's next lease transaction.
+"""
+
+import argparse
+import ctypes
+import datetime
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from huey import consumer as huey_consumer
+from huey import signals as S
+from huey.exceptions import HueyException
+from huey.utils import Error
+
+from hueyq import context as job_context
+from hueyq import logs
+from hueyq.backends import DEAD
+from hueyq.envelope import peek_header
+from hueyq.exceptions import (BadSignature, ConfigurationError, HueyqError,
+                              PayloadTooLarge, Undecodable)
+from hueyq.runtime.gpu import GpuLane
+from hueyq.store import JobRecorder
+
+logger = logging.getLogger("hueyq.worker")
+
+_PR_SET_PDEATHSIG = 1
+_ERRORS = (S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT, S.SIGNAL_LOCKED,
+           S.SIGNAL_RATE_LIMITED)
+_trail = threading.local()
+
+
+def die_with_parent(sig: int) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        logger.debug("prctl(PR_SET_PDEATHSIG) is not available here")
+
+
+def collect_signal(signal_name: str, task, *args: Any) -> None:
+    """huey signal receiver: note what happened to the running task."""
+    trail = getattr(_trail, "signals", None)
+    if trail is None or getattr(_trail, "task_id", None) != task.id:
+        return
+    exc = args[0] if args else sys.exc_info()[1]
+    trail.append((signal_name, exc))
+
+
+def outcome_of(trail: "list[tuple[str, Any]]") -> "tuple[str, Any, Any, Any]":
+    """(job state, ack outcome, dead reason, exception) from huey's signals."""
+    signals = [name for name, _ in trail]
+    exc = next((e for name, e in trail if name in _ERRORS and e is not None),
+               None)
+    if S.SIGNAL_RETRYING in signals:
+        return "retrying", None, None, exc
+    if S.SIGNAL_COMPLETE in signals:
+        return "complete", None, None, None
+    if S.SIGNAL_INTERRUPTED in signals:
+        return "pending", "release", None, None
+    if S.SIGNAL_REVOKED in signals or S.SIGNAL_CANCELED in signals:
+        return "cancelled", DEAD, "cancelled", None
+    if S.SIGNAL_EXPIRED in signals:
+        return "expired", DEAD, "expired", None
+    if S.SIGNAL_SCHEDULED in signals:
+        return "scheduled", None, None, None
+    return "failed", DEAD, "failed", exc
+
+
+def describe_error(exc: Any, signals: "list[str]") -> "tuple[str | None, str | None]":
+    """(error, traceback) of a failed attempt."""
+    if exc is None:
+        if S.SIGNAL_TIMEOUT in signals:
+            return "timeout", None
+        if S.SIGNAL_LOCKED in signals:
+            return "task lock held", None
+        return None, None
+    tb = "".join(traceback.format_exception(type(exc), exc,
+                                            exc.__traceback__))
+    return repr(exc), tb
+
+
+@dataclass
+class WorkerContext:
+    """What every worker of one consumer shares."""
+    app: Any
+    queue: str
+    recorder: JobRecorder
+    host: str
+    poll_interval: float
+    progress_interval: float
+    worker_type: str
+    gpu: bool
+    gpu_memory_fraction: float
+    parent_pid: int
+    thread_gpu: Any = None
+
+
+class Worker(huey_consumer.Worker):
+    """huey's Worker, taking messages as leases and recording each job."""
+
+    def __init__(self, huey, stop_flag, default_delay, max_delay, backoff,
+                 max_tasks=None, context: "WorkerContext | None" = None):
+        super().__init__(huey, stop_flag, default_delay, max_delay, backoff,
+                         max_tasks)
+        self.ctx = context
+        self.storage = huey.storage
+        self.owner = None
+        self.name = None
+        self._ack = None
+        self._recycle = False
+        self._gpu = None
+        self._failures = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def initialize(self) -> None:
+        if self.ctx.worker_type == "process":
+            self.name = multiprocessing.current_process().name
+            die_with_parent(signal.SIGKILL)
+            if os.getppid() != self.ctx.parent_pid:
+                os._exit(0)
+            signal.signal(signal.SIGUSR1, self._request_recycle)
+            if self.ctx.gpu:
+                self._gpu = GpuLane(self.ctx.gpu_memory_fraction)
+                self._gpu.start()
+        else:
+            self.name = threading.current_thread().name
+            self._gpu = self.ctx.thread_gpu
+        self.owner = "%s:%d:%s" % (self.ctx.host, os.getpid(), self.name)
+        self._recover_own_leases()
+        super().initialize()
+
+    def _request_recycle(self, signum, frame) -> None:
+        self._recycle = True
+
+    def _recover_own_leases(self) -> None:
+        # A worker thread that died left leases under the owner name its
+        # replacement now takes; they go back to the queue.
+        try:
+            for lease in self.storage.leases():
+                if lease.owner == self.owner:
+                    self.storage.requeue(lease.handle, "worker thread died",
+                                         max_redeliveries=self.ctx.app.profile
+                                         .runtime.max_redeliveries)
+        except Exception:
+            self._logger.exception("could not recover this worker's leases")
+
+    def shutdown(self) -> None:
+        if self._ack is not None:
+            try:
+                self.storage.ack(*self._ack)
+                self._ack = None
+            except Exception:
+                self._logger.exception("final ack failed; the lease will be "
+                                       "recovered")
+        super().shutdown()
+
+    # ------------------------------------------------------------ the loop
+
+    def loop(self, now=None) -> None:
+        if self._recycle:
+            self._logger.info("recycling worker %s (memory)", self.owner)
+            raise huey_consumer.WorkerRecycle()
+        try:
+            lease = self.storage.lease(self.owner, self._ack)
+        except Exception:
+            self._failures += 1
+            if self._failures == 1 or self._failures % 60 == 0:
+                self._logger.exception("cannot take from the backend (%d "
+                                       "failures); retrying", self._failures)
+            self.sleep()
+            return
+        if self._failures:
+            self._logger.info("backend reachable again")
+            self._failures = 0
+        self._ack = None
+        self.delay = self.default_delay
+        if lease is None:
+            self.storage.wait(self.ctx.poll_interval)
+            return
+        self.task_count += 1
+        self.process(lease, now)
+        if self.max_tasks and self.task_count >= self.max_tasks:
+            self._logger.info("worker %s reached max_tasks (%d), recycling",
+                              self.owner, self.max_tasks)
+            raise huey_consumer.WorkerRecycle()
+
+    def process(self, lease, now=None) -> None:
+        """Decode and run one leased message."""
+        try:
+            task = self.huey.deserialize_task(lease.data)
+        except Exception as exc:
+            self.dead_letter(lease, _dead_reason(exc), str(exc))
+            return
+        if lease.last_error and lease.last_error.startswith("killed:"):
+            self.after_kill(task, lease)
+            return
+        self.execute(task, lease, now)
+
+    def execute(self, task, lease, now=None) -> None:
+        """Run a task under huey's execute(), then record and ack it."""
+        started = time.time()
+        header = peek_header(lease.data) or {}
+        name = header.get("name") or _task_name(task)
+        self.ctx.recorder.job(self._start_change(task, lease, name, header,
+                                                 started))
+        job = job_context.JobContext(
+            id=task.id, task=task, queue=self.ctx.queue,
+            attempt=lease.redeliveries + 1, report=self._report_progress,
+            cancelled=lambda: self.storage.has_data_for_key(task.revoke_id),
+            interval=self.ctx.progress_interval)
+        job_context.set_current(job)
+        _trail.signals, _trail.task_id = [], task.id
+        try:
+            self.huey.execute(task, now)
+        except Exception:
+            self._logger.exception("unhandled error executing %s", task.id)
+        finally:
+            trail, _trail.signals = _trail.signals, None
+            job_context.set_current(None)
+            job.flush()
+        state, outcome, reason, exc = outcome_of(trail)
+        self._ack = (lease.handle, outcome, reason)
+        if outcome is None:
+            self.ctx.recorder.done(lease.handle)
+        finished = time.time()
+        error, tb = describe_error(exc, [n for n, _ in trail])
+        self.ctx.recorder.job(_end_change(task.id, state, started, finished,
+                                          error, tb, reason))
+        logger.info("%s %s after %.3fs%s", name, state, finished - started,
+                    " (%s)" % error if error else "",
+                    extra={"queue": self.ctx.queue, "job_id": task.id,
+                           "task": name, "attempt": job.attempt})
+        if self._gpu is not None:
+            self._gpu_report()
+
+    def _start_change(self, task, lease, name, header, started) -> dict:
+        return {"id": task.id, "task": name, "queue": self.ctx.queue,
+                "state": "running", "started_at": started,
+                "updated_at": started, "attempts": 1,
+                "redeliveries": lease.redeliveries, "host": self.ctx.host,
+                "pid": os.getpid(), "worker": self.name, "progress": 0.0,
+                "enqueued_at": header.get("t"), "priority": task.priority or 0,
+                "args": header.get("args")}
+
+    def _report_progress(self, job_id: str, percent: float,
+                         message: "str | None") -> None:
+        self.ctx.recorder.job({"id": job_id, "progress": percent,
+                               "message": message, "updated_at": time.time()})
+
+    def _gpu_report(self) -> None:
+        stats = self._gpu.after_task()
+        if stats is None:
+            return
+        try:
+            self.storage.put_record("gpu:%s:%d" % (self.ctx.host, os.getpid()),
+                                    stats, ttl=120)
+        except Exception:
+            self._logger.exception("could not publish GPU memory figures")
+
+    # ------------------------------------------------------------ endings
+
+    def dead_letter(self, lease, reason: str, detail: str) -> None:
+        """Keep a message that cannot run, with the reason, and record it."""
+        job_id = lease.task_id or "%s-%s-%s" % (reason, self.ctx.queue,
+                                                lease.handle)
+        header = peek_header(lease.data) or {}
+        self.storage.ack(lease.handle, DEAD, reason)
+        now = time.time()
+        self.ctx.recorder.job({
+            "id": job_id, "task": header.get("name") or "", "state": "dead",
+            "queue": self.ctx.queue, "reason": reason, "error": detail,
+            "enqueued_at": header.get("t"), "finished_at": now,
+            "updated_at": now, "payload": bytes(lease.data),
+            "redeliveries": lease.redeliveries})
+        self.ctx.recorder.event(job_id, header.get("name") or "", "dead",
+                                "%s: %s" % (reason, detail))
+        if lease.task_id:
+            self._put_error(lease.task_id, "%s: %s" % (reason, detail))
+        logger.warning("dead-lettered message %s: %s: %s", lease.handle,
+                       reason, detail,
+                       extra={"queue": self.ctx.queue, "job_id": job_id})
+
+    def after_kill(self, task, lease) -> None:
+        """The previous delivery's worker was killed on purpose (memory,
+        time limit): retry if the task has retries left, else fail."""
+        error = lease.last_error
+        now = time.time()
+        if task.retries:
+            self.huey._requeue_task(task, self.huey._get_timestamp())
+            self._ack = (lease.handle, None, None)
+            self.ctx.recorder.done(lease.handle)
+            state = "retrying"
+        else:
+            self._put_error(task.id, error)
+            self._ack = (lease.handle, DEAD, "failed")
+            state = "failed"
+        self.ctx.recorder.job({"id": task.id, "state": state, "error": error,
+                               "traceback": "", "finished_at": now
+                               if state == "failed" else None,
+                               "updated_at": now})
+        self.ctx.recorder.event(task.id, _task_name(task), state, error)
+        logger.warning("%s %s after its worker was %s", _task_name(task),
+                       state, error, extra={"queue": self.ctx.queue,
+                                            "job_id": task.id})
+
+    def _put_error(self, job_id: str, error: str) -> None:
+        try:
+            self.huey.put_result(job_id, Error({
+                "error": error, "retries": 0, "traceback": "",
+                "task_id": job_id}))
+        except HueyqError:
+            self._logger.exception("could not store the error of %s", job_id)
+
+
+def _dead_reason(exc: Exception) -> str:
+    if isinstance(exc, BadSignature):
+        return "bad_signature"
+    if isinstance(exc, PayloadTooLarge):
+        return "too_large"
+    if isinstance(exc, HueyException) and "not found in TaskRegistry" in \
+            str(exc):
+        return "unknown_task"
+    if isinstance(exc, Undecodable):
+        return "undecodable"
+    return "undecodable"
+
+
+def _task_name(task) -> str:
+    cls = type(task)
+    return "%s.%s" % (cls.__module__, cls.__name__)
+
+
+def _end_change(job_id: str, state: str, started: float, finished: float,
+                error: "str | None", tb: "str | None",
+                reason: "str | None") -> dict:
+    change = {"id": job_id, "state": state, "updated_at": finished}
+    if state in ("complete", "failed", "cancelled", "expired"):
+        change.update(finished_at=finished, duration=finished - started)
+    if state == "complete":
+        change.update(progress=100.0, error="", traceback="")
+    elif error is not None:
+        change.update(error=error, traceback=tb or "")
+    if reason is not None:
+        change["reason"] = reason
+    return change
+
+
+class Scheduler(huey_consumer.Scheduler):
+    """huey's Scheduler, enqueueing each periodic task once per minute no
+    matter how many consumers or hosts run the queue."""
+
+    def enqueue_periodic_tasks(self, now) -> None:
+        ts = now or self.huey._get_timestamp()
+        stamp = ts.strftime("%Y%m%d%H%M")
+        storage = self.huey.storage
+        for task in self.huey.read_periodic(ts):
+            name = _task_name(task)
+            if not storage.put_if_empty("periodic:%s:%s" % (name, stamp),
+                                        b"1"):
+                continue
+            for minutes in (2, 3):
+                old = ts - datetime.timedelta(minutes=minutes)
+                storage.delete_data("periodic:%s:%s"
+                                    % (name, old.strftime("%Y%m%d%H%M")))
+            self._logger.info("enqueueing periodic task %s", name)
+            try:
+                self.huey.enqueue(task)
+            except Exception:
+                self._logger.exception("error enqueueing periodic task %s",
+                                       name)
+
+
+class Consumer(huey_consumer.Consumer):
+    """huey's Consumer with hueyq's worker and scheduler."""
+
+    worker_class = Worker
+    scheduler_class = Scheduler
+
+    def __init__(self, huey, context: WorkerContext, **options: Any) -> None:
+        self.context = context
+        super().__init__(huey, **options)
+
+    def _create_worker(self):
+        return self.worker_class(
+            huey=self.huey, stop_flag=self.stop_flag,
+            default_delay=self.default_delay, max_delay=self.max_delay,
+            backoff=self.backoff, max_tasks=self.max_tasks,
+            context=self.context)
+
+
+def run_consumer(app, queue: str, index: int = 0) -> int:
+    """Run one consumer of ``queue`` in this process until it is stopped."""
+    config = app.profile.queue(queue)
+    huey = app.huey(queue)
+    recorder = JobRecorder(huey, app.store,
+                           flush_interval=app.profile.store.flush_interval)
+    recorder.connect()
+    huey.signal()(collect_signal)
+    context = WorkerContext(
+        app=app, queue=queue, recorder=recorder, host=app.host_id,
+        poll_interval=app.profile.runtime.poll_interval,
+        progress_interval=app.profile.store.progress_interval,
+        worker_type=config.worker_type, gpu=config.gpu,
+        gpu_memory_fraction=config.gpu_memory_fraction,
+        parent_pid=os.getpid())
+    if config.gpu and config.worker_type == "thread":
+        context.thread_gpu = GpuLane(config.gpu_memory_fraction)
+        context.thread_gpu.start()
+    consumer = Consumer(
+        huey, context, workers=config.workers, worker_type=config.worker_type,
+        periodic=index == 0, initial_delay=0.1, backoff=1.5, max_delay=5.0,
+        scheduler_interval=1, check_worker_health=True,
+        health_check_interval=1, max_tasks=config.max_tasks or None,
+        shutdown_timeout=app.profile.runtime.grace_period)
+    consumer.run()
+    handed = hand_back(app, queue, os.getpid())
+    if handed:
+        logger.warning("handed %d unfinished tasks back to %s", handed, queue)
+    recorder.close()
+    return 0
+
+
+def hand_back(app, queue: str, pid: int) -> int:
+    """Return this process's leases to the queue (shutdown, not a crash)."""
+    storage = app.storage(queue)
+    prefix = "%s:%d:" % (app.host_id, pid)
+    handles = [lease.handle for lease in storage.leases()
+               if lease.owner and lease.owner.startswith(prefix)]
+    return storage.release(handles)
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    """Entry point of a consumer process (started by the supervisor)."""
+    parser = argparse.ArgumentParser(prog="python -m hueyq.runtime.consumer")
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--log-format", default=None)
+    args = parser.parse_args(argv)
+    supervisor = int(os.environ.get("HUEYQ_SUPERVISOR_PID") or 0)
+    if supervisor:
+        die_with_parent(signal.SIGINT)
+        if os.getppid() != supervisor:
+            return 0
+    logs.setup(logs.choose_format(args.log_format), queue=args.queue)
+    try:
+        from hueyq.app import load_app
+        app = load_app(args.app)
+        app.profile.queue(args.queue)
+    except (ConfigurationError, HueyqError) as exc:
+        logger.error("%s", exc)
+        return 2
+    return run_consumer(app, args.queue, args.index)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""GPU lanes: torch settings for the workers of a queue with ``gpu = true``.
+
+torch is imported lazily, only in the process that runs the tasks (a thread
+consumer, or a process worker after it was forked), so CUDA is never
+initialised in a process that later forks. Without torch or without CUDA the
+lane runs its tasks on the CPU and says so once.
+"""
+
+import logging
+
+logger = logging.getLogger("hueyq.gpu")
+
+
+class GpuLane:
+    """Per-process GPU housekeeping for one worker process."""
+
+    def __init__(self, memory_fraction: float = 0.0) -> None:
+        self.memory_fraction = memory_fraction
+        self.torch = None
+        self.device = "cpu"
+
+    def start(self) -> str:
+        """Import torch, cap this process's GPU memory; returns the device."""
+        try:
+            import torch
+        except ImportError:
+            logger.warning("gpu lane: torch is not installed; tasks run on "
+                           "the CPU (pip install 'hueyq[gpu]')")
+            return self.device
+        self.torch = torch
+        if not torch.cuda.is_available():
+            logger.info("gpu lane: no CUDA device; tasks run on the CPU")
+            return self.device
+        if self.memory_fraction:
+            torch.cuda.set_per_process_memory_fraction(self.memory_fraction)
+        self.device = "cuda:%d" % torch.cuda.current_device()
+        logger.info("gpu lane: %s (%s), memory fraction %s", self.device,
+                    torch.cuda.get_device_name(), self.memory_fraction or "all")
+        return self.device
+
+    @property
+    def cuda(self) -> bool:
+        """Whether this lane runs on a CUDA device."""
+        return self.device != "cpu"
+
+    def after_task(self) -> "dict | None":
+        """Release cached blocks; return this process's GPU memory figures."""
+        if not self.cuda:
+            return None
+        torch = self.torch
+        stats = {"allocated": torch.cuda.memory_allocated(),
+                 "reserved": torch.cuda.memory_reserved(),
+                 "peak": torch.cuda.max_memory_allocated(),
+                 "device": self.device}
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        return stats

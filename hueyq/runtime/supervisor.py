@@ -1,0 +1,628 @@
+"""The supervisor: ``hueyq run``'s main process.
+
+It starts one consumer process per queue (a fresh interpreter, in its own
+session, told to die with its parent), and then, once per tick:
+
+* restarts consumers that died, with exponential back-off;
+* recovers leases whose owner is gone: a dead pid on this host, or another
+  host whose heartbeat has not moved for ``runtime.lease_timeout`` (measured
+  on this host's monotonic clock, so a wall-clock jump recovers nothing);
+* runs the watchdog (memory budgets, time limits, cancellation of process
+  workers, autoscale) and applies its actions;
+* publishes a status record into the backend, and pings systemd.
+
+Signal handlers only set a flag. On SIGTERM or SIGINT it asks every consumer
+to stop gracefully (stop taking work, finish within the grace period, hand
+back the rest), kills what is left after the grace period, hands back any
+lease its processes still hold, and exits 0. A second signal stops at once.
+"""
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+from huey.utils import Error
+
+from hueyq import __version__, control
+from hueyq.backends import DEAD, PENDING
+from hueyq.exceptions import ConfigurationError, StoreUnavailable
+from hueyq.profile import redact_url
+from hueyq.runtime import notify
+from hueyq.runtime.watchdog import (Action, LeaseSample, Proc, Samples,
+                                    Sampler, Watchdog)
+logger = logging.getLogger("hueyq.supervisor")
+
+
+@dataclasses.dataclass
+class Slot:
+    """One consumer process the supervisor keeps running."""
+    queue: str
+    index: int
+    proc: "subprocess.Popen | None" = None
+    started: float = 0.0
+    started_at: float = 0.0
+    restarts: int = 0
+    failures: int = 0
+    next_start: float = 0.0
+    stopping: bool = False
+    recycle: bool = False
+    retire: bool = False
+
+    @property
+    def pid(self) -> "int | None":
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Supervisor:
+    """Runs and watches the consumers of one app on this host."""
+
+    def __init__(self, app, app_spec: str, queues: "list[str] | None" = None,
+                 log_format: "str | None" = None,
+                 web_command: "list[str] | None" = None) -> None:
+        self.app = app
+        self.spec = app_spec
+        self.profile = app.profile
+        self.queues = list(queues or app.queues)
+        for q in self.queues:
+            app.huey(q)
+        self.log_format = log_format
+        self.host = app.host_id
+        self.pid = os.getpid()
+        self.watchdog = Watchdog(self.profile)
+        self.sampler = Sampler()
+        self.slots = [Slot(q, i) for q in self.queues
+                      for i in range(self.profile.queues[q].min_consumers)]
+        self.interval = min(self.profile.runtime.heartbeat_interval,
+                            self.profile.memory.interval)
+        self.started_at = time.time()
+        self.web_command = web_command
+        self.web: "subprocess.Popen | None" = None
+        self._signals: "list[int]" = []
+        self._wake = threading.Event()
+        self._beat = 0
+        self._hosts: "dict[str, tuple]" = {}
+        self._seen: "dict[tuple, float]" = {}
+        self._known_pids: "set[int]" = set()
+        self._samples: "Samples | None" = None
+        self._errors: "dict[str, int]" = {}
+        self._watchdog_ping = notify.watchdog_interval()
+        self._next_sweep = 0.0
+
+    # ------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        """Start the consumers and supervise them until stopped."""
+        self._install_signals()
+        self.preflight()
+        recovered = self.recover()
+        logger.info("hueyq %s: app %s, profile %s (%s)", __version__,
+                    self.app.name, self.profile.name, self.profile.source)
+        logger.info("backend: %s; store: %s",
+                    self.app.any_storage.describe(),
+                    redact_url(self.profile.store.url))
+        logger.info("queues: %s", ", ".join(
+            "%s (%d %s)" % (q, self.profile.queues[q].workers,
+                            self.profile.queues[q].worker_type)
+            for q in self.queues))
+        if recovered:
+            logger.warning("recovered %d leases left by dead workers",
+                           recovered)
+        for slot in self.slots:
+            self._start(slot)
+        if self.web_command:
+            self.web = subprocess.Popen(self.web_command,
+                                        start_new_session=True)
+        notify.notify("READY=1", "STATUS=running %d consumers"
+                      % len(self.slots))
+        next_tick = time.monotonic()
+        while not self._signals:
+            self.tick()
+            next_tick += self.interval
+            delay = next_tick - time.monotonic()
+            if delay < 0:
+                next_tick = time.monotonic()
+                delay = 0
+            self._wake.wait(delay)
+            self._wake.clear()
+        self.shutdown()
+        return 0
+
+    def _install_signals(self) -> None:
+        def handler(signum, frame):
+            self._signals.append(signum)
+            self._wake.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)
+
+    def preflight(self) -> None:
+        """Refuse to start on a backend that would lose tasks."""
+        storage = self.app.any_storage
+        storage.ping()
+        if hasattr(storage, "eviction_policy"):
+            policy = storage.eviction_policy()
+            if policy != "noeviction":
+                message = ("Redis maxmemory-policy is %s, which can silently "
+                           "delete queued tasks; set maxmemory-policy "
+                           "noeviction" % policy)
+                if self.profile.runtime.require_noeviction:
+                    raise ConfigurationError(message)
+                logger.warning("%s", message)
+            if not storage.aof_enabled():
+                logger.warning("Redis runs without AOF (appendonly no): a "
+                               "Redis crash loses recently queued tasks")
+        try:
+            self.app.store.ping()
+        except StoreUnavailable as exc:
+            logger.warning("%s; job records are buffered until it answers",
+                           exc)
+
+    def tick(self) -> None:
+        """One round of supervision."""
+        now = time.monotonic()
+        self._reap(now)
+        self._start_due(now)
+        self._guard("recovery", self.recover)
+        self._guard("watchdog", lambda: self.watch(now))
+        self._guard("status", self.publish)
+        if now >= self._next_sweep:
+            self._next_sweep = now + 60
+            self._guard("sweep", self.sweep)
+        if self._watchdog_ping:
+            notify.notify("WATCHDOG=1")
+
+    def _guard(self, what: str, step) -> None:
+        try:
+            step()
+        except Exception as exc:
+            count = self._errors.get(what, 0) + 1
+            self._errors[what] = count
+            if count == 1 or count % 60 == 0:
+                logger.exception("%s failed (%d times in a row): %s", what,
+                                 count, exc)
+        else:
+            if self._errors.pop(what, 0):
+                logger.info("%s works again", what)
+
+    # ------------------------------------------------------------ consumers
+
+    def _command(self, slot: Slot) -> "list[str]":
+        cmd = [sys.executable, "-m", "hueyq.runtime.consumer", "--app",
+               self.spec, "--queue", slot.queue, "--index", str(slot.index)]
+        if self.log_format:
+            cmd += ["--log-format", self.log_format]
+        return cmd
+
+    def _start(self, slot: Slot) -> None:
+        env = dict(os.environ, HUEYQ_SUPERVISOR_PID=str(self.pid))
+        slot.proc = subprocess.Popen(self._command(slot), env=env,
+                                     start_new_session=True)
+        slot.started = time.monotonic()
+        slot.started_at = time.time()
+        slot.stopping = slot.recycle = False
+        self._known_pids.add(slot.proc.pid)
+        logger.info("started consumer %s[%d] pid %d", slot.queue, slot.index,
+                    slot.proc.pid)
+
+    def _reap(self, now: float) -> None:
+        for slot in list(self.slots):
+            if slot.proc is None or slot.proc.poll() is None:
+                continue
+            code = slot.proc.returncode
+            if slot.retire:
+                self.slots.remove(slot)
+                logger.info("consumer %s[%d] stopped (scaled down)",
+                            slot.queue, slot.index)
+                continue
+            if slot.recycle:
+                logger.info("consumer %s[%d] recycled", slot.queue, slot.index)
+                slot.proc = None
+                slot.next_start = now
+                slot.restarts += 1
+                continue
+            uptime = now - slot.started
+            if uptime > self.profile.runtime.restart_backoff_max * 2:
+                slot.failures = 0
+            slot.failures += 1
+            delay = min(self.profile.runtime.restart_backoff_max,
+                        0.5 * 2 ** (slot.failures - 1))
+            logger.warning("consumer %s[%d] pid %d exited with %s after %.1fs; "
+                           "restarting in %.1fs", slot.queue, slot.index,
+                           slot.proc.pid, _exit_text(code), uptime, delay)
+            slot.proc = None
+            slot.restarts += 1
+            slot.next_start = now + delay
+
+    def _start_due(self, now: float) -> None:
+        for slot in self.slots:
+            if slot.proc is None and slot.next_start <= now:
+                self._start(slot)
+
+    # ------------------------------------------------------------ recovery
+
+    def recover(self) -> int:
+        """Recover leases whose owner is gone. Returns how many."""
+        count = 0
+        now = time.monotonic()
+        self._observe_hosts(now)
+        for queue in self.app.queues:
+            storage = self.app.storage(queue)
+            for lease in storage.leases():
+                if lease.host == self.host:
+                    dead = not self._alive(lease.pid, lease.updated_at)
+                else:
+                    dead = self._host_dead(lease.host, now)
+                if dead:
+                    self._recover(storage, queue, lease)
+                    count += 1
+        return count
+
+    def _alive(self, pid: "int | None", leased_at: "float | None") -> bool:
+        if pid is None:
+            return False
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            return leased_at is None or proc.create_time() <= leased_at + 1
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.Error:
+            return True
+
+    def _observe_hosts(self, now: float) -> None:
+        beats: "dict[str, set]" = {}
+        for key, record in self.app.any_storage.records("runtime:").items():
+            beats.setdefault(record.get("host"), set()).add(
+                (key, record.get("hb")))
+        for host, beat in beats.items():
+            known = self._hosts.get(host)
+            if known is None or known[0] != beat:
+                self._hosts[host] = (beat, now)
+
+    def _host_dead(self, host: "str | None", now: float) -> bool:
+        known = self._hosts.setdefault(host, (None, now))
+        return now - known[1] > self.profile.runtime.lease_timeout
+
+    def _recover(self, storage, queue: str, lease) -> None:
+        error = lease.last_error or ""
+        now = time.time()
+        job = {"id": lease.task_id, "task": lease.name, "queue": queue,
+               "updated_at": now}
+        if error.startswith("cancelled"):
+            storage.ack(lease.handle, DEAD, "cancelled")
+            job.update(state="cancelled", reason="cancelled", finished_at=now)
+            event, detail = "cancelled", error
+            self._put_error(queue, lease.task_id, "cancelled")
+        elif error.startswith("killed:"):
+            storage.requeue(lease.handle, error, count=False)
+            job.update(state="pending", error=error)
+            event, detail = "killed", error
+        else:
+            detail = "worker %s died" % lease.owner
+            state = storage.requeue(lease.handle, detail,
+                                    max_redeliveries=self.profile.runtime
+                                    .max_redeliveries)
+            if state is None:
+                return
+            if state == DEAD:
+                detail = "poison: killed its worker %d times (%s)" % (
+                    lease.redeliveries + 1, detail)
+                job.update(state="dead", reason="poison", error=detail,
+                           finished_at=now,
+                           payload=storage.message_data(lease.handle))
+                event = "dead"
+                self._put_error(queue, lease.task_id, detail)
+            else:
+                job.update(state="pending",
+                           redeliveries=lease.redeliveries + 1)
+                event = "redelivered"
+        logger.warning("job %s (%s): %s: %s", lease.task_id, lease.name,
+                       event, detail, extra={"queue": queue,
+                                             "job_id": lease.task_id})
+        if lease.task_id:
+            self._record([job], [self._event(queue, lease, event, detail)])
+
+    def _event(self, queue: str, lease, signal_name: str, detail: str) -> dict:
+        return {"ts": time.time(), "queue": "%s.%s" % (self.app.name, queue),
+                "task_id": lease.task_id, "task": lease.name,
+                "signal": signal_name, "duration": None, "error": detail,
+                "args": None}
+
+    def _record(self, jobs: list, events: list) -> None:
+        try:
+            self.app.store.write(jobs, events)
+        except StoreUnavailable as exc:
+            logger.warning("%s", exc)
+
+    def _put_error(self, queue: str, job_id: str, error: str) -> None:
+        if not job_id:
+            return
+        self.app.huey(queue).put_result(job_id, Error({
+            "error": error, "retries": 0, "traceback": "", "task_id": job_id}))
+
+    def sweep(self) -> int:
+        """Drop finished messages a crashed worker never forgot."""
+        before = time.time() - 300
+        return sum(self.app.storage(q).sweep_done(before)
+                   for q in self.app.queues)
+
+    # ------------------------------------------------------------ watchdog
+
+    def sample(self, now: float) -> Samples:
+        """Measure consumers, their workers and the system; list leases."""
+        procs = []
+        consumers: "dict[str, int]" = {}
+        for slot in self.slots:
+            if not slot.alive:
+                continue
+            consumers[slot.queue] = consumers.get(slot.queue, 0) + 1
+            procs.extend(self._sample_tree(slot))
+        self._known_pids.update(p.pid for p in procs)
+        available, total = self.sampler.system()
+        leases = []
+        live = set()
+        for queue in self.queues:
+            storage = self.app.storage(queue)
+            mine = [l for l in storage.leases() if l.host == self.host]
+            revoked = self._revoked(queue, mine)
+            for lease in mine:
+                key = (queue, lease.handle)
+                live.add(key)
+                first = self._seen.setdefault(key, now)
+                leases.append(LeaseSample(
+                    handle=lease.handle, queue=queue, job_id=lease.task_id,
+                    pid=lease.pid or 0, elapsed=now - first,
+                    time_limit=lease.meta.get("time_limit"),
+                    memory=lease.meta.get("memory") or 0,
+                    cancel_requested=lease.task_id in revoked))
+        for key in set(self._seen) - live:
+            del self._seen[key]
+        backlog = {q: self.app.storage(q).count(PENDING) for q in self.queues}
+        return Samples(now=now, available=available, total=total,
+                       processes=tuple(procs), leases=tuple(leases),
+                       backlog=backlog, consumers=consumers,
+                       method=self.sampler.method)
+
+    def _sample_tree(self, slot: Slot) -> "list[Proc]":
+        tree = self.sampler.tree(slot.pid)
+        if not tree:
+            return []
+        config = self.profile.queues[slot.queue]
+        sizes = {}
+        for proc in tree:
+            found = self.sampler.memory(proc)
+            if found is not None:
+                sizes[proc.pid] = found
+        if config.worker_type == "thread":
+            memory = sum(m for m, _ in sizes.values())
+            rss = sum(r for _, r in sizes.values())
+            return [Proc(slot.pid, slot.queue, "consumer", memory, rss)]
+        out = [Proc(slot.pid, slot.queue, "consumer",
+                    *sizes.get(slot.pid, (0, 0)))]
+        for child in tree[0].children() if tree else []:
+            members = [child] + _descendants(child)
+            memory = sum(sizes.get(p.pid, (0, 0))[0] for p in members)
+            rss = sum(sizes.get(p.pid, (0, 0))[1] for p in members)
+            out.append(Proc(child.pid, slot.queue, "worker", memory, rss))
+        return out
+
+    def _revoked(self, queue: str, leases: list) -> "set[str]":
+        if self.profile.queues[queue].worker_type != "process" or not leases:
+            return set()
+        huey = self.app.huey(queue)
+        keys = ["r:%s" % l.task_id for l in leases if l.task_id]
+        found = huey.storage.peek_many(keys) if keys else {}
+        return {k[2:] for k in found}
+
+    def watch(self, now: float) -> None:
+        """Sample, decide, act."""
+        samples = self.sample(now)
+        self._samples = samples
+        for action in self.watchdog.check(samples):
+            self._guard("watchdog action", lambda a=action: self.apply(a))
+
+    def apply(self, action: Action) -> None:
+        """Carry out one watchdog action and record it."""
+        if action.kind == "pause":
+            control.pause(self.app, action.queue, by=action.by,
+                          reason=action.reason, record=False)
+        elif action.kind == "resume":
+            control.resume(self.app, action.queue, by=action.by, record=False)
+        elif action.kind == "kill":
+            self._kill(action)
+        elif action.kind == "recycle":
+            self._recycle(action)
+        elif action.kind == "scale_up":
+            index = max([s.index for s in self.slots
+                         if s.queue == action.queue] + [-1]) + 1
+            slot = Slot(action.queue, index)
+            self.slots.append(slot)
+            self._start(slot)
+        elif action.kind == "scale_down":
+            extra = [s for s in self.slots if s.queue == action.queue
+                     and s.index > 0 and s.alive and not s.stopping]
+            if not extra:
+                return
+            slot = max(extra, key=lambda s: s.index)
+            slot.retire = slot.stopping = True
+            _signal(slot.pid, signal.SIGINT)
+        log = logger.warning if action.kind in ("kill", "pause") else \
+            logger.info
+        log("watchdog: %s %s%s: %s", action.kind, action.queue,
+            " pid %d" % action.pid if action.pid else "", action.reason)
+        try:
+            self.app.store.watchdog_event(
+                host=self.host, queue=action.queue, pid=action.pid,
+                action=action.kind, value=action.value, limit=action.limit,
+                reason=action.reason, job_id=action.job_id)
+        except StoreUnavailable as exc:
+            logger.warning("%s", exc)
+
+    def _kill(self, action: Action) -> None:
+        pid = action.pid
+        _signal(pid, signal.SIGSTOP)
+        storage = self.app.storage(action.queue)
+        handles = set(action.handles)
+        handles.update(l.handle for l in storage.leases() if l.pid == pid
+                       and l.host == self.host)
+        for handle in handles:
+            storage.annotate(handle, action.reason)
+        for proc in reversed(self.sampler.tree(pid)):
+            _signal(proc.pid, signal.SIGKILL)
+        _signal(pid, signal.SIGCONT)
+
+    def _recycle(self, action: Action) -> None:
+        for slot in self.slots:
+            if slot.pid == action.pid:
+                slot.recycle = slot.stopping = True
+                _signal(slot.pid, signal.SIGINT)
+                return
+        _signal(action.pid, signal.SIGUSR1)
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> dict:
+        """The status record this supervisor publishes."""
+        self._beat += 1
+        samples = self._samples
+        gpu = self.app.any_storage.records("gpu:%s:" % self.host)
+        workers = []
+        for p in (samples.processes if samples else ()):
+            config = self.profile.queues[p.queue]
+            runs_tasks = p.kind == "worker" or config.worker_type == "thread"
+            workers.append({
+                "queue": p.queue, "pid": p.pid, "kind": p.kind,
+                "worker_type": config.worker_type,
+                "threads": config.workers if config.worker_type == "thread"
+                else 1, "memory": p.memory, "rss": p.rss,
+                "memory_kind": samples.method,
+                "soft_limit": config.worker_memory_soft if runs_tasks else None,
+                "hard_limit": config.worker_memory_hard if runs_tasks else None,
+                "gpu": gpu.get("gpu:%s:%d" % (self.host, p.pid))})
+        return {
+            "host": self.host, "pid": self.pid, "app": self.app.name,
+            "profile": self.profile.name, "version": __version__,
+            "started_at": self.started_at, "heartbeat": time.time(),
+            "hb": self._beat, "interval": self.interval,
+            "queues": self.queues,
+            "consumers": [{"queue": s.queue, "index": s.index, "pid": s.pid,
+                           "alive": s.alive, "restarts": s.restarts,
+                           "started_at": s.started_at} for s in self.slots],
+            "workers": workers,
+            "memory": {"available": samples.available if samples else None,
+                       "total": samples.total if samples else None,
+                       "method": samples.method if samples else None,
+                       "supervisor": self.sampler.own()},
+            "watchdog": {"pressure_paused": list(self.watchdog.pressure_paused),
+                         "limit_paused": sorted(self.watchdog.limit_paused)}}
+
+    def publish(self) -> None:
+        """Write the status record (the heartbeat other hosts watch)."""
+        ttl = max(60.0, 10 * self.profile.runtime.lease_timeout)
+        self.app.any_storage.put_record(self._record_key, self.status(),
+                                        ttl=ttl)
+
+    @property
+    def _record_key(self) -> str:
+        return "runtime:%s:%d" % (self.host, self.pid)
+
+    # ------------------------------------------------------------ shutdown
+
+    def shutdown(self) -> None:
+        """Stop consumers gracefully, hand back what is left, clean up."""
+        grace = self.profile.runtime.grace_period
+        name = signal.Signals(self._signals[0]).name
+        logger.info("%s: stopping; running tasks get up to %s to finish",
+                    name, "%gs" % grace)
+        notify.notify("STOPPING=1")
+        self._signals = self._signals[1:]
+        for slot in self.slots:
+            slot.stopping = True
+            if slot.alive:
+                _signal(slot.pid, signal.SIGINT)
+        if self.web is not None and self.web.poll() is None:
+            _signal(self.web.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace + 5
+        escalated = False
+        while any(s.alive for s in self.slots) and time.monotonic() < deadline:
+            if self._signals and not escalated:
+                logger.warning("second signal: interrupting running tasks now")
+                escalated = True
+                for slot in self.slots:
+                    if slot.alive:
+                        _signal(slot.pid, signal.SIGTERM)
+            self._sample_known()
+            self._wake.wait(0.1)
+            self._wake.clear()
+        for slot in self.slots:
+            if slot.alive:
+                logger.warning("consumer %s[%d] did not stop in time; killing "
+                               "it", slot.queue, slot.index)
+                for proc in reversed(self.sampler.tree(slot.pid)):
+                    _signal(proc.pid, signal.SIGKILL)
+                slot.proc.wait()
+        if self.web is not None:
+            try:
+                self.web.wait(5)
+            except subprocess.TimeoutExpired:
+                self.web.kill()
+        handed = self._hand_back()
+        if handed:
+            logger.warning("handed %d unfinished tasks back to their queues",
+                           handed)
+        try:
+            self.app.any_storage.delete_record(self._record_key)
+        except Exception:
+            logger.exception("could not remove this runtime's status record")
+        logger.info("stopped")
+
+    def _sample_known(self) -> None:
+        for slot in self.slots:
+            if slot.alive:
+                self._known_pids.update(p.pid for p in
+                                        self.sampler.tree(slot.pid))
+
+    def _hand_back(self) -> int:
+        handed = 0
+        for queue in self.app.queues:
+            storage = self.app.storage(queue)
+            mine = [l.handle for l in storage.leases()
+                    if l.host == self.host and l.pid in self._known_pids
+                    and not self._alive(l.pid, l.updated_at)]
+            handed += storage.release(mine)
+        return handed
+
+
+def _descendants(proc: psutil.Process) -> "list[psutil.Process]":
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _signal(pid: "int | None", sig: int) -> None:
+    if not pid:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_text(code: int) -> str:
+    if code is not None and code < 0:
+        try:
+            return "signal %s" % signal.Signals(-code).name
+        except ValueError:
+            return "signal %d" % -code
+    return "status %s" % code
