@@ -33,7 +33,8 @@ local hid = string.format('%016d', redis.call('incr', KEYS[7]))
 local state = ARGV[8]
 local info = {task_id=ARGV[3], name=ARGV[4], state=state,
   priority=tonumber(ARGV[2]), enqueued_at=tonumber(ARGV[6]),
-  updated_at=tonumber(ARGV[6]), redeliveries=0, meta=cjson.decode(ARGV[7])}
+  updated_at=tonumber(ARGV[6]), redeliveries=0, meta=cjson.decode(ARGV[7]),
+  size=string.len(ARGV[1])}
 if ARGV[5] ~= '' then info.eta = tonumber(ARGV[5]) end
 redis.call('hset', KEYS[3], hid, ARGV[1])
 redis.call('hset', KEYS[4], hid, cjson.encode(info))

@@ -40,7 +40,7 @@ FINISHED = ("complete", "failed", "cancelled", "expired", "dead")
 #: Dead-letter reasons of the backend, and the job state each one means.
 REASON_STATE = {"failed": "failed", "cancelled": "cancelled",
                 "drained": "cancelled", "expired": "expired"}
-_JOB_COLUMNS = ("id", "task", "queue", "state", "priority", "attempts",
+_JOB_COLUMNS = ("id", "app", "task", "queue", "state", "priority", "attempts",
                 "redeliveries", "progress", "message", "enqueued_at",
                 "started_at", "finished_at", "updated_at", "duration", "host",
                 "pid", "worker", "error", "traceback", "reason", "args",
@@ -53,6 +53,7 @@ _MAX_BUFFER = 100_000
 
 class _Job(peewee.Model):
     id = peewee.CharField(primary_key=True, max_length=64)
+    app = peewee.CharField(max_length=64, null=True)
     task = peewee.CharField(max_length=255, null=True)
     queue = peewee.CharField(max_length=64, null=True)
     state = peewee.CharField(max_length=16, null=True)
@@ -77,15 +78,16 @@ class _Job(peewee.Model):
 
     class Meta:
         table_name = "hueyq_job"
-        indexes = ((("queue", "state", "enqueued_at"), False),
-                   (("state", "enqueued_at"), False),
-                   (("queue", "finished_at"), False),
-                   (("finished_at",), False),
-                   (("enqueued_at",), False))
+        indexes = ((("app", "queue", "state", "enqueued_at"), False),
+                   (("app", "state", "enqueued_at"), False),
+                   (("app", "queue", "finished_at"), False),
+                   (("app", "enqueued_at"), False),
+                   (("state", "updated_at"), False))
 
 
 class _WatchdogEvent(peewee.Model):
     ts = peewee.DoubleField(index=True)
+    app = peewee.CharField(max_length=64)
     host = peewee.CharField(max_length=255)
     queue = peewee.CharField(max_length=64, null=True)
     pid = peewee.IntegerField(null=True)
@@ -268,7 +270,7 @@ class Store:
                "update set %s where excluded.updated_at >= hueyq_job.updated_at"
                % (", ".join('"%s"' % c for c in columns),
                   ", ".join([marker] * len(columns)), ", ".join(assignments)))
-        rows = [_row(job) for job in jobs]
+        rows = [_row(dict(job, app=self.app_name)) for job in jobs]
         cursor = self.db.cursor()
         try:
             cursor.executemany(sql, rows)
@@ -278,6 +280,7 @@ class Store:
     def watchdog_event(self, **event: Any) -> None:
         """Record one watchdog action (pause, resume, recycle, kill...)."""
         event.setdefault("ts", time.time())
+        event["app"] = self.app_name
         try:
             with self._lock:
                 self.WatchdogEvent.insert(**event).execute()
@@ -291,7 +294,8 @@ class Store:
     def get(self, job_id: str) -> "dict | None":
         """The stored row of a job as a dict, or None."""
         row = self._read(lambda: self.Job.select().where(
-            self.Job.id == job_id).dicts().first())
+            self.Job.id == job_id, self.Job.app == self.app_name)
+            .dicts().first())
         return normalize(row)
 
     def history(self, job_id: str, limit: int = 200) -> "list[dict]":
@@ -300,7 +304,8 @@ class Store:
         rows = self._read(lambda: list(
             Event.select(Event.ts, Event.signal, Event.error, Event.duration,
                          Event.queue)
-            .where(Event.task_id == job_id)
+            .where(Event.task_id == job_id,
+                   Event.queue.startswith(self.app_name + "."))
             .order_by(Event.ts, Event.id).limit(limit).dicts()))
         return [{"ts": r["ts"], "event": r["signal"], "detail": r["error"],
                  "duration": r["duration"],
@@ -312,7 +317,7 @@ class Store:
         """Stored jobs, newest first (by enqueue time), ``before`` a cursor."""
         Job = self.Job
         query = Job.select(*[getattr(Job, c) for c in _JOB_COLUMNS
-                             if c != "payload"])
+                             if c != "payload"]).where(Job.app == self.app_name)
         if queue is not None:
             query = query.where(Job.queue == queue)
         elif queues is not None:
@@ -330,7 +335,8 @@ class Store:
         Job = self.Job
         rows = self._read(lambda: list(
             Job.select(Job.state, peewee.fn.COUNT(Job.id))
-            .where(Job.queue == queue).group_by(Job.state).tuples()))
+            .where(Job.app == self.app_name, Job.queue == queue)
+            .group_by(Job.state).tuples()))
         return dict(rows)
 
     def window(self, since: float, queues: "Iterable[str]") -> dict:
@@ -343,7 +349,8 @@ class Store:
                for q in queues}
         rows = self._read(lambda: list(
             Job.select(Job.queue, Job.state, peewee.fn.COUNT(Job.id))
-            .where(Job.queue.in_(queues), Job.finished_at > since)
+            .where(Job.app == self.app_name, Job.queue.in_(queues),
+                   Job.finished_at > since)
             .group_by(Job.queue, Job.state).tuples()))
         for queue, state, count in rows:
             if state in out[queue]:
@@ -351,8 +358,9 @@ class Store:
         for queue in queues:
             durations = self._read(lambda: [d for (d,) in (
                 Job.select(Job.duration)
-                .where(Job.queue == queue, Job.finished_at > since,
-                       Job.state == "complete", Job.duration.is_null(False))
+                .where(Job.app == self.app_name, Job.queue == queue,
+                       Job.finished_at > since, Job.state == "complete",
+                       Job.duration.is_null(False))
                 .order_by(Job.finished_at.desc()).limit(2000).tuples())])
             if durations:
                 durations.sort()
@@ -370,8 +378,8 @@ class Store:
         bucket = peewee.fn.FLOOR((Job.finished_at - start) / 60)
         rows = self._read(lambda: list(
             Job.select(bucket, peewee.fn.COUNT(Job.id))
-            .where(Job.queue == queue, Job.finished_at > start,
-                   Job.state == "complete")
+            .where(Job.app == self.app_name, Job.queue == queue,
+                   Job.finished_at > start, Job.state == "complete")
             .group_by(bucket).tuples()))
         series = [0] * minutes
         for index, count in rows:
@@ -383,7 +391,7 @@ class Store:
                         ) -> "list[dict]":
         """Most recent watchdog actions, newest first."""
         Event = self.WatchdogEvent
-        query = Event.select()
+        query = Event.select().where(Event.app == self.app_name)
         if queue is not None:
             query = query.where(Event.queue == queue)
         return self._read(lambda: list(
@@ -394,7 +402,8 @@ class Store:
         """The original message kept for a dead-lettered job."""
         Job = self.Job
         row = self._read(lambda: Job.select(Job.payload)
-                         .where(Job.id == job_id).tuples().first())
+                         .where(Job.id == job_id, Job.app == self.app_name)
+                         .tuples().first())
         return bytes(row[0]) if row and row[0] is not None else None
 
     def _read(self, query):
@@ -415,18 +424,24 @@ class Store:
         cutoff = now - max_age
         Job, Event, WEvent = self.Job, self.Event, self.WatchdogEvent
         deleted = 0
+        mine = Job.app == self.app_name
         with self._lock, self.db.atomic():
-            deleted += Job.delete().where(Job.state.in_(FINISHED),
+            deleted += Job.delete().where(mine, Job.state.in_(FINISHED),
                                           Job.updated_at < cutoff).execute()
             for state in FINISHED:
-                edge = (Job.select(Job.enqueued_at).where(Job.state == state)
+                edge = (Job.select(Job.enqueued_at)
+                        .where(mine, Job.state == state)
                         .order_by(Job.enqueued_at.desc())
                         .offset(max_count).limit(1).scalar())
                 if edge is not None:
                     deleted += Job.delete().where(
-                        Job.state == state, Job.enqueued_at <= edge).execute()
-            deleted += Event.delete().where(Event.ts < cutoff).execute()
-            deleted += WEvent.delete().where(WEvent.ts < cutoff).execute()
+                        mine, Job.state == state,
+                        Job.enqueued_at <= edge).execute()
+            deleted += Event.delete().where(
+                Event.queue.startswith(self.app_name + "."),
+                Event.ts < cutoff).execute()
+            deleted += WEvent.delete().where(WEvent.app == self.app_name,
+                                             WEvent.ts < cutoff).execute()
         return deleted
 
 
@@ -455,6 +470,7 @@ def normalize(row: "dict | None") -> "dict | None":
     """A stored job row with defaults for columns never written."""
     if row is None:
         return None
+    row.pop("app", None)
     row["state"] = row.get("state") or "pending"
     row["task"] = row.get("task") or ""
     row["queue"] = row.get("queue") or ""

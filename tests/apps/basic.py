@@ -1,0 +1,103 @@
+"""Tasks for the runtime, no-loss and lifecycle tests."""
+
+import os
+import time
+
+import hueyq
+
+
+def record(path: str, token: str) -> None:
+    """Append one line per execution (O_APPEND: whole lines, any process)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, ("%s %d\n" % (token, os.getpid())).encode())
+    finally:
+        os.close(fd)
+
+
+def make_app(profile=None, name=None):
+    app = hueyq.App(profile, name=name)
+
+    @app.task(queue="high")
+    def echo(value):
+        return value
+
+    @app.task(queue="high")
+    def touch(path, token, seconds=0.0):
+        record(path, token)
+        time.sleep(seconds)
+        return token
+
+    @app.task(queue="medium")
+    def add(a, b):
+        return a + b
+
+    @app.task(queue="medium")
+    def work(path, token, seconds=0.02):
+        time.sleep(seconds)
+        record(path, token)
+        return token
+
+    @app.task(queue="medium")
+    def steps(count, delay=0.05):
+        for i in range(count):
+            time.sleep(delay)
+            hueyq.progress(100.0 * (i + 1) / count, "step %d" % (i + 1))
+        return count
+
+    @app.task(queue="gpu")
+    def gpu_work(path, token, seconds=0.02):
+        time.sleep(seconds)
+        record(path, token)
+        return os.getpid()
+
+    @app.task(queue="gpu")
+    def gpu_steps(count, delay=0.05):
+        for i in range(count):
+            time.sleep(delay)
+            hueyq.progress(100.0 * (i + 1) / count)
+        return count
+
+    @app.task(queue="low")
+    def chore(path, token):
+        record(path, token)
+        return token
+
+    @app.task(queue="low")
+    def fail(message):
+        raise ValueError(message)
+
+    @app.task(queue="low", retries=2, retry_delay=0.1)
+    def flaky(path, token, failures):
+        record(path, token)
+        with open(path) as fh:
+            runs = sum(1 for line in fh if line.split()[0] == token)
+        if runs <= failures:
+            raise ConnectionError("flaky %s run %d" % (token, runs))
+        return runs
+
+    @app.task(queue="gpu", retries=0)
+    def crash(path, token):
+        record(path, token)
+        os._exit(1)
+
+    @app.task(queue="gpu")
+    def sleeper(seconds):
+        time.sleep(seconds)
+        return seconds
+
+    @app.task(queue="medium")
+    def slow(path, token, seconds):
+        record(path, "start-" + token)
+        time.sleep(seconds)
+        record(path, token)
+        return token
+
+    return app
+
+
+def __getattr__(name):
+    if name == "app":
+        globals()["app"] = make_app()
+        return globals()["app"]
+    raise AttributeError(name)

@@ -1,0 +1,323 @@
+"""Fixtures: real SQLite files, a real redis-server on a private port, a real
+PostgreSQL database, and real `hueyq run` processes that are always stopped.
+
+A missing service skips its tests locally and fails them when CI is set.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+APPS = HERE / "apps"
+CI = bool(os.environ.get("CI"))
+PG_DSN = os.environ.get("HUEYQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+
+sys.path.insert(0, str(HERE))
+
+
+def missing(reason: str):
+    """Skip locally, fail in CI: a required service is not there."""
+    if CI:
+        pytest.fail("required for CI: %s" % reason)
+    pytest.skip(reason)
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02,
+             message: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s"
+                                 % (timeout, message))
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------- redis
+
+class RedisServer:
+    """A redis-server of our own, which tests may stop and start again."""
+
+    def __init__(self, directory: Path, appendonly: bool = True,
+                 policy: str = "noeviction") -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.appendonly = appendonly
+        self.policy = policy
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def start(self) -> "RedisServer":
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+             "--appendfsync", "always", "--dir", str(self.directory),
+             "--maxmemory-policy", self.policy, "--logfile", "redis.log"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+        client = redis.Redis(port=self.port)
+        wait_for(lambda: _pings(client), 10, message="redis-server to start")
+        client.close()
+        return self
+
+    def stop(self, sig=signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+
+def _pings(client) -> bool:
+    import redis
+    try:
+        return client.ping()
+    except redis.RedisError:
+        return False
+
+
+def _need_redis():
+    if shutil.which("redis-server") is None:
+        missing("redis-server is not installed")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        missing("redis-py is not installed")
+
+
+@pytest.fixture(scope="session")
+def redis_session(tmp_path_factory):
+    """One private redis-server for the whole session (tests use unique app
+    names, so they never see each other's keys)."""
+    _need_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop(signal.SIGTERM)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A private redis-server this test may kill and restart."""
+    _need_redis()
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------- postgres
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this session, dropped at the end."""
+    try:
+        import psycopg2
+    except ImportError:
+        missing("psycopg2 is not installed")
+    name = "hueyq_test_%s" % uuid.uuid4().hex[:10]
+    try:
+        admin = psycopg2.connect(PG_DSN + "/test", connect_timeout=3)
+    except psycopg2.Error as exc:
+        missing("PostgreSQL is not reachable at %s: %s" % (PG_DSN, exc))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("create database %s" % name)
+    yield "%s/%s" % (PG_DSN, name)
+    with admin.cursor() as cur:
+        cur.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where datname = %s and pid <> pg_backend_pid()", (name,))
+        cur.execute("drop database if exists %s" % name)
+    admin.close()
+
+
+# ---------------------------------------------------------------- profiles
+
+def write_profile(path: Path, backend: str, store: str, app_name: str,
+                  extra: str = "") -> Path:
+    """A test profile: dev with these URLs, short timings, unique app name."""
+    path.write_text(
+        'extends = "dev"\napp_name = "%s"\n'
+        '[backend]\nurl = "%s"\n[store]\nurl = "%s"\nflush_interval = "100ms"\n'
+        'progress_interval = "50ms"\n'
+        '[runtime]\ngrace_period = "3s"\npoll_interval = "500ms"\n'
+        'restart_backoff_max = "2s"\nlease_timeout = "3s"\n'
+        '[memory]\ninterval = "250ms"\n%s\n'
+        % (app_name, backend, store, extra))
+    return path
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend_url(request, tmp_path):
+    """Each backend in turn: a SQLite file, then the session's Redis."""
+    if request.param == "sqlite":
+        return "sqlite://%s" % (tmp_path / "queue.db")
+    return request.getfixturevalue("redis_session").url
+
+
+@pytest.fixture
+def app_name() -> str:
+    return "t%s" % uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def profile_path(tmp_path, backend_url, app_name) -> Path:
+    return write_profile(tmp_path / "profile.toml", backend_url,
+                         "sqlite://%s" % (tmp_path / "store.db"), app_name)
+
+
+@pytest.fixture
+def make_app():
+    """Build Apps and close them at the end of the test."""
+    made = []
+
+    def build(profile, module: str = "apps.basic", **kwargs):
+        import importlib
+        factory = importlib.import_module(module).make_app
+        app = factory(str(profile), **kwargs)
+        made.append(app)
+        return app
+    yield build
+    for app in made:
+        app.close()
+
+
+@pytest.fixture
+def app(make_app, profile_path):
+    """The basic test app on each backend."""
+    return make_app(profile_path)
+
+
+# ---------------------------------------------------------------- runtimes
+
+class Runtime:
+    """A real `hueyq run` process, its log, and ways to hurt it."""
+
+    def __init__(self, profile: Path, module: str, cwd: Path,
+                 env: "dict | None" = None, queues: "str | None" = None,
+                 extra_args: "list[str] | None" = None) -> None:
+        self.profile = profile
+        self.module = module
+        self.cwd = cwd
+        self.env = dict(os.environ, PYTHONPATH=str(HERE),
+                        HUEYQ_PROFILE=str(profile), **(env or {}))
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.queues = queues
+        self.extra_args = extra_args or []
+        self.proc = None
+        self.log_path = cwd / ("runtime-%s.log" % uuid.uuid4().hex[:6])
+        self._log = None
+
+    def start(self) -> "Runtime":
+        cmd = [sys.executable, "-m", "hueyq", "run", "--app", self.module]
+        if self.queues:
+            cmd += ["--queues", self.queues]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd + self.extra_args, cwd=self.cwd,
+                                     env=self.env, stdout=self._log,
+                                     stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def consumers(self) -> "list":
+        import psutil
+        try:
+            return psutil.Process(self.pid).children()
+        except psutil.Error:
+            return []
+
+    def tree(self) -> "list[int]":
+        import psutil
+        try:
+            root = psutil.Process(self.pid)
+            return [root.pid] + [p.pid for p in root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        wait_for(lambda: "started consumer" in self.log()
+                 or self.proc.poll() is not None, timeout,
+                 message="the runtime to start")
+        if self.proc.poll() is not None:
+            raise AssertionError("runtime exited:\n" + self.log())
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill_all(self) -> None:
+        """kill -9 the supervisor and every process under it."""
+        pids = self.tree()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None:
+            self.proc.wait(10)
+        _wait_gone(pids)
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill_all()
+        for pid in self.tree():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._log is not None:
+            self._log.close()
+
+
+def _wait_gone(pids: "list[int]", timeout: float = 10.0) -> None:
+    import psutil
+
+    def gone():
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                continue
+        return True
+    wait_for(gone, timeout, message="processes to exit")
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    """Start real runtimes; each is killed (with its children) afterwards."""
+    started = []
+
+    def start(profile, module: str = "apps.basic", **kwargs) -> Runtime:
+        rt = Runtime(Path(profile), module, tmp_path, **kwargs).start()
+        started.append(rt)
+        return rt
+    yield start
+    for rt in started:
+        rt.cleanup()

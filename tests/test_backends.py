@@ -1,0 +1,303 @@
+"""Backend contract: one suite, run against a real SQLite file and a real
+redis-server. Every atomic move of a message is checked here."""
+
+import datetime
+import threading
+import time
+import uuid
+
+import pytest
+
+from hueyq import backends
+from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
+from hueyq.envelope import EnvelopeSerializer
+
+from conftest import RedisServer, wait_for
+
+SER = EnvelopeSerializer()
+
+
+def msg(task_id=None, eta=None, name="tests.echo"):
+    task_id = task_id or uuid.uuid4().hex
+    return task_id, SER.serialize_with_header(
+        ("payload", task_id), {"id": task_id, "name": name, "eta": eta,
+                               "t": time.time(), "time_limit": 5})
+
+
+@pytest.fixture
+def storage(backend_url, app_name):
+    s = backends.open_storage(backend_url, app_name, "high")
+    yield s
+    s.close()
+
+
+def owner(n=1):
+    return "host:%d:Worker-%d" % (12345, n)
+
+
+def test_lease_ack_done_forget(storage):
+    tid, data = msg()
+    storage.enqueue(data)
+    assert storage.counts() == {PENDING: 1, SCHEDULED: 0, RUNNING: 0, DEAD: 0}
+    lease = storage.lease(owner())
+    assert lease.task_id == tid and bytes(lease.data) == data
+    assert lease.redeliveries == 0 and lease.last_error is None
+    assert storage.lease(owner(2)) is None
+    running = storage.leases()
+    assert [(m.task_id, m.owner, m.meta["time_limit"]) for m in running] == \
+        [(tid, owner(), 5)]
+    assert running[0].pid == 12345 and running[0].worker == "Worker-1"
+    storage.ack(lease.handle)
+    assert storage.counts()[RUNNING] == 0
+    assert storage.find(tid).state == DONE
+    assert storage.forget([lease.handle]) == 1
+    assert storage.find(tid) is None
+
+
+def test_priority_then_fifo(storage):
+    order = []
+    for priority in (0, 10, 0, 10, 5):
+        tid, data = msg()
+        storage.enqueue(data, priority)
+        order.append((priority, tid))
+    expected = [t for _, t in sorted(order, key=lambda o: -o[0])]
+    taken = []
+    while True:
+        lease = storage.lease(owner())
+        if lease is None:
+            break
+        taken.append(lease.task_id)
+        storage.ack(lease.handle)
+    assert taken == expected
+    assert [bytes(d) for d in storage.enqueued_items()] == []
+
+
+def test_ack_rides_in_the_next_lease(storage):
+    for _ in range(2):
+        storage.enqueue(msg()[1])
+    first = storage.lease(owner())
+    second = storage.lease(owner(), ack=(first.handle, None, None))
+    assert second is not None and second.handle != first.handle
+    assert [m.handle for m in storage.leases()] == [second.handle]
+    assert storage.lease(owner(), ack=(second.handle, DEAD, "failed")) is None
+    assert storage.leases() == []
+    dead = storage.list_messages(DEAD)
+    assert [(m.handle, m.reason) for m in dead] == [(second.handle, "failed")]
+
+
+def test_release_and_requeue_go_back_to_the_front(storage):
+    tids = []
+    for _ in range(3):
+        tid, data = msg()
+        storage.enqueue(data)
+        tids.append(tid)
+    first = storage.lease(owner())
+    assert storage.release([first.handle]) == 1
+    again = storage.lease(owner())
+    assert again.task_id == tids[0] and again.redeliveries == 0
+    assert storage.requeue(again.handle, "worker died", max_redeliveries=3) == PENDING
+    third = storage.lease(owner())
+    assert third.task_id == tids[0]
+    assert third.redeliveries == 1 and third.last_error == "worker died"
+
+
+def test_poison_after_max_redeliveries(storage):
+    tid, data = msg()
+    storage.enqueue(data)
+    for expected in (PENDING, PENDING, DEAD):
+        lease = storage.lease(owner())
+        assert lease.task_id == tid
+        assert storage.requeue(lease.handle, "crashed", max_redeliveries=2) == expected
+    assert storage.lease(owner()) is None
+    dead = storage.find(tid)
+    assert dead.state == DEAD and dead.reason == "poison"
+    assert dead.redeliveries == 3
+    assert storage.message_data(dead.handle) == data
+
+
+def test_kill_annotation_survives_a_purposeful_requeue(storage):
+    storage.enqueue(msg()[1])
+    lease = storage.lease(owner())
+    assert storage.annotate(lease.handle, "killed: time limit exceeded (1s)")
+    assert storage.requeue(lease.handle, "killed: time limit exceeded (1s)",
+                           count=False) == PENDING
+    again = storage.lease(owner())
+    assert again.redeliveries == 0
+    assert again.last_error == "killed: time limit exceeded (1s)"
+    assert storage.requeue("no-such-handle" if isinstance(again.handle, str)
+                           else 10 ** 9) is None
+
+
+def test_scheduled_messages_are_promoted_atomically(storage):
+    now = time.time()
+    tid, data = msg(eta=now + 60)
+    storage.enqueue(data)
+    storage.add_to_schedule(msg()[1], datetime.datetime.utcnow()
+                            + datetime.timedelta(seconds=120))
+    assert storage.counts()[SCHEDULED] == 2 and storage.count(PENDING) == 0
+    assert storage.lease(owner()) is None
+    assert storage.promote_due(now + 1) == 0
+    assert storage.promote_due(now + 61) == 1
+    assert storage.lease(owner()).task_id == tid
+    assert storage.schedule_size() == 1 and len(storage.scheduled_items()) == 1
+    assert storage.read_schedule(datetime.datetime.utcnow()
+                                 + datetime.timedelta(seconds=200)) == []
+    assert storage.count(PENDING) == 1
+
+
+def test_a_paused_queue_hands_out_nothing(storage):
+    storage.enqueue(msg()[1])
+    storage.set_flag("paused:user", {"by": "user"})
+    storage.set_flag("paused:memory", {"by": "memory"})
+    assert set(storage.flags()) == {"paused:user", "paused:memory"}
+    assert storage.lease(owner()) is None
+    assert storage.clear_flag("paused:user")
+    assert storage.lease(owner()) is None
+    assert storage.clear_flag("paused:memory")
+    assert not storage.clear_flag("paused:memory")
+    assert storage.lease(owner()) is not None
+
+
+def test_cancel_drain_revive(storage):
+    a, data_a = msg()
+    b, data_b = msg(eta=time.time() + 60)
+    c, data_c = msg()
+    for data in (data_a, data_b, data_c):
+        storage.enqueue(data)
+    running = storage.lease(owner())
+    assert running.task_id == a
+    assert storage.cancel(a) == []
+    cancelled = storage.cancel(b)
+    assert [(m.task_id, m.state, m.reason) for m in cancelled] == [(b, DEAD, "cancelled")]
+    drained = storage.drain()
+    assert [m.task_id for m in drained] == [c]
+    assert storage.count(PENDING) == 0 and storage.count(DEAD) == 2
+    revived = storage.revive(c)
+    assert revived.state == PENDING and revived.reason is None
+    assert storage.lease(owner(2)).task_id == c
+    assert storage.revive(a) is None
+
+
+def test_listing_and_find(storage):
+    tids = []
+    for i in range(5):
+        tid, data = msg()
+        storage.enqueue(data, priority=i)
+        tids.append(tid)
+    page1 = storage.list_messages(PENDING, limit=2)
+    page2 = storage.list_messages(PENDING, limit=2, offset=2)
+    assert [m.task_id for m in page1 + page2] == tids[::-1][:4]
+    info = storage.find(tids[0])
+    assert info.state == PENDING and info.name == "tests.echo"
+    assert info.size > 0 and info.enqueued_at == pytest.approx(time.time(), abs=5)
+    assert storage.find("nope") is None
+    assert storage.queue_size() == 5 and len(storage.enqueued_items(3)) == 3
+
+
+def test_purge_and_sweep(storage):
+    for _ in range(4):
+        storage.enqueue(msg()[1])
+    for _ in range(3):
+        lease = storage.lease(owner())
+        storage.ack(lease.handle, DEAD, "failed")
+    assert storage.purge_dead(before=0, keep=1) == 2
+    assert storage.count(DEAD) == 1
+    lease = storage.lease(owner())
+    storage.ack(lease.handle)
+    assert storage.sweep_done(time.time() - 60) == 0
+    assert storage.sweep_done(time.time() + 1) == 1
+    assert storage.find(lease.task_id) is None
+
+
+def test_records_live_and_expire(storage):
+    storage.put_record("runtime:h:1", {"hb": 1}, ttl=0.3)
+    storage.put_record("runtime:h:2", {"hb": 2})
+    storage.put_record("other", {"x": 1})
+    assert storage.records("runtime:") == {"runtime:h:1": {"hb": 1},
+                                           "runtime:h:2": {"hb": 2}}
+    wait_for(lambda: "runtime:h:1" not in storage.records("runtime:"), 5,
+             message="the record to expire")
+    storage.delete_record("runtime:h:2")
+    assert storage.records("runtime:") == {}
+
+
+def test_notify_wakes_a_waiting_worker(storage):
+    storage.wait(0.01)  # starts listening
+    woke = threading.Event()
+
+    def waiter():
+        storage.wait(10)
+        woke.set()
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.2)
+    storage.enqueue(msg()[1])
+    assert woke.wait(5), "enqueue did not wake the waiting worker"
+    thread.join()
+
+
+def test_concurrent_workers_never_share_a_message(storage, backend_url, app_name):
+    for _ in range(200):
+        storage.enqueue(msg()[1])
+    taken, lock = [], threading.Lock()
+
+    def worker(n):
+        own = backends.open_storage(backend_url, app_name, "high")
+        ack = None
+        while True:
+            lease = own.lease(owner(n), ack)
+            if lease is None:
+                if ack is not None:
+                    own.ack(*ack)
+                break
+            with lock:
+                taken.append(lease.task_id)
+            ack = (lease.handle, None, None)
+        own.close()
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 200 and len(set(taken)) == 200
+    assert storage.leases() == [] and storage.count(PENDING) == 0
+
+
+def test_huey_api_still_works(storage):
+    storage.enqueue(msg()[1])
+    assert storage.dequeue() is not None
+    assert storage.dequeue() is None
+    storage.put_data("k", b"v")
+    assert storage.peek_data("k") == b"v"
+    assert storage.delete_data("k") and not storage.delete_data("k")
+    storage.enqueue(msg()[1])
+    storage.flush_all()
+    assert storage.counts() == {PENDING: 0, SCHEDULED: 0, RUNNING: 0, DEAD: 0}
+
+
+def test_sqlite_reads_back_wal_and_full_sync(tmp_path):
+    s = backends.open_storage("sqlite://%s" % (tmp_path / "q.db"), "a", "high")
+    findings = {f.check: f for f in s.health()}
+    assert findings["sqlite.journal_mode"].level == "ok"
+    assert findings["sqlite.journal_mode"].message == "journal_mode=wal"
+    assert findings["sqlite.synchronous"].message == "synchronous=FULL"
+    assert str(tmp_path / "q.db") in findings["sqlite.file"].message
+    assert "free" in findings["disk.free"].message
+    s.close()
+
+
+def test_redis_eviction_policy_is_an_error(tmp_path):
+    from conftest import _need_redis
+    _need_redis()
+    server = RedisServer(tmp_path, appendonly=False, policy="allkeys-lru").start()
+    try:
+        s = backends.open_storage(server.url, "a", "high")
+        findings = {f.check: f for f in s.health()}
+        assert findings["redis.maxmemory_policy"].level == "error"
+        assert "allkeys-lru" in findings["redis.maxmemory_policy"].message
+        assert findings["redis.persistence"].level == "warning"
+        strict = {f.check: f for f in s.health(require_aof=True)}
+        assert strict["redis.persistence"].level == "error"
+        s.close()
+    finally:
+        server.stop()
