@@ -220,8 +220,10 @@ class RedisBackend(RedisStorage):
             "ids", "wake", "paused", "flags")}
         self.keys["seq"] = base + "seq"
         self.keys["records"] = base + "records"
-        self.result_key = prefix + "results"
-        self.counter_key = prefix + "counters"
+        # Results, revokes and locks: one namespace per app, so a result is
+        # found from any queue's huey.
+        self.result_key = base + "results"
+        self.counter_key = base + "counters"
         self.queue_key = self.keys["pending"]
         self.schedule_key = self.keys["sched"]
         scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,

@@ -91,6 +91,7 @@ class SqliteBackend(SqliteStorage):
                                      "SQLite backend %s: %s"
                                      % (filename, exc.strerror)) from None
         self.app_name, self.queue = split_name(name)
+        self.qname = name
         self._wake_path = "%s.%s.wake" % (filename, name)
         self._wake_fds = None
         self._wake_pid = None
@@ -102,6 +103,9 @@ class SqliteBackend(SqliteStorage):
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot open the SQLite backend %s: %s"
                                      % (filename, exc)) from None
+        # huey's key/value methods (results, revokes, locks) use self.name:
+        # one namespace per app, so a result is found from any queue.
+        self.name = self.app_name
 
     # ------------------------------------------------------------ huey's API
 
@@ -125,7 +129,7 @@ class SqliteBackend(SqliteStorage):
         self.sql("insert into hueyq_message (queue, task_id, name, state,"
                  " priority, eta, enqueued_at, updated_at, meta, data)"
                  " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (self.name, header.get("id") or "", header.get("name") or "",
+                 (self.qname, header.get("id") or "", header.get("name") or "",
                   state, priority or 0, eta, meta.get("t", now), now,
                   json.dumps(meta) if meta else None, self.to_blob(data)),
                  commit=True)
@@ -137,7 +141,7 @@ class SqliteBackend(SqliteStorage):
             curs.execute("delete from hueyq_message where id = (select id from"
                          " hueyq_message where queue = ? and state = 'pending'"
                          " order by priority desc, id limit 1) returning data",
-                         (self.name,))
+                         (self.qname,))
             row = curs.fetchone()
         return row[0] if row else None
 
@@ -164,7 +168,7 @@ class SqliteBackend(SqliteStorage):
                " order by %s" % (state, _ORDER[state]))
         if limit:
             sql += " limit %d" % int(limit)
-        return [row[0] for row in self.sql(sql, (self.name,), results=True)]
+        return [row[0] for row in self.sql(sql, (self.qname,), results=True)]
 
     def flush_queue(self) -> None:
         self._delete_state(PENDING)
@@ -174,13 +178,13 @@ class SqliteBackend(SqliteStorage):
 
     def _delete_state(self, state: str) -> None:
         self.sql("delete from hueyq_message where queue = ? and state = ?",
-                 (self.name, state), commit=True)
+                 (self.qname, state), commit=True)
 
     def flush_all(self) -> None:
         super().flush_all()
-        self.sql("delete from hueyq_message where queue = ?", (self.name,),
+        self.sql("delete from hueyq_message where queue = ?", (self.qname,),
                  commit=True)
-        self.sql("delete from hueyq_flag where queue = ?", (self.name,),
+        self.sql("delete from hueyq_flag where queue = ?", (self.qname,),
                  commit=True)
 
     def delete_data(self, key: str) -> bool:
@@ -209,14 +213,14 @@ class SqliteBackend(SqliteStorage):
         with self.lock:
             conn = self.conn
             if ack is None and conn.execute(
-                    _HAS_WORK, (self.name, self.name)).fetchone() is None:
+                    _HAS_WORK, (self.qname, self.qname)).fetchone() is None:
                 return None
             conn.execute("begin immediate")
             try:
                 if ack is not None:
                     self._finish(conn, now, *ack)
-                row = conn.execute(_LEASE, (owner, now, self.name,
-                                            self.name)).fetchone()
+                row = conn.execute(_LEASE, (owner, now, self.qname,
+                                            self.qname)).fetchone()
                 conn.execute("commit")
             except BaseException:
                 if conn.in_transaction:
@@ -313,7 +317,7 @@ class SqliteBackend(SqliteStorage):
         """Delete ``done`` messages finished before ``before``."""
         with self.db(commit=True) as curs:
             curs.execute("delete from hueyq_message where queue = ? and state"
-                         " = 'done' and updated_at < ?", (self.name, before))
+                         " = 'done' and updated_at < ?", (self.qname, before))
             return curs.rowcount
 
     def message_data(self, handle) -> "bytes | None":
@@ -340,13 +344,13 @@ class SqliteBackend(SqliteStorage):
         now = time.time() if now is None else now
         if not self.sql("select 1 from hueyq_message where queue = ? and state"
                         " = 'scheduled' and eta <= ? limit 1",
-                        (self.name, now), results=True):
+                        (self.qname, now), results=True):
             return 0
         with self.db(commit=True) as curs:
             curs.execute("update hueyq_message set state = 'pending',"
                          " updated_at = ? where queue = ?"
                          " and state = 'scheduled' and eta <= ?",
-                         (time.time(), self.name, now))
+                         (time.time(), self.qname, now))
             moved = curs.rowcount
         if moved:
             self.notify()
@@ -426,7 +430,7 @@ class SqliteBackend(SqliteStorage):
                % (_INFO_COLUMNS, where, order))
         if limit is not None:
             sql += " limit %d offset %d" % (int(limit), int(offset))
-        rows = self.sql(sql, (self.name,) + tuple(params), results=True)
+        rows = self.sql(sql, (self.qname,) + tuple(params), results=True)
         return [self._info(row) for row in rows]
 
     def _info(self, row) -> MessageInfo:
@@ -455,7 +459,7 @@ class SqliteBackend(SqliteStorage):
         """Number of messages of this queue in ``state``."""
         return self.sql("select count(*) from hueyq_message where queue = ?"
                         " and state = '%s'" % _check_state(state),
-                        (self.name,), results=True)[0][0]
+                        (self.qname,), results=True)[0][0]
 
     def counts(self) -> "dict[str, int]":
         """``{pending, scheduled, running, dead}`` for this queue."""
@@ -480,7 +484,7 @@ class SqliteBackend(SqliteStorage):
         moved = self._move("id = (select id from hueyq_message where queue = ?"
                            " and task_id = ? and state = 'dead'"
                            " order by id desc limit 1)",
-                           (self.name, task_id), PENDING, None)
+                           (self.qname, task_id), PENDING, None)
         return moved[0] if moved else None
 
     def _move(self, where: str, params: tuple, state: str,
@@ -492,7 +496,7 @@ class SqliteBackend(SqliteStorage):
             curs.execute("update hueyq_message set state = ?, reason = ?,"
                          " owner = null, updated_at = ?%s where queue = ? and %s"
                          " returning %s" % (reset, where, _INFO_COLUMNS),
-                         (state, reason, now, self.name) + tuple(params))
+                         (state, reason, now, self.qname) + tuple(params))
             rows = curs.fetchall()
         if state == PENDING and rows:
             self.notify()
@@ -506,7 +510,7 @@ class SqliteBackend(SqliteStorage):
                          " 'dead' and (updated_at < ? or id in (select id from"
                          " hueyq_message where queue = ? and state = 'dead'"
                          " order by updated_at desc limit -1 offset ?))",
-                         (self.name, before, self.name, keep))
+                         (self.qname, before, self.qname, keep))
             return curs.rowcount
 
     # ------------------------------------------------------------ flags
@@ -514,14 +518,14 @@ class SqliteBackend(SqliteStorage):
     def set_flag(self, name: str, value: dict) -> None:
         """Set a flag of this queue, such as ``paused:user``."""
         self.sql("insert or replace into hueyq_flag (queue, name, value)"
-                 " values (?, ?, ?)", (self.name, name, json.dumps(value)),
+                 " values (?, ?, ?)", (self.qname, name, json.dumps(value)),
                  commit=True)
 
     def clear_flag(self, name: str) -> bool:
         """Remove a flag; True if it was set."""
         with self.db(commit=True) as curs:
             curs.execute("delete from hueyq_flag where queue = ? and name = ?",
-                         (self.name, name))
+                         (self.qname, name))
             cleared = curs.rowcount > 0
         if cleared and name.startswith(PAUSE_PREFIX):
             self.notify()
@@ -530,7 +534,7 @@ class SqliteBackend(SqliteStorage):
     def flags(self) -> "dict[str, dict]":
         """Every flag of this queue."""
         rows = self.sql("select name, value from hueyq_flag where queue = ?",
-                        (self.name,), results=True)
+                        (self.qname,), results=True)
         return {name: json.loads(value) for name, value in rows}
 
     # ------------------------------------------------------------ records

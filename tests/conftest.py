@@ -321,3 +321,66 @@ def runtime(tmp_path):
     yield start
     for rt in started:
         rt.cleanup()
+
+
+# ---------------------------------------------------------------- in-process
+
+class InlineWorker:
+    """hueyq's real Worker, driven synchronously in the test's process."""
+
+    def __init__(self, app, queue: str) -> None:
+        import threading
+        from hueyq.runtime.consumer import (Worker, WorkerContext,
+                                            collect_signal)
+        from hueyq.store import JobRecorder
+        self.app = app
+        huey = app.huey(queue)
+        self.recorder = JobRecorder(huey, app.store, flush_interval=3600)
+        self.recorder.connect()
+        if collect_signal not in huey._signal.receivers.get("any", []):
+            huey.signal()(collect_signal)
+        context = WorkerContext(
+            app=app, queue=queue, recorder=self.recorder, host=app.host_id,
+            poll_interval=0.05, progress_interval=0.0, worker_type="thread",
+            gpu=False, gpu_memory_fraction=0.0, parent_pid=os.getpid())
+        self.worker = Worker(huey, threading.Event(), 0.01, 0.05, 1.5,
+                             context=context)
+        self.worker.initialize()
+
+    def run(self, limit: int = 10_000) -> int:
+        """Run every message ready now; returns how many ran."""
+        ran = 0
+        while ran < limit:
+            lease = self.worker.take()
+            if lease is None:
+                break
+            self.worker.process(lease)
+            ran += 1
+        self.flush()
+        return ran
+
+    def flush(self) -> None:
+        """Ack the last message and write what the recorder holds."""
+        if self.worker._ack is not None:
+            self.worker.storage.ack(*self.worker._ack)
+            self.worker._ack = None
+        self.recorder._flush()
+        self.recorder._flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.recorder.close()
+
+
+@pytest.fixture
+def inline():
+    """Run queues synchronously with the real Worker."""
+    workers = []
+
+    def make(app, queue: str) -> InlineWorker:
+        worker = InlineWorker(app, queue)
+        workers.append(worker)
+        return worker
+    yield make
+    for worker in workers:
+        worker.close()

@@ -183,6 +183,21 @@ class Worker(huey_consumer.Worker):
         if self._recycle:
             self._logger.info("recycling worker %s (memory)", self.owner)
             raise huey_consumer.WorkerRecycle()
+        lease = self.take()
+        if lease is None:
+            if not self._failures:
+                self.storage.wait(self.ctx.poll_interval)
+            return
+        self.task_count += 1
+        self.process(lease, now)
+        if self.max_tasks and self.task_count >= self.max_tasks:
+            self._logger.info("worker %s reached max_tasks (%d), recycling",
+                              self.owner, self.max_tasks)
+            raise huey_consumer.WorkerRecycle()
+
+    def take(self):
+        """Lease the next message (acking the last one); None when there is
+        none or the backend cannot be reached (then back off)."""
         try:
             lease = self.storage.lease(self.owner, self._ack)
         except Exception:
@@ -191,21 +206,13 @@ class Worker(huey_consumer.Worker):
                 self._logger.exception("cannot take from the backend (%d "
                                        "failures); retrying", self._failures)
             self.sleep()
-            return
+            return None
         if self._failures:
             self._logger.info("backend reachable again")
             self._failures = 0
         self._ack = None
         self.delay = self.default_delay
-        if lease is None:
-            self.storage.wait(self.ctx.poll_interval)
-            return
-        self.task_count += 1
-        self.process(lease, now)
-        if self.max_tasks and self.task_count >= self.max_tasks:
-            self._logger.info("worker %s reached max_tasks (%d), recycling",
-                              self.owner, self.max_tasks)
-            raise huey_consumer.WorkerRecycle()
+        return lease
 
     def process(self, lease, now=None) -> None:
         """Decode and run one leased message."""

@@ -2,6 +2,9 @@
 
 import os
 import time
+import types
+
+from huey.api import TaskWrapper
 
 import hueyq
 
@@ -93,6 +96,14 @@ def make_app(profile=None, name=None):
         record(path, token)
         return token
 
+    return attach_tasks(app, locals())
+
+
+def attach_tasks(app, names: dict):
+    """Expose the tasks defined in make_app as ``app.tasks.<name>``."""
+    tasks = dict(vars(getattr(app, "tasks", types.SimpleNamespace())))
+    tasks.update({k: v for k, v in names.items() if isinstance(v, TaskWrapper)})
+    app.tasks = types.SimpleNamespace(**tasks)
     return app
 
 
