@@ -45,12 +45,13 @@ def pause(app, queue: str, by: str = "user", reason: str = "",
     independent: the queue runs again once all are lifted."""
     storage = app.storage(queue)
     name = PAUSE_PREFIX + by
-    was = name in storage.flags()
+    if name in storage.flags():
+        return False
     storage.set_flag(name, {"by": by, "reason": reason, "since": time.time(),
                             "host": app.host_id})
-    if not was and record:
+    if record:
         _action(app, queue, "pause", by, reason)
-    return not was
+    return True
 
 
 def resume(app, queue: str, by: str = "user", record: bool = True) -> bool:
@@ -96,8 +97,9 @@ def cancel(app, job_id: str) -> CancelResult:
                 [_event(app, queue, job_id, info.name, "cancelled",
                         "cancelled before it started", now)])
             _put_error(app, queue, job_id, "cancelled")
+            was = "scheduled" if info.eta and info.eta > now else "pending"
             return CancelResult(job_id, "cancelled",
-                                "it was %s and will not run" % info.state)
+                                "it was %s and will never run" % was)
     message = app.find_message(job_id)
     if message is not None and message.state == RUNNING:
         return _cancel_running(app, message, now)
