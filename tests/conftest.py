@@ -152,17 +152,35 @@ def postgres_url():
 # ---------------------------------------------------------------- profiles
 
 def write_profile(path: Path, backend: str, store: str, app_name: str,
-                  extra: str = "") -> Path:
-    """A test profile: dev with these URLs, short timings, unique app name."""
-    path.write_text(
-        'extends = "dev"\napp_name = "%s"\n'
-        '[backend]\nurl = "%s"\n[store]\nurl = "%s"\nflush_interval = "100ms"\n'
-        'progress_interval = "50ms"\n'
-        '[runtime]\ngrace_period = "3s"\npoll_interval = "500ms"\n'
-        'restart_backoff_max = "2s"\nlease_timeout = "3s"\n'
-        '[memory]\ninterval = "250ms"\n%s\n'
-        % (app_name, backend, store, extra))
+                  extra: "dict | None" = None, **settings) -> Path:
+    """A test profile: dev with these URLs, short timings, unique app name.
+
+    ``extra`` maps section names (``"runtime"``, ``"queues.medium"``) to
+    keys that override or add to the defaults below.
+    """
+    sections = {
+        "backend": {"url": backend},
+        "store": {"url": store, "flush_interval": "100ms",
+                  "progress_interval": "50ms"},
+        "runtime": {"grace_period": "3s", "poll_interval": "500ms",
+                    "restart_backoff_max": "2s", "lease_timeout": "3s"},
+        "memory": {"interval": "250ms"},
+    }
+    for name, values in (extra or {}).items():
+        sections.setdefault(name, {}).update(values)
+    lines = ['extends = "dev"', 'app_name = "%s"' % app_name]
+    for name, values in sections.items():
+        lines.append("[%s]" % name)
+        lines += ["%s = %s" % (k, _toml(v)) for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _toml(value) -> str:
+    import json
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

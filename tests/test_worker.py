@@ -86,7 +86,7 @@ def test_garbage_in_the_backend_is_dead_lettered_not_dropped(app, inline):
 def test_bad_signature_never_runs(tmp_path, backend_url, app_name, make_app, inline):
     signed_profile = write_profile(tmp_path / "signed.toml", backend_url,
                                    "sqlite://%s" % (tmp_path / "s.db"), app_name,
-                                   '[security]\nsecret = "s3cret"\n')
+                                   {"security": {"secret": "s3cret"}})
     unsigned_profile = write_profile(tmp_path / "unsigned.toml", backend_url,
                                      "sqlite://%s" % (tmp_path / "s.db"), app_name)
     consumer = make_app(signed_profile)

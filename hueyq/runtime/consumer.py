@@ -129,6 +129,7 @@ class Worker(huey_consumer.Worker):
         self.owner = None
         self.name = None
         self._ack = None
+        self._requeue = None
         self._recycle = False
         self._gpu = None
         self._failures = 0
@@ -151,6 +152,21 @@ class Worker(huey_consumer.Worker):
         self.owner = "%s:%d:%s" % (self.ctx.host, os.getpid(), self.name)
         self._recover_own_leases()
         super().initialize()
+
+    def _reclaim(self) -> None:
+        # A lease call that failed may still have taken a message whose
+        # reply never arrived (the connection dropped after the server ran
+        # it). This worker holds nothing now, so any lease in its name is
+        # such a message: hand it back.
+        if self._ack is not None:
+            self.storage.ack(*self._ack)
+            self._ack = None
+        orphans = [l.handle for l in self.storage.leases()
+                   if l.owner == self.owner]
+        if orphans:
+            self.storage.release(orphans)
+            self._logger.warning("handed back %d message(s) taken while the "
+                                 "backend connection failed", len(orphans))
 
     def _request_recycle(self, signum, frame) -> None:
         self._recycle = True
@@ -186,7 +202,7 @@ class Worker(huey_consumer.Worker):
         lease = self.take()
         if lease is None:
             if not self._failures:
-                self.storage.wait(self.ctx.poll_interval)
+                self._wait()
             return
         self.task_count += 1
         self.process(lease, now)
@@ -195,10 +211,23 @@ class Worker(huey_consumer.Worker):
                               self.owner, self.max_tasks)
             raise huey_consumer.WorkerRecycle()
 
+    def _wait(self) -> None:
+        try:
+            self.storage.wait(self.ctx.poll_interval)
+        except Exception as exc:
+            self._logger.debug("waiting for work failed: %s", exc)
+            self.sleep()
+
     def take(self):
         """Lease the next message (acking the last one); None when there is
         none or the backend cannot be reached (then back off)."""
         try:
+            if self._requeue is not None:
+                self.storage.requeue(*self._requeue, max_redeliveries=self.ctx
+                                     .app.profile.runtime.max_redeliveries)
+                self._requeue = None
+            if self._failures:
+                self._reclaim()
             lease = self.storage.lease(self.owner, self._ack)
         except Exception:
             self._failures += 1
@@ -240,14 +269,21 @@ class Worker(huey_consumer.Worker):
             interval=self.ctx.progress_interval)
         job_context.set_current(job)
         _trail.signals, _trail.task_id = [], task.id
+        broken = None
         try:
             self.huey.execute(task, now)
-        except Exception:
-            self._logger.exception("unhandled error executing %s", task.id)
+        except Exception as exc:
+            # Not the task failing (huey records that) but huey's own
+            # bookkeeping (a result, a revoke key) failing: the backend went
+            # away mid-task. Redeliver rather than guess at the outcome.
+            broken = exc
         finally:
             trail, _trail.signals = _trail.signals, None
             job_context.set_current(None)
             job.flush()
+        if broken is not None:
+            self._redeliver(task, lease, name, started, broken)
+            return
         state, outcome, reason, exc = outcome_of(trail)
         self._ack = (lease.handle, outcome, reason)
         if outcome is None:
@@ -256,8 +292,9 @@ class Worker(huey_consumer.Worker):
         error, tb = describe_error(exc, [n for n, _ in trail])
         self.ctx.recorder.job(_end_change(task.id, state, started, finished,
                                           error, tb, reason))
-        logger.info("%s %s after %.3fs%s", name, state, finished - started,
-                    " (%s)" % error if error else "",
+        logger.info("%s %s after %.3fs%s", name,
+                    "handed back (shutdown)" if outcome == "release" else state,
+                    finished - started, " (%s)" % error if error else "",
                     extra={"queue": self.ctx.queue, "job_id": task.id,
                            "task": name, "attempt": job.attempt})
         if self._gpu is not None:
@@ -288,6 +325,16 @@ class Worker(huey_consumer.Worker):
             self._logger.exception("could not publish GPU memory figures")
 
     # ------------------------------------------------------------ endings
+
+    def _redeliver(self, task, lease, name, started, exc) -> None:
+        error = "%s after the task ran: %r" % ("backend error", exc)
+        self._logger.warning("%s: %s; it will be redelivered", task.id, error)
+        self._requeue = (lease.handle, error)
+        now = time.time()
+        self.ctx.recorder.job({"id": task.id, "state": "pending",
+                               "error": error, "updated_at": now})
+        self.ctx.recorder.event(task.id, name, "redelivered", error,
+                                duration=now - started)
 
     def dead_letter(self, lease, reason: str, detail: str) -> None:
         """Keep a message that cannot run, with the reason, and record it."""
@@ -410,6 +457,12 @@ class Consumer(huey_consumer.Consumer):
         self.context = context
         super().__init__(huey, **options)
 
+    def start(self) -> None:
+        super().start()
+        # A stop asked for while this process was still starting up.
+        if _early_signal:
+            self._handle_signal(_early_signal[0], None)
+
     def _create_worker(self):
         return self.worker_class(
             huey=self.huey, stop_flag=self.stop_flag,
@@ -459,8 +512,17 @@ def hand_back(app, queue: str, pid: int) -> int:
     return storage.release(handles)
 
 
+_early_signal: "list[int]" = []
+
+
+def _remember_signal(signum, frame) -> None:
+    _early_signal.append(signum)
+
+
 def main(argv: "list[str] | None" = None) -> int:
     """Entry point of a consumer process (started by the supervisor)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _remember_signal)
     parser = argparse.ArgumentParser(prog="python -m hueyq.runtime.consumer")
     parser.add_argument("--app", required=True)
     parser.add_argument("--queue", required=True)
