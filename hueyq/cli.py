@@ -118,6 +118,30 @@ def run(app_spec: str, queues: "str | None", web: bool,
     sys.exit(supervisor.run())
 
 
+# ---------------------------------------------------------------- web
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.option("--bind", "-b", metavar="HOST:PORT",
+              help="Address to listen on (default: the profile's web.bind).")
+@click.option("--workers", "-w", type=int, help="gunicorn worker processes.")
+@click.option("--read-only", is_flag=True, help="Show state; refuse controls.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback bind "
+              "without a token.")
+def web(app_spec: "str | None", bind: "str | None", workers: "int | None",
+        read_only: bool, insecure: bool) -> None:
+    """Serve the web UI and JSON API with gunicorn."""
+    from hueyq.webui.serve import run_web
+    overrides = {k: v for k, v in (("web.bind", bind),
+                                   ("web.workers", workers)) if v}
+    if read_only:
+        overrides["web.read_only"] = True
+    if insecure:
+        overrides["web.insecure"] = True
+    sys.exit(run_web(app_spec, overrides))
+
+
 # ---------------------------------------------------------------- status
 
 @main.command()
