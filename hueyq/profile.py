@@ -463,6 +463,23 @@ def load_profile(name: "str | None" = None,
     return _build(name, label, data, origins)
 
 
+def export_overrides(overrides: "Mapping[str, Any]",
+                     env: "dict | None" = None) -> None:
+    """Make command-line flags win in this process and its children.
+
+    Each dotted key (``"web.bind"``) becomes its ``HUEYQ_WEB__BIND``
+    variable, set last, so every App built afterwards (in the user's module,
+    in gunicorn or consumer processes) sees it over the file and the
+    environment.
+    """
+    env = os.environ if env is None else env
+    for dotted, value in overrides.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        env["HUEYQ_" + "__".join(p.upper() for p in dotted.split("."))] = \
+            str(value)
+
+
 def _layers(name: str) -> "tuple[dict, dict, str]":
     if is_profile_path(name):
         data, label = _read_file(name)
