@@ -106,6 +106,42 @@ return {hid, info.task_id, redis.call('hget', KEYS[2], hid),
 # ARGV: hid outcome reason now
 _ACK = _FINISH + "return finish(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))"
 
+# KEYS: running msg info pending paused   ARGV: owner now name limit
+_LEASE_BATCH = """
+if redis.call('hlen', KEYS[5]) > 0 then return {} end
+local limit = tonumber(ARGV[4])
+local now = tonumber(ARGV[2])
+local taken, scanned, offset = 0, 0, 0
+local out = {}
+while taken < limit and scanned < 1000 do
+  local hids = redis.call('zrange', KEYS[4], offset, offset + 99)
+  if #hids == 0 then break end
+  local skipped = 0
+  for _, hid in ipairs(hids) do
+    scanned = scanned + 1
+    local info = cjson.decode(redis.call('hget', KEYS[3], hid))
+    if taken < limit and info.name == ARGV[3] then
+      redis.call('zrem', KEYS[4], hid)
+      redis.call('zadd', KEYS[1], now, hid)
+      info.state = 'running'
+      info.owner = ARGV[1]
+      info.updated_at = now
+      redis.call('hset', KEYS[3], hid, cjson.encode(info))
+      taken = taken + 1
+      table.insert(out, hid)
+      table.insert(out, info.task_id)
+      table.insert(out, redis.call('hget', KEYS[2], hid))
+      table.insert(out, info.redeliveries)
+      table.insert(out, info.last_error or '')
+    else
+      skipped = skipped + 1
+    end
+  end
+  offset = offset + skipped
+end
+return out
+"""
+
 # KEYS: running info pending dead wake
 # ARGV: hid last_error count max_redeliveries now
 _REQUEUE = """
@@ -227,6 +263,7 @@ class RedisBackend(RedisStorage):
         self.queue_key = self.keys["pending"]
         self.schedule_key = self.keys["sched"]
         scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
+                   "lease_batch": _LEASE_BATCH,
                    "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
                    "annotate": _ANNOTATE}
         self._scripts = {k: self.conn.register_script(v)
@@ -339,6 +376,27 @@ class RedisBackend(RedisStorage):
         hid, task_id, data, redeliveries, last_error = row
         return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
                      last_error.decode() if last_error else None)
+
+    def lease_batch(self, owner: str, name: str, limit: int
+                    ) -> "list[Lease]":
+        """Take up to ``limit`` pending messages of task ``name`` at once."""
+        out = self._scripts["lease_batch"](
+            keys=self._keys("running", "msg", "info", "pending", "paused"),
+            args=[owner, time.time(), name, int(limit)])
+        return [Lease(out[i].decode(), out[i + 1].decode(), out[i + 2],
+                      int(out[i + 3]), out[i + 4].decode() or None)
+                for i in range(0, len(out), 5)]
+
+    def ack_many(self, acks) -> None:
+        """End several leases (see SqliteBackend.ack)."""
+        now = time.time()
+        pipe = self.conn.pipeline(transaction=True)
+        for handle, outcome, reason in acks:
+            self._scripts["ack"](
+                keys=self._keys("running", "msg", "info", "ids", "pending",
+                                "dead", "wake", "done"),
+                args=[handle, outcome or "", reason or "", now], client=pipe)
+        pipe.execute()
 
     def ack(self, handle, outcome: "str | None" = None,
             reason: "str | None" = None) -> None:

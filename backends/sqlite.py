@@ -230,6 +230,29 @@ class SqliteBackend(SqliteStorage):
             return None
         return Lease(row[0], row[1], row[2], row[3], row[4])
 
+    def lease_batch(self, owner: str, name: str, limit: int
+                    ) -> "list[Lease]":
+        """Take up to ``limit`` pending messages of task ``name`` at once."""
+        now = time.time()
+        with self.db(commit=True) as curs:
+            curs.execute("update hueyq_message set state = 'running', owner = ?,"
+                         " updated_at = ? where id in (select id from"
+                         " hueyq_message where queue = ? and state = 'pending'"
+                         " and name = ? order by priority desc, id limit ?)"
+                         " and " + _NOT_PAUSED + " returning id, task_id, data,"
+                         " redeliveries, last_error",
+                         (owner, now, self.qname, name, int(limit), self.qname))
+            rows = curs.fetchall()
+        rows.sort(key=lambda r: r[0])
+        return [Lease(*row) for row in rows]
+
+    def ack_many(self, acks) -> None:
+        """End several leases in one transaction (see :meth:`ack`)."""
+        now = time.time()
+        with self.db(commit=True) as curs:
+            for handle, outcome, reason in acks:
+                self._finish(curs, now, handle, outcome, reason)
+
     def ack(self, handle, outcome: "str | None" = None,
             reason: "str | None" = None) -> None:
         """End a lease.

@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable, Iterable
 
 import huey
-from huey.api import Huey, Task
+from huey.api import Huey, Task, TaskWrapper
 from huey.exceptions import HueyException
 from huey.registry import Registry
 
@@ -96,6 +96,18 @@ class QueueHuey(Huey):
     def read_periodic(self, timestamp):
         return [task for task in super().read_periodic(timestamp)
                 if getattr(type(task), "queue", None) == self.queue]
+
+
+class BatchTaskWrapper(TaskWrapper):
+    """A task called with one item; workers run pending items in batches."""
+
+    def s(self, *args, **kwargs):
+        if len(args) != 1 or set(kwargs) - {"eta", "delay", "id", "retries",
+                                             "retry_delay", "retry_backoff",
+                                             "priority", "expires", "timeout"}:
+            raise TypeError("batch task %s takes exactly one item per call"
+                            % self.name)
+        return super().s(*args, **kwargs)
 
 
 def args_preview(args: tuple, kwargs: dict, limit: int = 200) -> str:
@@ -246,6 +258,44 @@ class App:
                 retry_delay=_seconds(retry_delay), priority=priority,
                 timeout=_seconds(timeout), name=name, queue=q,
                 **_limits(time_limit, memory), **kwargs)(func)
+        return decorator
+
+    def batch_task(self, queue: "str | None" = None, *, max_size: int = 64,
+                   max_wait: "float | str" = "250ms", retries: int = 0,
+                   retry_delay: "float | str" = 0, retry_backoff: float = 0,
+                   priority: "int | None" = None,
+                   time_limit: "float | str | None" = None,
+                   memory: "int | str | None" = None,
+                   name: "str | None" = None, **kwargs: Any):
+        """Decorate ``func(items) -> results`` as a batched task.
+
+        Each call enqueues one item and returns that item's own Result; a
+        worker takes up to ``max_size`` pending items of the task (waiting at
+        most ``max_wait`` for the batch to fill), calls ``func`` once with the
+        list, and expects one result per item, in order (an exception instance
+        as a result fails just that item). Every item stays its own job, with
+        its own result, retries and record.
+        """
+        if max_size < 1:
+            raise ConfigurationError("batch_task max_size must be >= 1")
+
+        def decorator(func):
+            q = self._route(func, name, queue)
+
+            def one(item):
+                value = batch_results(func([item]), 1)[0]
+                if isinstance(value, BaseException):
+                    raise value
+                return value
+            one.__name__, one.__module__ = func.__name__, func.__module__
+            one.__doc__ = func.__doc__
+            return BatchTaskWrapper(
+                self.huey(q), one, name=name, default_retries=retries,
+                default_retry_delay=_seconds(retry_delay),
+                default_retry_backoff=retry_backoff, default_priority=priority,
+                queue=q, batch_size=max_size,
+                batch_wait=_seconds(max_wait), batch_func=staticmethod(func),
+                **_limits(time_limit, memory), **kwargs)
         return decorator
 
     def _route(self, func: Callable, name: "str | None",
@@ -499,6 +549,16 @@ def _from_row(row: dict) -> Job:
                updated_at=row["updated_at"], duration=row["duration"],
                worker=worker, args=row["args"],
                has_payload=row.get("payload") is not None)
+
+
+def batch_results(values: Any, count: int) -> list:
+    """Check a batch function's return value: one result per item."""
+    if not isinstance(values, (list, tuple)) or len(values) != count:
+        raise TypeError("a batch task must return a list with one result per "
+                        "item: got %s for %d items"
+                        % (type(values).__name__ if not isinstance(
+                            values, (list, tuple)) else len(values), count))
+    return list(values)
 
 
 def _seconds(value: "float | str | None") -> "float | None":

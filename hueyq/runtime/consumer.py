@@ -253,6 +253,9 @@ class Worker(huey_consumer.Worker):
         if lease.last_error and lease.last_error.startswith("killed:"):
             self.after_kill(task, lease)
             return
+        if getattr(type(task), "batch_func", None) is not None:
+            self.execute_batch(task, lease)
+            return
         self.execute(task, lease, now)
 
     def execute(self, task, lease, now=None) -> None:
@@ -323,6 +326,119 @@ class Worker(huey_consumer.Worker):
                                     stats, ttl=120)
         except Exception:
             self._logger.exception("could not publish GPU memory figures")
+
+    # ------------------------------------------------------------ batches
+
+    def execute_batch(self, first, first_lease) -> None:
+        """Gather up to batch_size pending items of this task (waiting at most
+        batch_wait), call the batch function once, and end each item on its
+        own: result, retry or failure, record and ack."""
+        cls = type(first)
+        name = _task_name(first)
+        batch = self._gather(cls, name, [(first, first_lease)])
+        now = self.huey._get_timestamp()
+        runnable, acks = [], []
+        for task, lease in batch:
+            if self.huey.is_revoked(task, now, False):
+                self.huey._emit(S.SIGNAL_REVOKED, task)
+                acks.append((lease.handle, DEAD, "cancelled"))
+                self.ctx.recorder.job(_end_change(task.id, "cancelled", 0,
+                                                  time.time(), None, None,
+                                                  "cancelled"))
+            elif task.expires_resolved and task.expires_resolved < now:
+                self.huey._emit(S.SIGNAL_EXPIRED, task)
+                acks.append((lease.handle, DEAD, "expired"))
+                self.ctx.recorder.job(_end_change(task.id, "expired", 0,
+                                                  time.time(), None, None,
+                                                  "expired"))
+            else:
+                runnable.append((task, lease))
+        if runnable:
+            acks += self._run_batch(cls, name, runnable)
+        self.storage.ack_many(acks)
+
+    def _gather(self, cls, name: str, batch: list) -> list:
+        deadline = time.monotonic() + (cls.batch_wait or 0)
+        while len(batch) < cls.batch_size:
+            for lease in self.storage.lease_batch(self.owner, name,
+                                                  cls.batch_size - len(batch)):
+                try:
+                    task = self.huey.deserialize_task(lease.data)
+                except Exception as exc:
+                    self.dead_letter(lease, _dead_reason(exc), str(exc))
+                    continue
+                if lease.last_error and lease.last_error.startswith("killed:"):
+                    self.after_kill(task, lease)
+                    self.storage.ack(*self._ack)
+                    self._ack = None
+                    continue
+                batch.append((task, lease))
+            left = deadline - time.monotonic()
+            if len(batch) >= cls.batch_size or left <= 0:
+                break
+            self.storage.wait(min(left, 0.05))
+        return batch
+
+    def _run_batch(self, cls, name: str, batch: list) -> list:
+        started = time.time()
+        for task, lease in batch:
+            self.huey._emit(S.SIGNAL_EXECUTING, task)
+            self.ctx.recorder.job(self._start_change(
+                task, lease, name, peek_header(lease.data) or {}, started))
+        ids = [task.id for task, _ in batch]
+
+        def report(job_id, percent, message):
+            for each in ids:
+                self._report_progress(each, percent, message)
+        job_context.set_current(job_context.JobContext(
+            id=ids[0], task=batch[0][0], queue=self.ctx.queue, attempt=1,
+            report=report, cancelled=lambda: False,
+            interval=self.ctx.progress_interval))
+        failure = None
+        try:
+            from hueyq.app import batch_results
+            values = batch_results(cls.batch_func([t.args[0] for t, _ in batch]),
+                                   len(batch))
+        except Exception as exc:
+            failure, values = exc, [None] * len(batch)
+        finally:
+            job_context.current_job().flush()
+            job_context.set_current(None)
+        finished = time.time()
+        acks = []
+        for (task, lease), value in zip(batch, values):
+            error = failure or (value if isinstance(value, BaseException)
+                                else None)
+            acks.append(self._end_item(task, lease, value, error, started,
+                                       finished))
+        logger.info("%s batch of %d after %.3fs%s", name, len(batch),
+                    finished - started, " (%r)" % failure if failure else "",
+                    extra={"queue": self.ctx.queue, "task": name})
+        return acks
+
+    def _end_item(self, task, lease, value, error, started, finished) -> tuple:
+        if error is None:
+            if value is not None:
+                self.huey.put_result(task.id, value)
+            self.huey._emit(S.SIGNAL_COMPLETE, task)
+            self.ctx.recorder.job(_end_change(task.id, "complete", started,
+                                              finished, None, None, None))
+            self.ctx.recorder.done(lease.handle)
+            return (lease.handle, None, None)
+        text, tb = describe_error(error, [S.SIGNAL_ERROR])
+        self.huey._emit(S.SIGNAL_ERROR, task, error)
+        if task.retries:
+            self.huey._emit(S.SIGNAL_RETRYING, task)
+            self.huey._requeue_task(task, self.huey._get_timestamp())
+            self.ctx.recorder.job(_end_change(task.id, "retrying", started,
+                                              finished, text, tb, None))
+            self.ctx.recorder.done(lease.handle)
+            return (lease.handle, None, None)
+        self.huey.put_result(task.id, Error(self.huey.build_error_result(
+            task, error)))
+        self.ctx.recorder.job(_end_change(task.id, "failed", started, finished,
+                                          text, tb, "failed"))
+        return (lease.handle, DEAD, "failed")
 
     # ------------------------------------------------------------ endings
 
