@@ -298,6 +298,16 @@ class App:
                 **_limits(time_limit, memory), **kwargs)
         return decorator
 
+    def on_startup(self, queue: "str | None" = None):
+        """Run the decorated function in every worker of ``queue`` (every
+        queue when None) as it starts, before it takes a task: the place to
+        load a model once per worker process."""
+        def decorator(func):
+            for q in ([queue] if queue else self.queues):
+                self.huey(q).on_startup(func.__name__)(func)
+            return func
+        return decorator
+
     def _route(self, func: Callable, name: "str | None",
                queue: "str | None") -> str:
         if queue is not None:
