@@ -76,7 +76,7 @@ local function finish(hid, outcome, reason, now)
 end
 """
 
-# KEYS: running msg info ids pending dead wake done paused
+# KEYS: running msg info ids pending dead wake done paused flags
 # ARGV: owner now ack_hid ack_outcome ack_reason
 _LEASE = _FINISH + """
 local now = tonumber(ARGV[2])
@@ -85,12 +85,32 @@ if redis.call('hlen', KEYS[9]) > 0 then
   redis.call('del', KEYS[7])
   return false
 end
-local top = redis.call('zrange', KEYS[5], 0, 0)
-if #top == 0 then
+local hid = nil
+local room = redis.call('hget', KEYS[10], 'admission')
+if room then
+  -- Admission: skip tasks whose declared memory does not fit what is left
+  -- of the queue's budget, less what running tasks declared.
+  room = tonumber(room)
+  for _, running in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
+    local meta = cjson.decode(redis.call('hget', KEYS[3], running)).meta
+    room = room - ((meta and meta.memory) or 0)
+  end
+  for _, candidate in ipairs(redis.call('zrange', KEYS[5], 0, 99)) do
+    local meta = cjson.decode(redis.call('hget', KEYS[3], candidate)).meta
+    local need = (meta and meta.memory) or 0
+    if need == 0 or need <= room then
+      hid = candidate
+      break
+    end
+  end
+else
+  local top = redis.call('zrange', KEYS[5], 0, 0)
+  hid = top[1]
+end
+if not hid then
   redis.call('del', KEYS[7])
   return false
 end
-local hid = top[1]
 redis.call('zrem', KEYS[5], hid)
 redis.call('zadd', KEYS[1], now, hid)
 local info = cjson.decode(redis.call('hget', KEYS[3], hid))
@@ -261,6 +281,8 @@ class RedisBackend(RedisStorage):
         self.result_key = base + "results"
         self.counter_key = base + "counters"
         self.queue_key = self.keys["pending"]
+        #: Leases always honour an admission flag on Redis (it is cheap).
+        self.admission = False
         self.schedule_key = self.keys["sched"]
         scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
                    "lease_batch": _LEASE_BATCH,
@@ -369,7 +391,7 @@ class RedisBackend(RedisStorage):
         handle, outcome, reason = ack if ack is not None else ("", None, None)
         row = self._scripts["lease"](
             keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
-                            "wake", "done", "paused"),
+                            "wake", "done", "paused", "flags"),
             args=[owner, time.time(), handle, outcome or "", reason or ""])
         if not row:
             return None

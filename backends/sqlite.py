@@ -41,7 +41,8 @@ _TABLES = [
     " name text not null default '', state text not null,"
     " priority real not null default 0, eta real, enqueued_at real,"
     " updated_at real, owner text, redeliveries integer not null default 0,"
-    " last_error text, reason text, meta text, data blob not null)",
+    " last_error text, reason text, meta text, memory integer not null"
+    " default 0, data blob not null)",
     "create index if not exists hueyq_message_pending on hueyq_message"
     " (queue, priority desc, id) where state = 'pending'",
     "create index if not exists hueyq_message_scheduled on hueyq_message"
@@ -68,6 +69,19 @@ _LEASE = ("update hueyq_message set state = 'running', owner = ?,"
           " where queue = ? and state = 'pending'"
           " order by priority desc, id limit 1) and " + _NOT_PAUSED +
           " returning id, task_id, data, redeliveries, last_error")
+# Admission: a task that declared memory= waits until it fits in what the
+# supervisor says is left of the queue's budget, less what running tasks
+# declared.
+_FITS = (" and (memory = 0 or memory <= coalesce((select cast(value as"
+         " integer) from hueyq_flag where queue = ?1 and name = 'admission'),"
+         " 9000000000000000000) - (select coalesce(sum(memory), 0) from"
+         " hueyq_message where queue = ?1 and state = 'running'))")
+_ADMISSION_LEASE = (
+    "update hueyq_message set state = 'running', owner = ?2, updated_at = ?3"
+    " where id = (select id from hueyq_message where queue = ?1 and state ="
+    " 'pending'" + _FITS + " order by priority desc, id limit 1) and not"
+    " exists (select 1 from hueyq_flag where queue = ?1 and name glob"
+    " 'paused:*') returning id, task_id, data, redeliveries, last_error")
 _INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
                  " updated_at, eta, owner, redeliveries, last_error, reason,"
                  " meta, length(data)")
@@ -97,6 +111,8 @@ class SqliteBackend(SqliteStorage):
         self._wake_pid = None
         self._notify_fd = None
         self._notify_lock = threading.Lock()
+        #: Whether leases honour the admission flag (queues with a budget).
+        self.admission = False
         try:
             super().__init__(name, filename=filename, fsync=True,
                              journal_mode="wal", timeout=timeout, **kwargs)
@@ -127,11 +143,12 @@ class SqliteBackend(SqliteStorage):
         meta = {k: v for k, v in header.items() if k not in ("id", "name",
                                                              "eta")}
         self.sql("insert into hueyq_message (queue, task_id, name, state,"
-                 " priority, eta, enqueued_at, updated_at, meta, data)"
-                 " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 " priority, eta, enqueued_at, updated_at, meta, memory, data)"
+                 " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (self.qname, header.get("id") or "", header.get("name") or "",
                   state, priority or 0, eta, meta.get("t", now), now,
-                  json.dumps(meta) if meta else None, self.to_blob(data)),
+                  json.dumps(meta) if meta else None,
+                  int(meta.get("memory") or 0), self.to_blob(data)),
                  commit=True)
 
     def dequeue(self) -> "bytes | None":
@@ -219,8 +236,7 @@ class SqliteBackend(SqliteStorage):
             try:
                 if ack is not None:
                     self._finish(conn, now, *ack)
-                row = conn.execute(_LEASE, (owner, now, self.qname,
-                                            self.qname)).fetchone()
+                row = conn.execute(*self._lease_sql(owner, now)).fetchone()
                 conn.execute("commit")
             except BaseException:
                 if conn.in_transaction:
@@ -229,6 +245,11 @@ class SqliteBackend(SqliteStorage):
         if row is None:
             return None
         return Lease(row[0], row[1], row[2], row[3], row[4])
+
+    def _lease_sql(self, owner: str, now: float) -> tuple:
+        if self.admission:
+            return _ADMISSION_LEASE, (self.qname, owner, now)
+        return _LEASE, (owner, now, self.qname, self.qname)
 
     def lease_batch(self, owner: str, name: str, limit: int
                     ) -> "list[Lease]":

@@ -31,7 +31,7 @@ from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
                               JobNotFound, QueueNotFound)
 from hueyq.profile import Profile, load_profile, select
 from hueyq.store import FINISHED, REASON_STATE, Job, Store
-from hueyq.units import parse_duration, parse_size
+from hueyq.units import format_size, parse_duration, parse_size
 
 logger = logging.getLogger("hueyq.app")
 
@@ -235,6 +235,7 @@ class App:
 
         def decorator(func):
             q = self._route(func, name, queue)
+            self._check_memory(q, func, memory)
             return self.huey(q).task(
                 retries=retries, retry_delay=_seconds(retry_delay),
                 retry_backoff=retry_backoff, priority=priority,
@@ -307,6 +308,15 @@ class App:
                 self.huey(q).on_startup(func.__name__)(func)
             return func
         return decorator
+
+    def _check_memory(self, queue: str, func: Callable,
+                      memory: "int | str | None") -> None:
+        limit = self.profile.queues[queue].memory_limit
+        if memory is not None and limit and parse_size(memory) > limit:
+            raise ConfigurationError(
+                "task %s declares memory=%s but queue %s has memory_limit %s: "
+                "it could never start" % (func.__name__, memory, queue,
+                                          format_size(limit)))
 
     def _route(self, func: Callable, name: "str | None",
                queue: "str | None") -> str:

@@ -71,6 +71,10 @@ QUEUE_WORKERS = 1
 QUEUE_WORKER_TYPE = "thread"
 #: Backlog over which another consumer is started (autoscale).
 QUEUE_SCALE_UP_DEPTH = 100
+#: A backlog must stay over scale_up_depth this long to add a consumer.
+QUEUE_SCALE_UP_AFTER = 5.0
+#: A queue must stay empty this long before an extra consumer stops.
+QUEUE_SCALE_DOWN_AFTER = 30.0
 #: Backlog over which health reports the queue (0: no alert).
 QUEUE_DEPTH_ALERT = 0
 #: Fraction of GPU memory a worker of a gpu queue may use (0: no cap).

@@ -301,6 +301,8 @@ class QueueConfig:
     min_consumers: int = _f(1, _int(1))
     max_consumers: int = _f(1, _int(1))
     scale_up_depth: int = _f(defaults.QUEUE_SCALE_UP_DEPTH, _int(1))
+    scale_up_after: float = _f(defaults.QUEUE_SCALE_UP_AFTER, _duration)
+    scale_down_after: float = _f(defaults.QUEUE_SCALE_DOWN_AFTER, _duration)
     depth_alert: int = _f(defaults.QUEUE_DEPTH_ALERT, _int(0))
 
 
@@ -343,6 +345,18 @@ class Profile:
                     or fnmatch.fnmatchcase(short_name, pattern)):
                 return queue
         return None
+
+    def memory_budget(self) -> "int | None":
+        """The sum of every queue's memory_limit (times its max_consumers),
+        or None if a queue has no limit: what a systemd MemoryMax= must
+        stay above."""
+        total = 0
+        for name in self.queue_names:
+            queue = self.queues[name]
+            if not queue.memory_limit:
+                return None
+            total += queue.memory_limit * queue.max_consumers
+        return total
 
     @property
     def host_id(self) -> str:

@@ -17,11 +17,13 @@ from conftest import RedisServer, wait_for
 SER = EnvelopeSerializer()
 
 
-def msg(task_id=None, eta=None, name="tests.echo"):
+def msg(task_id=None, eta=None, name="tests.echo", memory=None):
     task_id = task_id or uuid.uuid4().hex
-    return task_id, SER.serialize_with_header(
-        ("payload", task_id), {"id": task_id, "name": name, "eta": eta,
-                               "t": time.time(), "time_limit": 5})
+    header = {"id": task_id, "name": name, "eta": eta, "t": time.time(),
+              "time_limit": 5}
+    if memory:
+        header["memory"] = memory
+    return task_id, SER.serialize_with_header(("payload", task_id), header)
 
 
 @pytest.fixture
@@ -156,6 +158,27 @@ def test_a_paused_queue_hands_out_nothing(storage):
     assert storage.clear_flag("paused:memory")
     assert not storage.clear_flag("paused:memory")
     assert storage.lease(owner()) is not None
+
+
+def test_admission_starts_a_task_only_when_its_memory_fits(storage):
+    gib = 1024 ** 3
+    storage.admission = True
+    big, data_big = msg(memory=3 * gib)
+    small, data_small = msg(memory=1 * gib)
+    plain, data_plain = msg()
+    for data in (data_big, data_small, data_plain):
+        storage.enqueue(data)
+    storage.set_flag("admission", 2 * gib)
+    first = storage.lease(owner())
+    assert first.task_id == small
+    second = storage.lease(owner(2))
+    assert second.task_id == plain
+    assert storage.lease(owner(3)) is None
+    assert storage.find(big).state == PENDING
+    storage.ack(first.handle)
+    assert storage.lease(owner(3)) is None
+    storage.set_flag("admission", 4 * gib)
+    assert storage.lease(owner(3)).task_id == big
 
 
 def test_cancel_drain_revive(storage):

@@ -591,6 +591,7 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
     """Run one consumer of ``queue`` in this process until it is stopped."""
     config = app.profile.queue(queue)
     huey = app.huey(queue)
+    huey.storage.admission = bool(config.memory_limit)
     recorder = JobRecorder(huey, app.store,
                            flush_interval=app.profile.store.flush_interval)
     recorder.connect()

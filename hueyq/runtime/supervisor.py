@@ -97,6 +97,7 @@ class Supervisor:
         self._errors: "dict[str, int]" = {}
         self._watchdog_ping = notify.watchdog_interval()
         self._next_sweep = 0.0
+        self._admission: "dict[str, int]" = {}
 
     # ------------------------------------------------------------ main loop
 
@@ -104,6 +105,7 @@ class Supervisor:
         """Start the consumers and supervise them until stopped."""
         self._install_signals()
         self.preflight()
+        self.watchdog.restore(self._pauses())
         recovered = self.recover()
         logger.info("hueyq %s: app %s, profile %s (%s)", __version__,
                     self.app.name, self.profile.name, self.profile.source)
@@ -424,12 +426,32 @@ class Supervisor:
         found = huey.storage.peek_many(keys) if keys else {}
         return {k[2:] for k in found}
 
+    def _pauses(self) -> "dict[str, dict[str, dict]]":
+        out = {}
+        for queue in self.queues:
+            flags = self.app.storage(queue).flags()
+            out[queue] = {name.split(":", 1)[1]: value
+                          for name, value in flags.items()
+                          if name.startswith("paused:")}
+        return out
+
     def watch(self, now: float) -> None:
         """Sample, decide, act."""
         samples = self.sample(now)
         self._samples = samples
         for action in self.watchdog.check(samples):
             self._guard("watchdog action", lambda a=action: self.apply(a))
+        self._publish_admission(self.watchdog.admission(samples))
+
+    def _publish_admission(self, rooms: "dict[str, int]") -> None:
+        # Written when it moved by over 1% (or 16 MiB), not every tick.
+        for queue, room in rooms.items():
+            last = self._admission.get(queue)
+            if last is not None and abs(room - last) <= max(last // 100,
+                                                            16 << 20):
+                continue
+            self.app.storage(queue).set_flag("admission", room)
+            self._admission[queue] = room
 
     def apply(self, action: Action) -> None:
         """Carry out one watchdog action and record it."""

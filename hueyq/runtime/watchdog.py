@@ -37,10 +37,6 @@ from hueyq.units import format_duration, format_size
 
 logger = logging.getLogger("hueyq.watchdog")
 
-#: Seconds a backlog must stay deep before another consumer starts.
-SCALE_UP_AFTER = 5.0
-#: Seconds a queue must stay empty before an extra consumer stops.
-SCALE_DOWN_AFTER = 30.0
 #: A queue paused over its memory_limit resumes below this share of it.
 LIMIT_RESUME_SHARE = 0.9
 
@@ -107,6 +103,16 @@ class Watchdog:
         self._deep_since: "dict[str, float]" = {}
         self._empty_since: "dict[str, float]" = {}
 
+    def restore(self, pauses: "dict[str, dict[str, dict]]") -> None:
+        """Take over the pauses an earlier supervisor left in the backend
+        (``{queue: {by: flag}}``), so they are lifted when conditions allow."""
+        pressure = [(flag.get("since", 0), queue) for queue, flags in
+                    pauses.items() for by, flag in flags.items()
+                    if by == "memory"]
+        self.pressure_paused = [q for _, q in sorted(pressure)]
+        self.limit_paused = {queue for queue, flags in pauses.items()
+                             if "memory_limit" in flags}
+
     @property
     def queues(self):
         return [self.profile.queues[q] for q in self.profile.queue_names]
@@ -131,9 +137,9 @@ class Watchdog:
 
     def _system(self, s: Samples) -> "list[Action]":
         floor = self.profile.memory.min_available
-        if not floor or s.available is None:
+        if s.available is None:
             return []
-        if s.available < floor:
+        if floor and s.available < floor:
             order = sorted(self.queues, key=lambda q: q.priority)[:-1]
             for queue in order:
                 if queue.name not in self.pressure_paused:
@@ -145,7 +151,7 @@ class Watchdog:
                                               format_size(floor)))]
             return []
         resume_at = self.profile.memory.resume_threshold
-        if s.available >= resume_at and self.pressure_paused:
+        if self.pressure_paused and (not floor or s.available >= resume_at):
             name = self.pressure_paused.pop()
             return [Action("resume", name, by="memory", value=s.available,
                            limit=resume_at,
@@ -157,6 +163,10 @@ class Watchdog:
     def _queue_limit(self, queue, s: Samples) -> "list[Action]":
         limit = queue.memory_limit
         if not limit:
+            if queue.name in self.limit_paused:
+                self.limit_paused.discard(queue.name)
+                return [Action("resume", queue.name, by="memory_limit",
+                               reason="the queue no longer has a limit")]
             return []
         procs = [p for p in s.processes if p.queue == queue.name]
         total = sum(p.memory for p in procs)
@@ -243,7 +253,7 @@ class Watchdog:
             if backlog > queue.scale_up_depth:
                 self._empty_since.pop(queue.name, None)
                 since = self._deep_since.setdefault(queue.name, s.now)
-                if (s.now - since >= SCALE_UP_AFTER
+                if (s.now - since >= queue.scale_up_after
                         and running < queue.max_consumers
                         and self._room_for_one(queue, s)):
                     self._deep_since[queue.name] = s.now
@@ -255,7 +265,7 @@ class Watchdog:
             elif backlog == 0:
                 self._deep_since.pop(queue.name, None)
                 since = self._empty_since.setdefault(queue.name, s.now)
-                if s.now - since >= SCALE_DOWN_AFTER \
+                if s.now - since >= queue.scale_down_after \
                         and running > queue.min_consumers:
                     self._empty_since[queue.name] = s.now
                     actions.append(Action("scale_down", queue.name,

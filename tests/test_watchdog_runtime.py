@@ -1,0 +1,142 @@
+"""The watchdog with real processes: memory kills, recycling, time limits,
+pressure pauses, and what `hueyq status` shows of them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import wait_for, write_profile
+
+pytestmark = pytest.mark.slow
+
+MEDIUM = {"worker_type": "process", "workers": 1}
+
+
+def profile_with(tmp_path, backend_url, app_name, **sections):
+    return write_profile(tmp_path / "w.toml", backend_url,
+                         "sqlite://%s" % (tmp_path / "store.db"), app_name, sections)
+
+
+def done(app, handle, states=("complete", "failed", "dead", "cancelled")):
+    return app.job(handle.id, history=False).state in states
+
+
+def test_a_worker_over_its_hard_limit_is_killed_and_the_job_retried_then_failed(
+        tmp_path, backend_url, app_name, make_app, runtime):
+    profile = profile_with(tmp_path, backend_url, app_name, **{
+        "queues.medium": dict(MEDIUM, worker_memory_hard="150MiB")})
+    app = make_app(profile, "apps.memory")
+    hog = app.tasks.grow(20, 30)
+    fine = app.tasks.add(1, 2)
+    rt = runtime(profile, "apps.memory")
+    rt.wait_ready()
+    wait_for(lambda: done(app, hog), 60, message="the hog to end")
+    job = app.job(hog.id)
+    assert job.state == "failed" and job.attempts == 2
+    assert job.error.startswith("killed: memory budget exceeded (")
+    assert job.error.endswith(" > 150.0 MiB)")
+    events = [e["event"] for e in job.history]
+    assert events.count("killed") == 2 and "retrying" in events
+    assert fine(blocking=True, timeout=30) == 3
+    actions = app.store.watchdog_events()
+    assert [a["action"] for a in actions].count("kill") == 2
+    assert all(a["limit"] == 150 << 20 and a["value"] > 150 << 20
+               for a in actions if a["action"] == "kill")
+    assert rt.terminate() == 0
+
+
+def test_a_slowly_growing_worker_is_recycled_between_tasks(
+        tmp_path, backend_url, app_name, make_app, runtime):
+    profile = profile_with(tmp_path, backend_url, app_name, **{
+        "queues.medium": dict(MEDIUM, worker_memory_soft="120MiB")})
+    app = make_app(profile, "apps.memory")
+    path = str(tmp_path / "done")
+    handles = [app.tasks.leak(path, "l%02d" % i, 25) for i in range(12)]
+    rt = runtime(profile, "apps.memory")
+    rt.wait_ready()
+    wait_for(lambda: all(done(app, h) for h in handles), 90, message="all leaks")
+    assert all(app.job(h.id).state == "complete" for h in handles)
+    with open(path) as fh:
+        pids = {line.split()[1] for line in fh}
+    assert len(pids) >= 2, "the worker was never replaced"
+    recycles = [a for a in app.store.watchdog_events() if a["action"] == "recycle"]
+    assert recycles and recycles[0]["limit"] == 120 << 20
+    assert rt.terminate() == 0
+
+
+def test_a_task_past_its_time_limit_is_killed(tmp_path, backend_url, app_name,
+                                               make_app, runtime):
+    profile = profile_with(tmp_path, backend_url, app_name, **{
+        "queues.medium": dict(MEDIUM, time_limit="1s")})
+    app = make_app(profile, "apps.memory")
+    sleepy = app.tasks.nap(30)
+    rt = runtime(profile, "apps.memory")
+    rt.wait_ready()
+    wait_for(lambda: done(app, sleepy), 30, message="the time limit")
+    job = app.job(sleepy.id)
+    assert (job.state, job.error) == ("failed", "killed: time limit exceeded (1s)")
+    assert app.tasks.add(2, 2)(blocking=True, timeout=30) == 4
+    assert rt.terminate() == 0
+
+
+def test_low_system_memory_pauses_lowest_first_and_resumes(
+        tmp_path, backend_url, app_name, make_app, runtime):
+    starved = profile_with(tmp_path, backend_url, app_name,
+                           memory={"min_available": "100000GiB"})
+    app = make_app(starved)
+    rt = runtime(starved)
+    rt.wait_ready()
+
+    def paused_by_memory():
+        stats = app.queue_stats()
+        return sorted(q for q, s in stats.items() if "memory" in s["paused_by"])
+    wait_for(lambda: paused_by_memory() == ["gpu", "low", "medium"], 20,
+             message="three pressure pauses")
+    order = [a["queue"] for a in reversed(app.store.watchdog_events())
+             if a["action"] == "pause"]
+    assert order == ["low", "gpu", "medium"]
+    assert app.tasks.echo("still served")(blocking=True, timeout=20) == "still served"
+    status = subprocess.run([sys.executable, "-m", "hueyq", "status"], env=rt.env,
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert "memory" in status.stdout
+    assert rt.terminate() == 0
+    (tmp_path / "w.toml").unlink()
+    relieved = profile_with(tmp_path, backend_url, app_name)
+    rt2 = runtime(relieved)
+    rt2.wait_ready()
+    wait_for(lambda: paused_by_memory() == [], 20, message="pauses lifted")
+    assert app.tasks.add(1, 1)(blocking=True, timeout=20) == 2
+    assert rt2.terminate() == 0
+
+
+def test_status_shows_each_worker_memory_and_current_job(
+        tmp_path, backend_url, app_name, make_app, runtime):
+    profile = profile_with(tmp_path, backend_url, app_name, **{
+        "queues.medium": dict(MEDIUM, worker_memory_hard="1GiB")})
+    app = make_app(profile, "apps.memory")
+    long = app.tasks.nap(20)
+    rt = runtime(profile, "apps.memory")
+    rt.wait_ready()
+
+    def busy():
+        workers = [w for w in app.workers() if w["queue"] == "medium"
+                   and w["kind"] == "worker" and w["jobs"]]
+        return workers and workers[0]
+    worker = wait_for(busy, 20, message="a busy medium worker")
+    assert worker["jobs"][0]["id"] == long.id
+    assert worker["memory"] > 1 << 20 and worker["memory_kind"] in ("pss", "rss")
+    assert worker["hard_limit"] == 1 << 30
+    out = subprocess.run([sys.executable, "-m", "hueyq", "status", "--json"],
+                         env=rt.env, cwd=tmp_path, capture_output=True, text=True)
+    report = json.loads(out.stdout)
+    assert any(j["id"] == long.id for w in report["workers"] for j in w["jobs"])
+    text = subprocess.run([sys.executable, "-m", "hueyq", "status"], env=rt.env,
+                          cwd=tmp_path, capture_output=True, text=True).stdout
+    assert long.id[:8] in text and "nap" in text
+    app.cancel(long.id)
+    wait_for(lambda: done(app, long), 20, message="the cancel")
+    assert app.job(long.id).state == "cancelled"
+    assert rt.terminate() == 0
