@@ -145,7 +145,6 @@ class Worker(huey_consumer.Worker):
             signal.signal(signal.SIGUSR1, self._request_recycle)
             if self.ctx.gpu:
                 self._gpu = GpuLane(self.ctx.gpu_memory_fraction)
-                self._gpu.start()
         else:
             self.name = threading.current_thread().name
             self._gpu = self.ctx.thread_gpu
@@ -245,6 +244,8 @@ class Worker(huey_consumer.Worker):
 
     def process(self, lease, now=None) -> None:
         """Decode and run one leased message."""
+        if self._gpu is not None:
+            self._gpu.ensure_started()
         try:
             task = self.huey.deserialize_task(lease.data)
         except Exception as exc:
@@ -605,7 +606,6 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
         parent_pid=os.getpid())
     if config.gpu and config.worker_type == "thread":
         context.thread_gpu = GpuLane(config.gpu_memory_fraction)
-        context.thread_gpu.start()
     consumer = Consumer(
         huey, context, workers=config.workers, worker_type=config.worker_type,
         periodic=index == 0, initial_delay=0.1, backoff=1.5, max_delay=5.0,

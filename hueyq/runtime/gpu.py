@@ -1,12 +1,14 @@
 """GPU lanes: torch settings for the workers of a queue with ``gpu = true``.
 
-torch is imported lazily, only in the process that runs the tasks (a thread
-consumer, or a process worker after it was forked), so CUDA is never
-initialised in a process that later forks. Without torch or without CUDA the
-lane runs its tasks on the CPU and says so once.
+torch is imported lazily, right before the first task of the process that
+runs the tasks (a thread consumer, or a process worker after it was forked),
+so CUDA is never initialised in a process that later forks and an idle lane
+costs no torch memory. Without torch or without CUDA the lane runs its tasks
+on the CPU and says so once.
 """
 
 import logging
+import threading
 
 logger = logging.getLogger("hueyq.gpu")
 
@@ -18,6 +20,17 @@ class GpuLane:
         self.memory_fraction = memory_fraction
         self.torch = None
         self.device = "cpu"
+        self.started = False
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> str:
+        """Start the lane once (before this process's first task)."""
+        if not self.started:
+            with self._lock:
+                if not self.started:
+                    self.start()
+                    self.started = True
+        return self.device
 
     def start(self) -> str:
         """Import torch, cap this process's GPU memory; returns the device."""
