@@ -552,7 +552,9 @@ def merge_job(row: "dict | None", message) -> Job:
         args=base.args or message.meta.get("args"),
         has_payload=base.has_payload or live == DEAD,
         finished_at=base.finished_at or (message.updated_at if live == DONE
-                                         else None))
+                                         else None),
+        progress=100.0 if live == DONE and state == "complete"
+        else base.progress)
 
 
 def _from_row(row: dict) -> Job:
