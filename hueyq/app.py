@@ -134,7 +134,8 @@ class App:
     def __init__(self, profile: "str | Profile | None" = None,
                  name: "str | None" = None, *,
                  overrides: "dict | None" = None,
-                 require_secret: bool = True) -> None:
+                 require_secret: bool = True,
+                 maintenance: bool = True) -> None:
         if isinstance(profile, Profile):
             self.profile = profile
         else:
@@ -156,6 +157,9 @@ class App:
         options = self._storage_options()
         self._hueys = {q: self.queue_huey_class(self, q, options)
                        for q in self.profile.queue_names}
+        if maintenance:
+            from hueyq import maintenance as builtin
+            builtin.install(self)
 
     def __repr__(self) -> str:
         return "<hueyq.App %s profile=%s>" % (self.name, self.profile.name)

@@ -416,32 +416,57 @@ class Store:
 
     # ------------------------------------------------------------ retention
 
+    def expired_jobs(self, max_age: float, max_count: int,
+                     now: "float | None" = None, limit: int = 10_000
+                     ) -> "list[tuple[str, str]]":
+        """(id, queue) of finished jobs past retention: older than
+        ``max_age``, or beyond the newest ``max_count`` of their state."""
+        now = time.time() if now is None else now
+        Job = self.Job
+        mine = Job.app == self.app_name
+        found = self._read(lambda: list(
+            Job.select(Job.id, Job.queue)
+            .where(mine, Job.state.in_(FINISHED),
+                   Job.updated_at < now - max_age).limit(limit).tuples()))
+        for state in FINISHED:
+            edge = self._read(lambda: Job.select(Job.enqueued_at)
+                              .where(mine, Job.state == state)
+                              .order_by(Job.enqueued_at.desc())
+                              .offset(max_count).limit(1).scalar())
+            if edge is not None:
+                found += self._read(lambda: list(
+                    Job.select(Job.id, Job.queue)
+                    .where(mine, Job.state == state, Job.enqueued_at <= edge)
+                    .limit(limit).tuples()))
+        return list(dict.fromkeys(found))
+
+    def delete_jobs(self, job_ids: "Iterable[str]") -> int:
+        """Delete jobs and their history."""
+        deleted = 0
+        Job, Event = self.Job, self.Event
+        for chunk in peewee.chunked(list(job_ids), 500):
+            with self._lock, self.db.atomic():
+                deleted += Job.delete().where(Job.app == self.app_name,
+                                              Job.id.in_(chunk)).execute()
+                Event.delete().where(
+                    Event.queue.startswith(self.app_name + "."),
+                    Event.task_id.in_(chunk)).execute()
+        return deleted
+
     def enforce_retention(self, max_age: float, max_count: int,
                           now: "float | None" = None) -> int:
-        """Delete finished jobs and events older than ``max_age`` and finished
-        jobs beyond the newest ``max_count`` per state. Returns rows deleted."""
+        """Delete finished jobs past retention (see :meth:`expired_jobs`),
+        and events and watchdog actions older than ``max_age``. Returns the
+        number of jobs deleted."""
         now = time.time() if now is None else now
-        cutoff = now - max_age
-        Job, Event, WEvent = self.Job, self.Event, self.WatchdogEvent
-        deleted = 0
-        mine = Job.app == self.app_name
+        deleted = self.delete_jobs(j for j, _ in
+                                   self.expired_jobs(max_age, max_count, now))
+        Event, WEvent = self.Event, self.WatchdogEvent
         with self._lock, self.db.atomic():
-            deleted += Job.delete().where(mine, Job.state.in_(FINISHED),
-                                          Job.updated_at < cutoff).execute()
-            for state in FINISHED:
-                edge = (Job.select(Job.enqueued_at)
-                        .where(mine, Job.state == state)
-                        .order_by(Job.enqueued_at.desc())
-                        .offset(max_count).limit(1).scalar())
-                if edge is not None:
-                    deleted += Job.delete().where(
-                        mine, Job.state == state,
-                        Job.enqueued_at <= edge).execute()
-            deleted += Event.delete().where(
-                Event.queue.startswith(self.app_name + "."),
-                Event.ts < cutoff).execute()
-            deleted += WEvent.delete().where(WEvent.app == self.app_name,
-                                             WEvent.ts < cutoff).execute()
+            Event.delete().where(Event.queue.startswith(self.app_name + "."),
+                                 Event.ts < now - max_age).execute()
+            WEvent.delete().where(WEvent.app == self.app_name,
+                                  WEvent.ts < now - max_age).execute()
         return deleted
 
 

@@ -1,0 +1,63 @@
+"""Built-in maintenance: retention of jobs, results and dead messages; WAL
+checkpoints when idle."""
+
+import os
+import time
+
+from hueyq import maintenance
+from hueyq.backends import DEAD
+
+
+def test_maintenance_tasks_run_on_the_lowest_queue(app):
+    names = app.task_names()
+    assert "hueyq.maintenance.retention" in names
+    assert "hueyq.maintenance.checkpoint" in names
+    assert app.task_queue("hueyq.maintenance.retention") == "low"
+
+
+def test_retention_deletes_old_jobs_their_results_and_dead_messages(app, inline):
+    old = [app.tasks.echo(i) for i in range(3)]
+    failed = app.tasks.fail("x")
+    inline(app, "high").run()
+    inline(app, "low").run()
+    assert app.huey("high").get(old[0].id, peek=True) == 0
+    assert app.storage("low").count(DEAD) == 1
+    fresh = app.tasks.echo("new")
+    inline(app, "high").run()
+    report = maintenance.run_retention(app, now=time.time() + 10 * 86400)
+    assert report["jobs"] == 5 and report["results"] == 5   # incl. the Error
+    assert report["dead_messages"] == 1
+    assert app.store.get(old[0].id) is None and app.store.get(failed.id) is None
+    assert app.huey("high").get(old[0].id, peek=True) is None
+    assert app.store.history(old[0].id) == []
+    assert app.storage("low").count(DEAD) == 0
+    assert app.store.get(fresh.id) is None  # also past the age at that time
+    kept = maintenance.run_retention(app)
+    assert kept == {"jobs": 0, "results": 0, "dead_messages": 0}
+
+
+def test_retention_keeps_the_newest_per_state(app, inline):
+    handles = [app.tasks.echo(i) for i in range(6)]
+    inline(app, "high").run()
+    from dataclasses import replace
+    app.profile = replace(app.profile, store=replace(app.profile.store,
+                                                     retention_count=2))
+    report = maintenance.run_retention(app)
+    assert report["jobs"] == 4
+    left = [h.id for h in handles if app.store.get(h.id) is not None]
+    assert left == [h.id for h in handles[-2:]]
+
+
+def test_checkpoint_when_idle(app, backend_url, inline):
+    if backend_url.startswith("redis"):
+        assert maintenance.run_checkpoint(app) is False
+        return
+    path = backend_url[len("sqlite://"):] + "-wal"
+    for i in range(50):
+        app.tasks.echo(i)
+    app.tasks.echo("busy")
+    assert maintenance.run_checkpoint(app) is False
+    inline(app, "high").run()
+    assert os.path.getsize(path) > 0
+    assert maintenance.run_checkpoint(app) is True
+    assert os.path.getsize(path) == 0
