@@ -691,8 +691,9 @@ class RedisBackend(RedisStorage):
         """Whether Redis writes an append-only file."""
         return bool(self.conn.info("persistence").get("aof_enabled"))
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> bool:
         """Nothing to fold back on Redis."""
+        return False
 
     def ping(self) -> None:
         """Raise BackendUnavailable unless Redis answers."""

@@ -636,9 +636,11 @@ class SqliteBackend(SqliteStorage):
                                 "backend's disk" % format_size(usage.free)))
         return findings
 
-    def checkpoint(self) -> None:
-        """Fold the WAL back into the database file (when idle)."""
-        self.sql("pragma wal_checkpoint(truncate)")
+    def checkpoint(self) -> bool:
+        """Fold the WAL back into the database file; True if it could."""
+        busy, _, _ = self.sql("pragma wal_checkpoint(truncate)",
+                              results=True)[0]
+        return not busy
 
     def ping(self) -> None:
         """Raise BackendUnavailable unless the database answers."""

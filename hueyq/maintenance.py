@@ -56,8 +56,6 @@ def run_retention(app, now: "float | None" = None) -> dict:
 def run_checkpoint(app) -> bool:
     """Checkpoint the SQLite WAL when every queue is idle; True if it did."""
     storages = [app.storage(q) for q in app.queues]
-    if not hasattr(storages[0], "checkpoint") or any(
-            s.count("pending") or s.count("running") > 1 for s in storages):
+    if any(s.count("pending") or s.count("running") > 1 for s in storages):
         return False
-    storages[0].checkpoint()
-    return True
+    return storages[0].checkpoint()
