@@ -127,14 +127,18 @@ def _profile(app) -> "list[Finding]":
                              "(set HUEYQ_SECRET)"))
     for queue in profile.queue_names:
         config = profile.queues[queue]
-        if config.worker_type == "thread" and (config.time_limit or
-                                               config.worker_memory_hard):
+        if config.worker_type == "thread" and config.time_limit:
             found.append(Finding(
                 "warning", "queue.limits",
-                "%s runs thread workers: its time_limit is cooperative "
-                "(huey's timeout, checked at hueyq.progress()) and its "
-                "worker_memory_hard stops the whole consumer; hard per-task "
-                "limits need worker_type = \"process\"" % queue))
+                "%s runs thread workers, so its time_limit is only "
+                "cooperative (a task stops at its next hueyq.progress()); a "
+                "hard time limit needs worker_type = \"process\"" % queue))
+        if config.worker_type == "thread" and config.worker_memory_hard:
+            found.append(Finding(
+                "warning", "queue.limits",
+                "%s runs thread workers, so worker_memory_hard stops the whole "
+                "consumer with every thread's task; per-task memory limits "
+                "need worker_type = \"process\"" % queue))
         if config.gpu and importlib.util.find_spec("torch") is None:
             found.append(Finding("warning", "queue.gpu",
                                  "%s is a GPU lane but torch is not "
