@@ -441,6 +441,53 @@ def doctor(app_spec: "str | None", as_json: bool,
     sys.exit(0 if report.healthy else 1)
 
 
+# ---------------------------------------------------------------- systemd
+
+@main.command()
+@_profile_option
+@_app_option(required=True)
+@click.option("--user", "-u", help="Run the services as this user.")
+@click.option("--web", is_flag=True, help="Also a unit for the web UI.")
+@click.option("--install", is_flag=True, help="Write the units and print the "
+              "systemctl commands.")
+@click.option("--dir", "directory", default=None, metavar="DIR",
+              help="Where --install writes (default /etc/systemd/system).")
+@click.option("--exec", "executable", metavar="PATH",
+              help="The hueyq executable (default: this installation's).")
+@click.option("--workdir", metavar="DIR",
+              help="Working directory, where --app imports from (default: .).")
+def systemd(app_spec: str, user: "str | None", web: bool, install: bool,
+            directory: "str | None", executable: "str | None",
+            workdir: "str | None") -> None:
+    """Print (or install) systemd units for this profile and app."""
+    from hueyq import systemd as units_module
+    from hueyq.profile import load_profile, select
+    profile_arg = os.environ.get("HUEYQ_PROFILE")
+    if not profile_arg:
+        raise ConfigurationError("hueyq systemd needs --profile (the units "
+                                 "name it)")
+    # Resolve data paths as the service will see them (StateDirectory=hueyq).
+    env = dict(os.environ, STATE_DIRECTORY="/var/lib/hueyq")
+    profile = load_profile(select(profile_arg), env=env)
+    found = units_module.units(profile, profile_arg, app_spec, user=user,
+                               web=web, executable=executable,
+                               workdir=os.path.abspath(workdir or "."))
+    if not install:
+        for unit in found:
+            click.echo("# ---- %s" % unit.name)
+            click.echo(unit.text)
+        return
+    target = directory or units_module.UNIT_DIR
+    commands = units_module.install(found, target)
+    for unit in found:
+        click.echo("wrote %s" % os.path.join(target, unit.name))
+    click.echo("secrets (HUEYQ_SECRET, HUEYQ_WEB_TOKEN) go in "
+               "/etc/hueyq/%s.env (chmod 600)" % profile.app_name)
+    click.echo("then:")
+    for command in commands:
+        click.echo("  " + command)
+
+
 # ---------------------------------------------------------------- demo
 
 @main.command()

@@ -235,9 +235,10 @@ class Runtime:
         self.profile = profile
         self.module = module
         self.cwd = cwd
-        self.env = dict(os.environ, PYTHONPATH=str(HERE),
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        self.env = dict(base, PYTHONPATH=str(HERE),
                         HUEYQ_PROFILE=str(profile), **(env or {}))
-        self.env.pop("NOTIFY_SOCKET", None)
         self.queues = queues
         self.extra_args = extra_args or []
         self.proc = None

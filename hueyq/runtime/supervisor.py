@@ -98,6 +98,8 @@ class Supervisor:
         self._watchdog_ping = notify.watchdog_interval()
         self._next_sweep = 0.0
         self._admission: "dict[str, int]" = {}
+        self._notifying = bool(os.environ.get("NOTIFY_SOCKET"))
+        self._next_status = 0.0
 
     # ------------------------------------------------------------ main loop
 
@@ -181,6 +183,9 @@ class Supervisor:
             self._guard("sweep", self.sweep)
         if self._watchdog_ping:
             notify.notify("WATCHDOG=1")
+        if self._notifying and now >= self._next_status:
+            self._next_status = now + 5
+            self._guard("notify", self._notify_status)
 
     def _guard(self, what: str, step) -> None:
         try:
@@ -351,6 +356,14 @@ class Supervisor:
             return
         self.app.huey(queue).put_result(job_id, Error({
             "error": error, "retries": 0, "traceback": "", "task_id": job_id}))
+
+    def _notify_status(self) -> None:
+        samples = self._samples
+        pending = sum(samples.backlog.values()) if samples else 0
+        running = len(samples.leases) if samples else 0
+        alive = sum(1 for s in self.slots if s.alive)
+        notify.notify("STATUS=%d/%d consumers up, %d pending, %d running"
+                      % (alive, len(self.slots), pending, running))
 
     def sweep(self) -> int:
         """Drop finished messages a crashed worker never forgot."""

@@ -1,0 +1,156 @@
+"""systemd units for a hueyq deployment: ``hueyq systemd``.
+
+:func:`units` renders the runtime unit (``Type=notify``: the supervisor
+sends READY, STATUS and WATCHDOG itself) and, when asked, the web unit
+(gunicorn notifies READY). The numbers come from the profile: the stop
+timeout covers the grace period, ``MemoryMax=`` is a backstop above the sum
+of the queues' budgets, and SQLite files get write access through
+``ReadWritePaths=``. Secrets stay out of the units, in an
+``EnvironmentFile=`` that only root reads.
+"""
+
+import dataclasses
+import math
+import os
+import shlex
+import shutil
+import sys
+
+from hueyq.profile import Profile, sqlite_path
+
+#: Where --install writes units.
+UNIT_DIR = "/etc/systemd/system"
+#: Headroom for the supervisor, consumers' interpreters and page cache.
+MEMORY_OVERHEAD = 256 << 20
+#: Seconds systemd waits for READY and for a WATCHDOG ping.
+WATCHDOG_SEC = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One unit file: its name and text."""
+    name: str
+    text: str
+
+
+def hueyq_executable() -> str:
+    """The `hueyq` script of the running installation."""
+    beside = os.path.join(os.path.dirname(sys.executable), "hueyq")
+    if os.path.exists(beside):
+        return beside
+    return shutil.which("hueyq") or "%s -m hueyq" % sys.executable
+
+
+def memory_max(profile: Profile) -> "int | None":
+    """A MemoryMax= a tenth above the budgets plus fixed headroom, rounded
+    up to MiB; None when a queue has no memory_limit."""
+    budget = profile.memory_budget()
+    if budget is None:
+        return None
+    return int(math.ceil((budget * 1.1 + MEMORY_OVERHEAD) / (1 << 20))) << 20
+
+
+def units(profile: Profile, profile_arg: str, app_spec: str,
+          user: "str | None" = None, web: bool = False,
+          executable: "str | None" = None,
+          workdir: "str | None" = None) -> "list[Unit]":
+    """The unit files for running ``app_spec`` under ``profile``."""
+    executable = executable or hueyq_executable()
+    workdir = workdir or os.getcwd()
+    base = "hueyq-%s" % profile.app_name
+    common = _common(profile, profile_arg, user, workdir)
+    run = " ".join([executable, "run", "--profile", shlex.quote(profile_arg),
+                    "--app", shlex.quote(app_spec), "--log-format", "json"])
+    out = [Unit(base + ".service", _render(
+        "hueyq runtime (app %s, profile %s)" % (profile.app_name, profile.name),
+        _after(profile), run, common + _runtime_only(profile)))]
+    if web:
+        serve = " ".join([executable, "web", "--profile",
+                          shlex.quote(profile_arg), "--app",
+                          shlex.quote(app_spec)])
+        out.append(Unit(base + "-web.service", _render(
+            "hueyq web UI (app %s, bind %s)" % (profile.app_name,
+                                               profile.web.bind),
+            _after(profile) + [base + ".service"], serve,
+            common + ["TimeoutStopSec=30s", "KillMode=mixed"])))
+    return out
+
+
+def _after(profile: Profile) -> "list[str]":
+    after = ["network-online.target"]
+    if profile.backend.url.startswith(("redis", "unix")):
+        after.append("redis-server.service")
+    if profile.store.url.startswith("postgres"):
+        after.append("postgresql.service")
+    return after
+
+
+def _writable(profile: Profile) -> "list[str]":
+    dirs = []
+    for url in (profile.backend.url, profile.store.url):
+        if url.startswith("sqlite:"):
+            directory = os.path.dirname(sqlite_path(url))
+            if directory not in dirs:
+                dirs.append(directory)
+    return dirs
+
+
+def _common(profile: Profile, profile_arg: str, user: "str | None",
+            workdir: str) -> "list[str]":
+    lines = ["Type=notify", "NotifyAccess=main",
+             "WorkingDirectory=%s" % workdir,
+             "Environment=PYTHONUNBUFFERED=1",
+             "EnvironmentFile=-/etc/hueyq/%s.env" % profile.app_name]
+    if user:
+        lines += ["User=%s" % user, "Group=%s" % user]
+    lines += ["StateDirectory=hueyq", "LogsDirectory=hueyq",
+              "Restart=on-failure", "RestartSec=5s",
+              "NoNewPrivileges=yes", "ProtectSystem=strict",
+              "ProtectHome=read-only", "PrivateTmp=yes",
+              "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
+              "ProtectControlGroups=yes", "RestrictSUIDSGID=yes",
+              "RestrictRealtime=yes", "LockPersonality=yes"]
+    writable = _writable(profile)
+    if writable:
+        lines.append("ReadWritePaths=%s" % " ".join(writable))
+    return lines
+
+
+def _runtime_only(profile: Profile) -> "list[str]":
+    grace = profile.runtime.grace_period
+    lines = ["WatchdogSec=%ds" % WATCHDOG_SEC,
+             "TimeoutStartSec=%ds" % WATCHDOG_SEC,
+             "TimeoutStopSec=%ds" % int(math.ceil(grace + 15)),
+             "KillMode=mixed", "KillSignal=SIGTERM", "OOMPolicy=continue"]
+    limit = memory_max(profile)
+    if limit is None:
+        lines.append("# MemoryMax= not set: a queue has no memory_limit, so "
+                     "the profile gives no budget to stay above")
+    else:
+        lines.append("MemoryMax=%dM" % (limit >> 20))
+    return lines
+
+
+def _render(description: str, after: "list[str]", exec_start: str,
+            service: "list[str]") -> str:
+    lines = ["# Generated by `hueyq systemd`. Secrets (HUEYQ_SECRET, ...) go in",
+             "# the EnvironmentFile, readable by root only.",
+             "[Unit]", "Description=%s" % description,
+             "Wants=network-online.target",
+             "After=%s" % " ".join(after), "",
+             "[Service]", "ExecStart=%s" % exec_start] + service + [
+             "", "[Install]", "WantedBy=multi-user.target", ""]
+    return "\n".join(lines)
+
+
+def install(unit_list: "list[Unit]", directory: str = UNIT_DIR) -> "list[str]":
+    """Write the units into ``directory``; return the commands to enable
+    them."""
+    os.makedirs(directory, exist_ok=True)
+    for unit in unit_list:
+        with open(os.path.join(directory, unit.name), "w") as fh:
+            fh.write(unit.text)
+    names = " ".join(u.name for u in unit_list)
+    return ["systemctl daemon-reload", "systemctl enable --now %s" % names,
+            "systemctl status %s" % names,
+            "journalctl -u %s -f" % unit_list[0].name]
