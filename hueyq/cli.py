@@ -154,9 +154,11 @@ def status(app_spec: "str | None", as_json: bool) -> None:
     stats = app.queue_stats()
     runtimes = app.runtimes()
     workers = app.workers()
+    actions = app.store.watchdog_events(limit=8)
     if as_json:
         _json({"app": app.name, "profile": app.profile.name,
-               "queues": stats, "runtimes": runtimes, "workers": workers})
+               "queues": stats, "runtimes": runtimes, "workers": workers,
+               "actions": actions})
         return
     alive = [r for r in runtimes if r["alive"]]
     if alive:
@@ -192,6 +194,13 @@ def status(app_spec: "str | None", as_json: bool) -> None:
                                     (w.get("memory_kind") or "").upper()),
                          format_size(w.get("hard_limit")), jobs])
         _table(rows, ["queue", "pid", "kind", "memory", "hard", "jobs"])
+    if actions:
+        click.echo("")
+        click.echo("recent actions:")
+        for action in actions:
+            click.echo("  %s  %-7s %-7s %s" % (
+                time.strftime("%H:%M:%S", time.localtime(action["ts"])),
+                action["action"], action["queue"] or "-", action["reason"]))
 
 
 def _rate(value: "float | None") -> str:

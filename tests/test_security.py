@@ -100,7 +100,8 @@ def test_decompression_bombs_do_not_grow_the_worker(tmp_path, backend_url, app_n
     wait_for(lambda: storage.count(DEAD) == 5, 20, message="the bombs")
     time.sleep(0.5)
     grown = consumer.memory_info().rss - before
-    assert grown < 4 << 20, "worker grew by %d bytes" % grown
+    # Uncapped, the 512 MiB bombs would show; capped, only noise remains.
+    assert grown < 6 << 20, "worker grew by %d bytes" % grown
     reasons = sorted(m.reason for m in storage.list_messages(DEAD, limit=2))
     assert reasons == ["too_large", "undecodable"]
     assert app.tasks.echo("after")(blocking=True, timeout=20) == "after"
