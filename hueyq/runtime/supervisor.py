@@ -409,27 +409,30 @@ class Supervisor:
                        method=self.sampler.method)
 
     def _sample_tree(self, slot: Slot) -> "list[Proc]":
-        tree = self.sampler.tree(slot.pid)
-        if not tree:
+        root = self.sampler.tree(slot.pid)[:1]
+        if not root:
             return []
         config = self.profile.queues[slot.queue]
-        sizes = {}
-        for proc in tree:
-            found = self.sampler.memory(proc)
-            if found is not None:
-                sizes[proc.pid] = found
         if config.worker_type == "thread":
-            memory = sum(m for m, _ in sizes.values())
-            rss = sum(r for _, r in sizes.values())
+            memory, rss = self._measure([root[0]] + _descendants(root[0]))
             return [Proc(slot.pid, slot.queue, "consumer", memory, rss)]
         out = [Proc(slot.pid, slot.queue, "consumer",
-                    *sizes.get(slot.pid, (0, 0)))]
-        for child in tree[0].children() if tree else []:
-            members = [child] + _descendants(child)
-            memory = sum(sizes.get(p.pid, (0, 0))[0] for p in members)
-            rss = sum(sizes.get(p.pid, (0, 0))[1] for p in members)
-            out.append(Proc(child.pid, slot.queue, "worker", memory, rss))
+                    *self._measure(root))]
+        for child in _children(root[0]):
+            memory, rss = self._measure([child] + _descendants(child))
+            if memory:
+                out.append(Proc(child.pid, slot.queue, "worker", memory, rss))
         return out
+
+    def _measure(self, procs: list) -> "tuple[int, int]":
+        """Summed (PSS or RSS, RSS) of processes still alive."""
+        memory = rss = 0
+        for proc in procs:
+            found = self.sampler.memory(proc)
+            if found is not None:
+                memory += found[0]
+                rss += found[1]
+        return memory, rss
 
     def _revoked(self, queue: str, leases: list) -> "set[str]":
         if self.profile.queues[queue].worker_type != "process" or not leases:
@@ -636,6 +639,13 @@ class Supervisor:
                     and not self._alive(l.pid, l.updated_at)]
             handed += storage.release(mine)
         return handed
+
+
+def _children(proc: psutil.Process) -> "list[psutil.Process]":
+    try:
+        return proc.children()
+    except psutil.Error:
+        return []
 
 
 def _descendants(proc: psutil.Process) -> "list[psutil.Process]":
