@@ -50,6 +50,7 @@ class Lease:
     data: bytes
     redeliveries: int
     last_error: "str | None"
+    enqueued_at: "float | None" = None
 
 
 @dataclasses.dataclass(frozen=True)

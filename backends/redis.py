@@ -48,7 +48,7 @@ end
 return hid
 """
 
-# Ends a lease. KEYS: running msg info ids pending dead wake done
+# Ends a lease. KEYS: running msg info ids pending dead wake done results
 # ARGV: hid outcome reason now
 _FINISH = """
 local function finish(hid, outcome, reason, now)
@@ -57,6 +57,10 @@ local function finish(hid, outcome, reason, now)
   if not raw then return 0 end
   local info = cjson.decode(raw)
   info.updated_at = now
+  if outcome ~= 'release' then
+    -- huey's revoke key of a finished task, left for us to delete.
+    redis.call('hdel', KEYS[9], 'r:' .. info.task_id)
+  end
   if outcome == '' then
     info.state = 'done'
     redis.call('hdel', KEYS[2], hid)
@@ -76,17 +80,17 @@ local function finish(hid, outcome, reason, now)
 end
 """
 
-# KEYS: running msg info ids pending dead wake done paused flags
+# KEYS: running msg info ids pending dead wake done results paused flags
 # ARGV: owner now ack_hid ack_outcome ack_reason
 _LEASE = _FINISH + """
 local now = tonumber(ARGV[2])
 if ARGV[3] ~= '' then finish(ARGV[3], ARGV[4], ARGV[5], now) end
-if redis.call('hlen', KEYS[9]) > 0 then
+if redis.call('hlen', KEYS[10]) > 0 then
   redis.call('del', KEYS[7])
   return false
 end
 local hid = nil
-local room = redis.call('hget', KEYS[10], 'admission')
+local room = redis.call('hget', KEYS[11], 'admission')
 if room then
   -- Admission: skip tasks whose declared memory does not fit what is left
   -- of the queue's budget, less what running tasks declared.
@@ -119,10 +123,11 @@ info.owner = ARGV[1]
 info.updated_at = now
 redis.call('hset', KEYS[3], hid, cjson.encode(info))
 return {hid, info.task_id, redis.call('hget', KEYS[2], hid),
-        info.redeliveries, info.last_error or false}
+        info.redeliveries, info.last_error or false,
+        tostring(info.enqueued_at)}
 """
 
-# KEYS: running msg info ids pending dead wake done
+# KEYS: running msg info ids pending dead wake done results
 # ARGV: hid outcome reason now
 _ACK = _FINISH + "return finish(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))"
 
@@ -391,13 +396,19 @@ class RedisBackend(RedisStorage):
         handle, outcome, reason = ack if ack is not None else ("", None, None)
         row = self._scripts["lease"](
             keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
-                            "wake", "done", "paused", "flags"),
+                            "wake", "done") + [self.result_key] +
+            self._keys("paused", "flags"),
             args=[owner, time.time(), handle, outcome or "", reason or ""])
         if not row:
             return None
-        hid, task_id, data, redeliveries, last_error = row
+        hid, task_id, data, redeliveries, last_error, enqueued = row
         return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
-                     last_error.decode() if last_error else None)
+                     last_error.decode() if last_error else None,
+                     float(enqueued))
+
+    def _ack_keys(self) -> list:
+        return self._keys("running", "msg", "info", "ids", "pending", "dead",
+                          "wake", "done") + [self.result_key]
 
     def lease_batch(self, owner: str, name: str, limit: int
                     ) -> "list[Lease]":
@@ -414,26 +425,23 @@ class RedisBackend(RedisStorage):
         now = time.time()
         pipe = self.conn.pipeline(transaction=True)
         for handle, outcome, reason in acks:
-            self._scripts["ack"](
-                keys=self._keys("running", "msg", "info", "ids", "pending",
-                                "dead", "wake", "done"),
-                args=[handle, outcome or "", reason or "", now], client=pipe)
+            self._scripts["ack"](keys=self._ack_keys(),
+                                 args=[handle, outcome or "", reason or "",
+                                       now], client=pipe)
         pipe.execute()
 
     def ack(self, handle, outcome: "str | None" = None,
             reason: "str | None" = None) -> None:
         """End a lease; see SqliteBackend.ack for the outcomes."""
-        self._scripts["ack"](
-            keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
-                            "wake", "done"),
-            args=[handle, outcome or "", reason or "", time.time()])
+        self._scripts["ack"](keys=self._ack_keys(),
+                             args=[handle, outcome or "", reason or "",
+                                   time.time()])
 
     def release(self, handles) -> int:
         """Hand leases back to the queue without counting a redelivery."""
-        return sum(self._scripts["ack"](
-            keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
-                            "wake", "done"),
-            args=[h, "release", "", time.time()]) for h in handles)
+        return sum(self._scripts["ack"](keys=self._ack_keys(),
+                                        args=[h, "release", "", time.time()])
+                   for h in handles)
 
     def requeue(self, handle, last_error: "str | None" = None,
                 count: bool = True, max_redeliveries: "int | None" = None

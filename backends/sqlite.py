@@ -14,6 +14,7 @@ new task within a millisecond or two without polling; a slow poll
 (``runtime.poll_interval``) remains as the fallback.
 """
 
+import contextlib
 import errno
 import json
 import os
@@ -51,8 +52,6 @@ _TABLES = [
     " (queue, owner) where state = 'running'",
     "create index if not exists hueyq_message_dead on hueyq_message"
     " (queue, updated_at) where state = 'dead'",
-    "create index if not exists hueyq_message_done on hueyq_message"
-    " (queue, updated_at) where state = 'done'",
     "create index if not exists hueyq_message_task on hueyq_message (task_id)",
     "create table if not exists hueyq_flag (queue text not null,"
     " name text not null, value text not null, primary key (queue, name))",
@@ -64,24 +63,26 @@ _NOT_PAUSED = ("not exists (select 1 from hueyq_flag where queue = ?"
                " and name glob 'paused:*')")
 _HAS_WORK = ("select 1 from hueyq_message where queue = ? and state = 'pending'"
              " and " + _NOT_PAUSED + " limit 1")
-_LEASE = ("update hueyq_message set state = 'running', owner = ?,"
-          " updated_at = ? where id = (select id from hueyq_message"
-          " where queue = ? and state = 'pending'"
-          " order by priority desc, id limit 1) and " + _NOT_PAUSED +
-          " returning id, task_id, data, redeliveries, last_error")
+_RETURNING = (" returning id, task_id, data, redeliveries, last_error,"
+              " enqueued_at")
+_LEASE = ("update hueyq_message set state = 'running', owner = ?1,"
+          " updated_at = ?2 where id = (select id from hueyq_message"
+          " where queue = ?3 and state = 'pending'"
+          " order by priority desc, id limit 1) and not exists (select 1 from"
+          " hueyq_flag where queue = ?3 and name glob 'paused:*')" + _RETURNING)
 # Admission: a task that declared memory= waits until it fits in what the
 # supervisor says is left of the queue's budget, less what running tasks
 # declared.
 _FITS = (" and (memory = 0 or memory <= coalesce((select cast(value as"
-         " integer) from hueyq_flag where queue = ?1 and name = 'admission'),"
+         " integer) from hueyq_flag where queue = ?3 and name = 'admission'),"
          " 9000000000000000000) - (select coalesce(sum(memory), 0) from"
-         " hueyq_message where queue = ?1 and state = 'running'))")
+         " hueyq_message where queue = ?3 and state = 'running'))")
 _ADMISSION_LEASE = (
-    "update hueyq_message set state = 'running', owner = ?2, updated_at = ?3"
-    " where id = (select id from hueyq_message where queue = ?1 and state ="
-    " 'pending'" + _FITS + " order by priority desc, id limit 1) and not"
-    " exists (select 1 from hueyq_flag where queue = ?1 and name glob"
-    " 'paused:*') returning id, task_id, data, redeliveries, last_error")
+    "update hueyq_message set state = 'running', owner = ?1, updated_at = ?2"
+    " where id = (select id from hueyq_message where queue = ?3 and state ="
+    " 'pending'" + _FITS + " order by priority desc, id"
+    " limit 1) and not exists (select 1 from hueyq_flag where queue = ?3 and"
+    " name glob 'paused:*')" + _RETURNING)
 _INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
                  " updated_at, eta, owner, redeliveries, last_error, reason,"
                  " meta, length(data)")
@@ -111,6 +112,11 @@ class SqliteBackend(SqliteStorage):
         self._wake_pid = None
         self._notify_fd = None
         self._notify_lock = threading.Lock()
+        # One connection per thread: WAL readers never wait for a writer, and
+        # one lock serialises this process's write transactions (waiting on
+        # it is cheaper than SQLite's sleeping busy handler).
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
         #: Whether leases honour the admission flag (queues with a budget).
         self.admission = False
         try:
@@ -122,6 +128,49 @@ class SqliteBackend(SqliteStorage):
         # huey's key/value methods (results, revokes, locks) use self.name:
         # one namespace per app, so a result is found from any queue.
         self.name = self.app_name
+
+    # ------------------------------------------------------------ connections
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid() or local.conn is None:
+            local.conn = self._create_connection()
+            local.pid = os.getpid()
+        return local.conn
+
+    @contextlib.contextmanager
+    def db(self, commit: bool = False, close: bool = False):
+        if commit:
+            self._write_lock.acquire()
+        try:
+            conn = self.conn
+            cursor = conn.cursor()
+            try:
+                if commit:
+                    cursor.execute("begin immediate")
+                yield cursor
+            except BaseException:
+                if commit and conn.in_transaction:
+                    conn.rollback()
+                raise
+            else:
+                if commit:
+                    conn.commit()
+            finally:
+                cursor.close()
+                if close:
+                    self._drop_connection()
+        finally:
+            if commit:
+                self._write_lock.release()
+
+    def _drop_connection(self) -> None:
+        local = self._local
+        if getattr(local, "conn", None) is not None and \
+                getattr(local, "pid", None) == os.getpid():
+            local.conn.close()
+        local.conn = None
 
     # ------------------------------------------------------------ huey's API
 
@@ -227,11 +276,11 @@ class SqliteBackend(SqliteStorage):
         committed in the same transaction as the lease.
         """
         now = time.time()
-        with self.lock:
-            conn = self.conn
-            if ack is None and conn.execute(
-                    _HAS_WORK, (self.qname, self.qname)).fetchone() is None:
-                return None
+        conn = self.conn
+        if ack is None and conn.execute(
+                _HAS_WORK, (self.qname, self.qname)).fetchone() is None:
+            return None
+        with self._write_lock:
             conn.execute("begin immediate")
             try:
                 if ack is not None:
@@ -244,12 +293,11 @@ class SqliteBackend(SqliteStorage):
                 raise
         if row is None:
             return None
-        return Lease(row[0], row[1], row[2], row[3], row[4])
+        return Lease(row[0], row[1], row[2], row[3], row[4], row[5])
 
     def _lease_sql(self, owner: str, now: float) -> tuple:
-        if self.admission:
-            return _ADMISSION_LEASE, (self.qname, owner, now)
-        return _LEASE, (owner, now, self.qname, self.qname)
+        params = (owner, now, self.qname)
+        return (_ADMISSION_LEASE if self.admission else _LEASE), params
 
     def lease_batch(self, owner: str, name: str, limit: int
                     ) -> "list[Lease]":
@@ -289,6 +337,11 @@ class SqliteBackend(SqliteStorage):
             self.notify()
 
     def _finish(self, conn, now, handle, outcome, reason) -> None:
+        if outcome != "release":
+            # huey's revoke key of a finished task, left for us to delete.
+            conn.execute("delete from kv where queue = ? and key = (select"
+                         " 'r:' || task_id from hueyq_message where id = ?)",
+                         (self.name, handle))
         if outcome is None:
             conn.execute("update hueyq_message set state = 'done', data = x'',"
                          " updated_at = ? where id = ? and state = 'running'",
@@ -463,7 +516,9 @@ class SqliteBackend(SqliteStorage):
             if self._notify_fd is not None:
                 os.close(self._notify_fd)
                 self._notify_fd = None
-        return super().close()
+        had = getattr(self._local, "conn", None) is not None
+        self._drop_connection()
+        return had
 
     # ------------------------------------------------------------ listing
 

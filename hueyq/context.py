@@ -40,6 +40,16 @@ class JobContext:
             self._dirty = False
 
 
+def set_acking(task_id: "str | None") -> None:
+    """The worker's ack of ``task_id`` will delete its revoke key."""
+    _local.acking = task_id
+
+
+def acking(task_id: str) -> bool:
+    """Whether this thread's worker acks ``task_id`` (and its revoke key)."""
+    return getattr(_local, "acking", None) == task_id
+
+
 def current_job() -> "JobContext | None":
     """The job this thread is running, or None outside a task."""
     return getattr(_local, "job", None)

@@ -114,6 +114,7 @@ class WorkerContext:
     gpu: bool
     gpu_memory_fraction: float
     parent_pid: int
+    args_preview: bool = False
     thread_gpu: Any = None
 
 
@@ -262,16 +263,15 @@ class Worker(huey_consumer.Worker):
     def execute(self, task, lease, now=None) -> None:
         """Run a task under huey's execute(), then record and ack it."""
         started = time.time()
-        header = peek_header(lease.data) or {}
-        name = header.get("name") or _task_name(task)
-        self.ctx.recorder.job(self._start_change(task, lease, name, header,
-                                                 started))
+        name = _task_name(task)
+        self.ctx.recorder.job(self._start_change(task, lease, name, started))
         job = job_context.JobContext(
             id=task.id, task=task, queue=self.ctx.queue,
             attempt=lease.redeliveries + 1, report=self._report_progress,
             cancelled=lambda: self.storage.has_data_for_key(task.revoke_id),
             interval=self.ctx.progress_interval)
         job_context.set_current(job)
+        job_context.set_acking(task.id)
         _trail.signals, _trail.task_id = [], task.id
         broken = None
         try:
@@ -284,6 +284,7 @@ class Worker(huey_consumer.Worker):
         finally:
             trail, _trail.signals = _trail.signals, None
             job_context.set_current(None)
+            job_context.set_acking(None)
             job.flush()
         if broken is not None:
             self._redeliver(task, lease, name, started, broken)
@@ -304,14 +305,19 @@ class Worker(huey_consumer.Worker):
         if self._gpu is not None:
             self._gpu_report()
 
-    def _start_change(self, task, lease, name, header, started) -> dict:
-        return {"id": task.id, "task": name, "queue": self.ctx.queue,
-                "state": "running", "started_at": started,
-                "updated_at": started, "attempts": 1,
-                "redeliveries": lease.redeliveries, "host": self.ctx.host,
-                "pid": os.getpid(), "worker": self.name, "progress": 0.0,
-                "enqueued_at": header.get("t"), "priority": task.priority or 0,
-                "args": header.get("args")}
+    def _start_change(self, task, lease, name, started) -> dict:
+        change = {"id": task.id, "task": name, "queue": self.ctx.queue,
+                  "state": "running", "started_at": started,
+                  "updated_at": started, "attempts": 1,
+                  "redeliveries": lease.redeliveries, "host": self.ctx.host,
+                  "pid": os.getpid(), "worker": self.name, "progress": 0.0,
+                  "enqueued_at": lease.enqueued_at,
+                  "priority": task.priority or 0}
+        if self.ctx.args_preview or lease.enqueued_at is None:
+            header = peek_header(lease.data) or {}
+            change["args"] = header.get("args")
+            change["enqueued_at"] = change["enqueued_at"] or header.get("t")
+        return change
 
     def _report_progress(self, job_id: str, percent: float,
                          message: "str | None") -> None:
@@ -384,8 +390,8 @@ class Worker(huey_consumer.Worker):
         started = time.time()
         for task, lease in batch:
             self.huey._emit(S.SIGNAL_EXECUTING, task)
-            self.ctx.recorder.job(self._start_change(
-                task, lease, name, peek_header(lease.data) or {}, started))
+            self.ctx.recorder.job(self._start_change(task, lease, name,
+                                                     started))
         ids = [task.id for task, _ in batch]
 
         def report(job_id, percent, message):
@@ -603,7 +609,7 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
         progress_interval=app.profile.store.progress_interval,
         worker_type=config.worker_type, gpu=config.gpu,
         gpu_memory_fraction=config.gpu_memory_fraction,
-        parent_pid=os.getpid())
+        parent_pid=os.getpid(), args_preview=app.profile.store.args_preview)
     if config.gpu and config.worker_type == "thread":
         context.thread_gpu = GpuLane(config.gpu_memory_fraction)
     consumer = Consumer(
