@@ -30,7 +30,7 @@ from hueyq.envelope import EnvelopeSerializer, epoch
 from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
                               JobNotFound, QueueNotFound)
 from hueyq.profile import Profile, load_profile, select
-from hueyq.store import FINISHED, REASON_STATE, Job, Store
+from hueyq.store import FINISHED, REASON_STATE, STATES, Job, Store
 from hueyq.units import format_size, parse_duration, parse_size
 
 logger = logging.getLogger("hueyq.app")
@@ -405,9 +405,7 @@ class App:
             self.huey(queue)
         if state in (PENDING, SCHEDULED, RUNNING):
             return self._live_jobs(queues, state, limit, offset)
-        if state is not None and state not in REASON_STATE.values() \
-                and state not in ("retrying", "dead"):
-            from hueyq.store import STATES
+        if state is not None and state not in STATES:
             raise ValueError("unknown state %r (states: %s)"
                              % (state, ", ".join(STATES)))
         rows = self.store.jobs(queue=queue, state=state, limit=limit,

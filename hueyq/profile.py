@@ -298,6 +298,7 @@ class QueueConfig:
     gpu: bool = _f(False, _bool)
     gpu_memory_fraction: float = _f(defaults.QUEUE_GPU_MEMORY_FRACTION,
                                     _float(0.0, 1.0))
+    torch_threads: int = _f(0, _int(0))
     min_consumers: int = _f(1, _int(1))
     max_consumers: int = _f(1, _int(1))
     scale_up_depth: int = _f(defaults.QUEUE_SCALE_UP_DEPTH, _int(1))
@@ -604,8 +605,11 @@ def data_dir(env: Mapping[str, str]) -> str:
         return env["HUEYQ_DATA_DIR"]
     if env.get("STATE_DIRECTORY"):
         return env["STATE_DIRECTORY"].split(":")[0]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return "/var/lib/hueyq"
+    system = "/var/lib/hueyq"
+    if (hasattr(os, "geteuid") and os.geteuid() == 0) or (
+            os.path.isdir(system) and os.access(system, os.W_OK)):
+        # Root, or the service's own user in a shell: the service's files.
+        return system
     xdg = env.get("XDG_DATA_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "share")
     return os.path.join(xdg, "hueyq")
@@ -678,13 +682,24 @@ def _build(name: str, label: str, data: dict, origins: dict) -> Profile:
     if not isinstance(description, str):
         raise ConfigurationError("%s: description: expected a string"
                                  % origins.get(("description",), label))
-    profile = Profile(name=name if not is_profile_path(name)
-                      else os.path.splitext(os.path.basename(name))[0],
+    profile = Profile(name=_display_name(name),
                       source=label, app_name=app_name, description=description,
                       queues=types.MappingProxyType(queues), routes=routes,
                       **sections)
     _check_consistency(profile, origins, label)
     return profile
+
+
+def _display_name(name: str) -> str:
+    """A built-in's name, or a file's stem (its folder for a generic
+    ``profile.toml``)."""
+    if not is_profile_path(name):
+        return name
+    path = os.path.abspath(name)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stem == "profile":
+        return os.path.basename(os.path.dirname(path)) or stem
+    return stem
 
 
 def _build_queues(raw: Any, origins: dict, label: str) -> dict:
@@ -715,6 +730,9 @@ def _build_routes(raw: Any, queues: dict, origins: dict, label: str) -> tuple:
         if not isinstance(queue, str):
             raise ConfigurationError("%s: routes.%r: expected a queue name, "
                                      "got %r" % (where, pattern, queue))
+        if where.startswith("built-in") and where != label and \
+                queue in queues and not queues[queue].enabled:
+            continue  # a packaged route to a queue this file disabled
         if queue not in queues or not queues[queue].enabled:
             known = ", ".join(q for q in queues if queues[q].enabled)
             raise ConfigurationError("%s: routes.%r: unknown queue %r "

@@ -65,6 +65,18 @@ def format_size(nbytes: "int | float | None") -> str:
     return "%.1f %s" % (value, unit)
 
 
+def format_over(value: int, limit: int) -> str:
+    """``"1.3 GiB > 1.0 GiB"``, with enough precision that a value just over
+    its limit never reads as equal to it."""
+    left, right = format_size(value), format_size(limit)
+    if left == right:
+        left, right = "%.1f MiB" % (value / 1024 ** 2), \
+            "%.1f MiB" % (limit / 1024 ** 2)
+        if left == right:
+            left, right = "%d B" % value, "%d B" % limit
+    return "%s > %s" % (left, right)
+
+
 def format_duration(seconds: "float | None") -> str:
     """``0.0123`` -> ``'12ms'``, ``75`` -> ``'1m15s'``."""
     if seconds is None:

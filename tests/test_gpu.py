@@ -22,9 +22,10 @@ def test_without_cuda_the_lane_runs_on_the_cpu_and_says_so(caplog):
     torch = _torch()
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present; see the CUDA test")
-    lane = GpuLane(0.5)
+    lane = GpuLane(0.5, threads=1)
     with caplog.at_level(logging.INFO, logger="hueyq.gpu"):
         assert lane.start() == "cpu"
+    assert torch.get_num_threads() == 1
     assert "no CUDA device; tasks run on the CPU" in caplog.text
     assert not lane.cuda and lane.after_task() is None
 

@@ -186,3 +186,24 @@ def test_profiles_list_and_show(tmp_path):
     assert "[queues.gpu]" in result.stdout
     assert 'memory_limit = 3221225472  # 3.0 GiB' in result.stdout
     assert "abc" not in result.stdout and 'secret = "***"' in result.stdout
+
+
+def test_a_file_may_disable_an_inherited_queue(tmp_path):
+    path = tmp_path / "nogpu.toml"
+    path.write_text('extends = "dev"\n[queues.gpu]\nenabled = false\n')
+    profile = load_profile(str(path), env={})
+    assert profile.queue_names == ("high", "medium", "low")
+    assert profile.route("train.fit", "fit") is None
+    path.write_text('extends = "dev"\n[queues.gpu]\nenabled = false\n'
+                    '[routes]\n"mine.*" = "gpu"\n')
+    with pytest.raises(ConfigurationError, match="unknown queue 'gpu'"):
+        load_profile(str(path), env={})
+
+
+def test_a_generic_profile_toml_is_named_after_its_folder(tmp_path):
+    folder = tmp_path / "edge-box"
+    folder.mkdir()
+    (folder / "profile.toml").write_text('extends = "dev"\n')
+    assert load_profile(str(folder / "profile.toml"), env={}).name == "edge-box"
+    (folder / "other.toml").write_text('extends = "dev"\n')
+    assert load_profile(str(folder / "other.toml"), env={}).name == "other"

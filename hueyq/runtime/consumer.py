@@ -115,6 +115,7 @@ class WorkerContext:
     gpu_memory_fraction: float
     parent_pid: int
     args_preview: bool = False
+    torch_threads: int = 0
     thread_gpu: Any = None
 
 
@@ -145,7 +146,8 @@ class Worker(huey_consumer.Worker):
                 os._exit(0)
             signal.signal(signal.SIGUSR1, self._request_recycle)
             if self.ctx.gpu:
-                self._gpu = GpuLane(self.ctx.gpu_memory_fraction)
+                self._gpu = GpuLane(self.ctx.gpu_memory_fraction,
+                                    self.ctx.torch_threads)
         else:
             self.name = threading.current_thread().name
             self._gpu = self.ctx.thread_gpu
@@ -609,9 +611,11 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
         progress_interval=app.profile.store.progress_interval,
         worker_type=config.worker_type, gpu=config.gpu,
         gpu_memory_fraction=config.gpu_memory_fraction,
-        parent_pid=os.getpid(), args_preview=app.profile.store.args_preview)
+        parent_pid=os.getpid(), args_preview=app.profile.store.args_preview,
+        torch_threads=config.torch_threads)
     if config.gpu and config.worker_type == "thread":
-        context.thread_gpu = GpuLane(config.gpu_memory_fraction)
+        context.thread_gpu = GpuLane(config.gpu_memory_fraction,
+                                     config.torch_threads)
     consumer = Consumer(
         huey, context, workers=config.workers, worker_type=config.worker_type,
         periodic=index == 0, initial_delay=0.1, backoff=1.5, max_delay=5.0,

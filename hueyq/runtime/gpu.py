@@ -16,8 +16,10 @@ logger = logging.getLogger("hueyq.gpu")
 class GpuLane:
     """Per-process GPU housekeeping for one worker process."""
 
-    def __init__(self, memory_fraction: float = 0.0) -> None:
+    def __init__(self, memory_fraction: float = 0.0,
+                 threads: int = 0) -> None:
         self.memory_fraction = memory_fraction
+        self.threads = threads
         self.torch = None
         self.device = "cpu"
         self.started = False
@@ -41,6 +43,9 @@ class GpuLane:
                            "the CPU (pip install 'hueyq[gpu]')")
             return self.device
         self.torch = torch
+        if self.threads:
+            # Several workers each using every core fight over them.
+            torch.set_num_threads(self.threads)
         if not torch.cuda.is_available():
             logger.info("gpu lane: no CUDA device; tasks run on the CPU")
             return self.device

@@ -33,7 +33,7 @@ from typing import Iterable
 import psutil
 
 from hueyq.profile import Profile
-from hueyq.units import format_duration, format_size
+from hueyq.units import format_duration, format_over, format_size
 
 logger = logging.getLogger("hueyq.watchdog")
 
@@ -172,8 +172,8 @@ class Watchdog:
         total = sum(p.memory for p in procs)
         if total > limit and queue.name not in self.limit_paused:
             self.limit_paused.add(queue.name)
-            reason = "queue memory over its limit (%s > %s)" % (
-                format_size(total), format_size(limit))
+            reason = "queue memory over its limit (%s)" % format_over(total,
+                                                                       limit)
             actions = [Action("pause", queue.name, by="memory_limit",
                               value=total, limit=limit, reason=reason)]
             candidates = [p for p in procs if p.pid not in self.recycling
@@ -210,14 +210,14 @@ class Watchdog:
                 actions.append(Action(
                     "kill", p.queue, pid=p.pid, value=p.memory, limit=hard,
                     handles=_handles(s.leases, p.pid),
-                    reason="killed: memory budget exceeded (%s > %s)"
-                    % (format_size(p.memory), format_size(hard))))
+                    reason="killed: memory budget exceeded (%s)"
+                    % format_over(p.memory, hard)))
             elif soft and p.memory > soft and p.pid not in self.recycling:
                 self.recycling.add(p.pid)
                 actions.append(Action(
                     "recycle", p.queue, pid=p.pid, value=p.memory, limit=soft,
-                    reason="worker memory over its soft limit (%s > %s)"
-                    % (format_size(p.memory), format_size(soft))))
+                    reason="worker memory over its soft limit (%s)"
+                    % format_over(p.memory, soft)))
         return actions
 
     def _leases(self, s: Samples) -> "list[Action]":
