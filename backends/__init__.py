@@ -44,13 +44,19 @@ PAUSE_PREFIX = "paused:"
 
 @dataclasses.dataclass(frozen=True)
 class Lease:
-    """A message taken by a worker; ``handle`` identifies it to ack."""
+    """A message taken by a worker; ``handle`` identifies it to ack.
+
+    ``revoked`` says whether a huey revoke key for the task or its task
+    class existed when it was taken (read in the same atomic step), so the
+    worker asks huey only when one did; None when the backend did not look.
+    """
     handle: Any
     task_id: str
     data: bytes
     redeliveries: int
     last_error: "str | None"
     enqueued_at: "float | None" = None
+    revoked: "bool | None" = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -122,9 +122,11 @@ info.state = 'running'
 info.owner = ARGV[1]
 info.updated_at = now
 redis.call('hset', KEYS[3], hid, cjson.encode(info))
+local revoked = redis.call('hexists', KEYS[9], 'r:' .. info.task_id) +
+  redis.call('hexists', KEYS[9], 'rt:' .. info.name)
 return {hid, info.task_id, redis.call('hget', KEYS[2], hid),
         info.redeliveries, info.last_error or false,
-        tostring(info.enqueued_at)}
+        tostring(info.enqueued_at), revoked}
 """
 
 # KEYS: running msg info ids pending dead wake done results
@@ -401,10 +403,10 @@ class RedisBackend(RedisStorage):
             args=[owner, time.time(), handle, outcome or "", reason or ""])
         if not row:
             return None
-        hid, task_id, data, redeliveries, last_error, enqueued = row
+        hid, task_id, data, redeliveries, last_error, enqueued, revoked = row
         return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
                      last_error.decode() if last_error else None,
-                     float(enqueued))
+                     float(enqueued), bool(revoked))
 
     def _ack_keys(self) -> list:
         return self._keys("running", "msg", "info", "ids", "pending", "dead",

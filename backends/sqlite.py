@@ -64,7 +64,8 @@ _NOT_PAUSED = ("not exists (select 1 from hueyq_flag where queue = ?"
 _HAS_WORK = ("select 1 from hueyq_message where queue = ? and state = 'pending'"
              " and " + _NOT_PAUSED + " limit 1")
 _RETURNING = (" returning id, task_id, data, redeliveries, last_error,"
-              " enqueued_at")
+              " enqueued_at, exists(select 1 from kv where queue = ?4 and key"
+              " in ('r:' || task_id, 'rt:' || name))")
 _LEASE = ("update hueyq_message set state = 'running', owner = ?1,"
           " updated_at = ?2 where id = (select id from hueyq_message"
           " where queue = ?3 and state = 'pending'"
@@ -293,10 +294,11 @@ class SqliteBackend(SqliteStorage):
                 raise
         if row is None:
             return None
-        return Lease(row[0], row[1], row[2], row[3], row[4], row[5])
+        return Lease(row[0], row[1], row[2], row[3], row[4], row[5],
+                     bool(row[6]))
 
     def _lease_sql(self, owner: str, now: float) -> tuple:
-        params = (owner, now, self.qname)
+        params = (owner, now, self.qname, self.name)
         return (_ADMISSION_LEASE if self.admission else _LEASE), params
 
     def lease_batch(self, owner: str, name: str, limit: int

@@ -97,10 +97,19 @@ class QueueHuey(Huey):
         return [task for task in super().read_periodic(timestamp)
                 if getattr(type(task), "queue", None) == self.queue]
 
+    def is_revoked(self, task, timestamp=None, peek=True):
+        # The lease read the revoke keys in its own transaction: ask again
+        # only when it found one (revoke_once and revoke_until need huey).
+        if not peek and isinstance(task, Task):
+            running, revoked = context.leased(task.id)
+            if running and revoked is False:
+                return False
+        return super().is_revoked(task, timestamp, peek)
+
     def delete(self, key):
         # huey deletes a task's revoke key after running it; under hueyq's
         # worker the ack does that in its own transaction, for free.
-        if key.startswith("r:") and context.acking(key[2:]):
+        if key.startswith("r:") and context.leased(key[2:])[0]:
             return False
         return super().delete(key)
 

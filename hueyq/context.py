@@ -40,14 +40,19 @@ class JobContext:
             self._dirty = False
 
 
-def set_acking(task_id: "str | None") -> None:
-    """The worker's ack of ``task_id`` will delete its revoke key."""
-    _local.acking = task_id
+def set_leased(task_id: "str | None", revoked: "bool | None" = None) -> None:
+    """This thread's worker is running ``task_id`` from a lease that found
+    (``revoked``) or did not find a revoke key; its ack deletes the key."""
+    _local.leased = (task_id, revoked)
 
 
-def acking(task_id: str) -> bool:
-    """Whether this thread's worker acks ``task_id`` (and its revoke key)."""
-    return getattr(_local, "acking", None) == task_id
+def leased(task_id: str) -> "tuple[bool, bool | None]":
+    """(whether this thread's worker runs ``task_id``, what its lease saw
+    of the revoke keys)."""
+    current = getattr(_local, "leased", None)
+    if current is None or current[0] != task_id:
+        return False, None
+    return True, current[1]
 
 
 def current_job() -> "JobContext | None":

@@ -146,14 +146,43 @@ def test_progress_and_cooperative_cancel_on_a_thread_worker(app, inline):
     assert app.storage("medium").find(handle.id).reason == "cancelled"
 
 
-def test_cancel_between_lease_and_start_wins(app, inline):
-    handle = app.tasks.echo("x")
+def test_a_cancel_after_the_lease_takes_the_running_path(app, inline):
+    # Once leased a job counts as running: cancel says how it will stop (a
+    # thread worker: at its next progress() call). A task that never calls
+    # progress() runs to the end; one that does is stopped there.
+    quick, looping = app.tasks.echo("x"), app.tasks.steps(50, 0.0)
     worker = inline(app, "high")
     lease = worker.worker.take()
-    assert app.cancel(handle.id).state == "cancelling"
+    answer = app.cancel(quick.id)
+    assert answer.state == "cancelling" and "progress()" in answer.detail
     worker.worker.process(lease)
     worker.flush()
+    assert app.job(quick.id).state == "complete"
+    medium = inline(app, "medium")
+    lease = medium.worker.take()
+    app.cancel(looping.id)
+    medium.worker.process(lease)
+    medium.flush()
+    assert app.job(looping.id).state == "cancelled"
+
+
+def test_a_task_revoked_before_its_lease_never_runs(app, inline, tmp_path):
+    from hueyq.backends import DEAD
+    path = tmp_path / "ran"
+    handle = app.tasks.chore(str(path), "x")
+    app.huey("low").revoke_by_id(handle.id)
+    inline(app, "low").run()
+    assert not path.exists()
     assert app.job(handle.id).state == "cancelled"
+    assert app.storage("low").find(handle.id).state == DEAD
+    app.tasks.chore.revoke()                     # huey's revoke of a whole task
+    second = app.tasks.chore(str(path), "y")
+    inline(app, "low").run()
+    assert not path.exists() and app.job(second.id).state == "cancelled"
+    app.tasks.chore.restore()
+    third = app.tasks.chore(str(path), "z")
+    inline(app, "low").run()
+    assert path.exists() and app.job(third.id).state == "complete"
 
 
 def test_expired_and_scheduled(app, inline):

@@ -273,7 +273,7 @@ class Worker(huey_consumer.Worker):
             cancelled=lambda: self.storage.has_data_for_key(task.revoke_id),
             interval=self.ctx.progress_interval)
         job_context.set_current(job)
-        job_context.set_acking(task.id)
+        job_context.set_leased(task.id, lease.revoked)
         _trail.signals, _trail.task_id = [], task.id
         broken = None
         try:
@@ -286,7 +286,7 @@ class Worker(huey_consumer.Worker):
         finally:
             trail, _trail.signals = _trail.signals, None
             job_context.set_current(None)
-            job_context.set_acking(None)
+            job_context.set_leased(None)
             job.flush()
         if broken is not None:
             self._redeliver(task, lease, name, started, broken)
