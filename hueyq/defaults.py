@@ -21,8 +21,9 @@ MAX_REDELIVERIES = 3
 LEASE_TIMEOUT = 30.0
 #: How often the supervisor publishes its status and checks leases.
 HEARTBEAT_INTERVAL = 1.0
-#: Longest an idle worker sleeps between polls when no wake-up arrives.
-POLL_INTERVAL = 1.0
+#: Longest an idle worker sleeps between polls when no wake-up arrives
+#: (producers wake idle workers at once; this is the fallback).
+POLL_INTERVAL = 5.0
 #: Longest wait before restarting a consumer that keeps dying.
 RESTART_BACKOFF_MAX = 30.0
 #: A consumer that stayed up this long gets its restart back-off reset.

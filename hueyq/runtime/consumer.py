@@ -581,6 +581,9 @@ class Consumer(huey_consumer.Consumer):
     def __init__(self, huey, context: WorkerContext, **options: Any) -> None:
         self.context = context
         super().__init__(huey, **options)
+        # huey's main loop wakes ten times a second to look at its flag;
+        # signals interrupt the wait anyway, so once a second will do.
+        self._stop_flag_timeout = 1.0
 
     def start(self) -> None:
         super().start()

@@ -383,6 +383,7 @@ class Supervisor:
             consumers[slot.queue] = consumers.get(slot.queue, 0) + 1
             procs.extend(self._sample_tree(slot))
         self._known_pids.update(p.pid for p in procs)
+        self.sampler.forget_gone({p.pid for p in procs} | {self.pid})
         available, total = self.sampler.system()
         leases = []
         live = set()
@@ -413,13 +414,15 @@ class Supervisor:
         if not root:
             return []
         config = self.profile.queues[slot.queue]
+        sampler = self.sampler
         if config.worker_type == "thread":
-            memory, rss = self._measure([root[0]] + _descendants(root[0]))
+            memory, rss = self._measure(root + sampler.descendants(slot.pid))
             return [Proc(slot.pid, slot.queue, "consumer", memory, rss)]
         out = [Proc(slot.pid, slot.queue, "consumer",
                     *self._measure(root))]
-        for child in _children(root[0]):
-            memory, rss = self._measure([child] + _descendants(child))
+        for child in sampler.children(slot.pid):
+            memory, rss = self._measure([child] +
+                                        sampler.descendants(child.pid))
             if memory:
                 out.append(Proc(child.pid, slot.queue, "worker", memory, rss))
         return out
@@ -639,20 +642,6 @@ class Supervisor:
                     and not self._alive(l.pid, l.updated_at)]
             handed += storage.release(mine)
         return handed
-
-
-def _children(proc: psutil.Process) -> "list[psutil.Process]":
-    try:
-        return proc.children()
-    except psutil.Error:
-        return []
-
-
-def _descendants(proc: psutil.Process) -> "list[psutil.Process]":
-    try:
-        return proc.children(recursive=True)
-    except psutil.Error:
-        return []
 
 
 def _signal(pid: "int | None", sig: int) -> None:
