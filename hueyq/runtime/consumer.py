@@ -591,6 +591,22 @@ class Consumer(huey_consumer.Consumer):
         if _early_signal:
             self._handle_signal(_early_signal[0], None)
 
+    def _create_process(self, process, name):
+        # huey runs the scheduler as one more forked process when workers
+        # are processes; it only moves due messages and enqueues periodic
+        # tasks, so a thread of the consumer does, saving a whole process.
+        if isinstance(process, huey_consumer.Scheduler) and \
+                self.environment.forks:
+            def run():
+                try:
+                    process.initialize()
+                    while not self.stop_flag.is_set():
+                        process.loop()
+                except Exception:
+                    self._logger.exception("scheduler thread died")
+            return threading.Thread(target=run, name=name, daemon=True)
+        return super()._create_process(process, name)
+
     def _create_worker(self):
         return self.worker_class(
             huey=self.huey, stop_flag=self.stop_flag,
