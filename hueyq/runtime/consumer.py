@@ -144,6 +144,9 @@ class Worker(huey_consumer.Worker):
             die_with_parent(signal.SIGKILL)
             if os.getppid() != self.ctx.parent_pid:
                 os._exit(0)
+            # Threads are started after the fork, never before it: a thread
+            # holding a lock at fork time leaves the child deadlocked.
+            self.ctx.recorder.connect()
             signal.signal(signal.SIGUSR1, self._request_recycle)
             if self.ctx.gpu:
                 self._gpu = GpuLane(self.ctx.gpu_memory_fraction,
@@ -591,22 +594,6 @@ class Consumer(huey_consumer.Consumer):
         if _early_signal:
             self._handle_signal(_early_signal[0], None)
 
-    def _create_process(self, process, name):
-        # huey runs the scheduler as one more forked process when workers
-        # are processes; it only moves due messages and enqueues periodic
-        # tasks, so a thread of the consumer does, saving a whole process.
-        if isinstance(process, huey_consumer.Scheduler) and \
-                self.environment.forks:
-            def run():
-                try:
-                    process.initialize()
-                    while not self.stop_flag.is_set():
-                        process.loop()
-                except Exception:
-                    self._logger.exception("scheduler thread died")
-            return threading.Thread(target=run, name=name, daemon=True)
-        return super()._create_process(process, name)
-
     def _create_worker(self):
         return self.worker_class(
             huey=self.huey, stop_flag=self.stop_flag,
@@ -622,7 +609,8 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
     huey.storage.admission = bool(config.memory_limit)
     recorder = JobRecorder(huey, app.store,
                            flush_interval=app.profile.store.flush_interval)
-    recorder.connect()
+    if config.worker_type == "thread":
+        recorder.connect()
     huey.signal()(collect_signal)
     context = WorkerContext(
         app=app, queue=queue, recorder=recorder, host=app.host_id,
