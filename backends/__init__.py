@@ -107,6 +107,47 @@ class MessageInfo:
         return self.owner.rsplit(":", 2)[2] if self.owner else None
 
 
+class HueyViews:
+    """huey's listing and schedule API on top of a backend's own methods
+    (``count``, ``_data``, ``_flush_state``, ``promote_due``)."""
+
+    def read_schedule(self, ts) -> list:
+        # Due messages are moved into the queue atomically, so huey's
+        # scheduler has nothing left to enqueue.
+        from hueyq.envelope import epoch
+        self.promote_due(epoch(ts))
+        return []
+
+    def queue_size(self) -> int:
+        return self.count(PENDING)
+
+    def enqueued_items(self, limit: "int | None" = None) -> list:
+        return self._data(PENDING, limit)
+
+    def schedule_size(self) -> int:
+        return self.count(SCHEDULED)
+
+    def scheduled_items(self, limit: "int | None" = None) -> list:
+        return self._data(SCHEDULED, limit)
+
+    def flush_queue(self) -> None:
+        self._flush_state(PENDING)
+
+    def flush_schedule(self) -> None:
+        self._flush_state(SCHEDULED)
+
+
+def message_fields(data: bytes, now: float) -> "tuple[dict, dict, str, Any]":
+    """(header, meta, state, eta) of a message about to be stored: meta is
+    the header without id, name and eta; a message with an eta still ahead
+    is scheduled."""
+    from hueyq.envelope import peek_header
+    header = peek_header(data) or {}
+    eta = header.get("eta")
+    meta = {k: v for k, v in header.items() if k not in ("id", "name", "eta")}
+    return header, meta, SCHEDULED if eta and eta > now else PENDING, eta
+
+
 def open_storage(url: str, app_name: str, queue: str, **options: Any):
     """The huey storage for one queue of ``app_name`` on the backend ``url``."""
     scheme = url.split(":", 1)[0].lower()

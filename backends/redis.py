@@ -17,8 +17,9 @@ import time
 from huey.storage import RedisStorage
 
 from hueyq.backends import (DEAD, DONE, PAUSE_PREFIX, PENDING, RUNNING,
-                            SCHEDULED, Finding, Lease, MessageInfo, split_name)
-from hueyq.envelope import epoch, peek_header
+                            SCHEDULED, Finding, HueyViews, Lease, MessageInfo,
+                            message_fields, split_name)
+from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable, ConfigurationError
 
 try:
@@ -260,7 +261,7 @@ _SETS = {PENDING: "pending", SCHEDULED: "sched", RUNNING: "running",
          DEAD: "dead", DONE: "done"}
 
 
-class RedisBackend(RedisStorage):
+class RedisBackend(HueyViews, RedisStorage):
     """One queue of an app in Redis, with leases and wake-ups."""
 
     priority = True
@@ -304,18 +305,16 @@ class RedisBackend(RedisStorage):
     # ------------------------------------------------------------ huey's API
 
     def enqueue(self, data: bytes, priority: "float | None" = None) -> None:
-        header = peek_header(data) or {}
-        eta = header.get("eta")
-        state = SCHEDULED if eta and eta > time.time() else PENDING
-        self._add(data, priority, header, state, eta)
+        now = time.time()
+        header, meta, state, eta = message_fields(data, now)
+        self._add(data, priority, header, meta, state, eta, now)
 
     def add_to_schedule(self, data: bytes, ts) -> None:
-        self._add(data, None, peek_header(data) or {}, SCHEDULED, epoch(ts))
-
-    def _add(self, data, priority, header, state, eta) -> None:
-        meta = {k: v for k, v in header.items() if k not in ("id", "name",
-                                                             "eta")}
         now = time.time()
+        header, meta, _, _ = message_fields(data, now)
+        self._add(data, None, header, meta, SCHEDULED, epoch(ts), now)
+
+    def _add(self, data, priority, header, meta, state, eta, now) -> None:
         self._scripts["enqueue"](
             keys=self._keys("pending", "sched", "msg", "info", "ids", "wake",
                             "seq"),
@@ -331,33 +330,11 @@ class RedisBackend(RedisStorage):
         self.ack(lease.handle)
         return lease.data
 
-    def read_schedule(self, ts) -> list:
-        self.promote_due(epoch(ts))
-        return []
-
-    def queue_size(self) -> int:
-        return self.count(PENDING)
-
-    def enqueued_items(self, limit: "int | None" = None) -> list:
-        return self._data(PENDING, limit)
-
-    def schedule_size(self) -> int:
-        return self.count(SCHEDULED)
-
-    def scheduled_items(self, limit: "int | None" = None) -> list:
-        return self._data(SCHEDULED, limit)
-
     def _data(self, state: str, limit: "int | None") -> list:
         hids = self.conn.zrange(self.keys[_SETS[state]], 0,
                                 (limit - 1) if limit else -1)
         return [d for d in self.conn.hmget(self.keys["msg"], hids)
                 if d is not None] if hids else []
-
-    def flush_queue(self) -> None:
-        self._flush_state(PENDING)
-
-    def flush_schedule(self) -> None:
-        self._flush_state(SCHEDULED)
 
     def _flush_state(self, state: str) -> None:
         hids = self.conn.zrange(self.keys[_SETS[state]], 0, -1)

@@ -29,8 +29,9 @@ from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
 from hueyq.backends import (DEAD, DONE, PAUSE_PREFIX, PENDING, RUNNING,
-                            SCHEDULED, Finding, Lease, MessageInfo, split_name)
-from hueyq.envelope import epoch, peek_header
+                            SCHEDULED, Finding, HueyViews, Lease, MessageInfo,
+                            message_fields, split_name)
+from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable
 from hueyq.units import format_size
 
@@ -92,7 +93,7 @@ _ORDER = {PENDING: "priority desc, id", SCHEDULED: "eta, id",
           DONE: "updated_at desc, id desc"}
 
 
-class SqliteBackend(SqliteStorage):
+class SqliteBackend(HueyViews, SqliteStorage):
     """One queue of an app in a SQLite file, with leases and wake-ups."""
 
     ddl = _TABLES
@@ -176,22 +177,18 @@ class SqliteBackend(SqliteStorage):
     # ------------------------------------------------------------ huey's API
 
     def enqueue(self, data: bytes, priority: "float | None" = None) -> None:
-        header = peek_header(data) or {}
-        eta = header.get("eta")
         now = time.time()
-        state = SCHEDULED if eta and eta > now else PENDING
-        self._insert(data, priority, header, state, eta, now)
+        header, meta, state, eta = message_fields(data, now)
+        self._insert(data, priority, header, meta, state, eta, now)
         if state == PENDING:
             self.notify()
 
     def add_to_schedule(self, data: bytes, ts) -> None:
-        header = peek_header(data) or {}
-        self._insert(data, header.get("priority"), header, SCHEDULED,
-                     epoch(ts), time.time())
+        now = time.time()
+        header, meta, _, _ = message_fields(data, now)
+        self._insert(data, None, header, meta, SCHEDULED, epoch(ts), now)
 
-    def _insert(self, data, priority, header, state, eta, now) -> None:
-        meta = {k: v for k, v in header.items() if k not in ("id", "name",
-                                                             "eta")}
+    def _insert(self, data, priority, header, meta, state, eta, now) -> None:
         self.sql("insert into hueyq_message (queue, task_id, name, state,"
                  " priority, eta, enqueued_at, updated_at, meta, memory, data)"
                  " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -212,23 +209,9 @@ class SqliteBackend(SqliteStorage):
             row = curs.fetchone()
         return row[0] if row else None
 
-    def read_schedule(self, ts) -> list:
-        # Due messages are moved into the queue atomically, so huey's
-        # scheduler has nothing left to enqueue.
-        self.promote_due(epoch(ts))
-        return []
-
-    def queue_size(self) -> int:
-        return self.count(PENDING)
-
-    def enqueued_items(self, limit: "int | None" = None) -> list:
-        return self._data(PENDING, limit)
-
-    def schedule_size(self) -> int:
-        return self.count(SCHEDULED)
-
-    def scheduled_items(self, limit: "int | None" = None) -> list:
-        return self._data(SCHEDULED, limit)
+    def _flush_state(self, state: str) -> None:
+        self.sql("delete from hueyq_message where queue = ? and state = ?",
+                 (self.qname, state), commit=True)
 
     def _data(self, state: str, limit: "int | None") -> list:
         sql = ("select data from hueyq_message where queue = ? and state = '%s'"
@@ -236,16 +219,6 @@ class SqliteBackend(SqliteStorage):
         if limit:
             sql += " limit %d" % int(limit)
         return [row[0] for row in self.sql(sql, (self.qname,), results=True)]
-
-    def flush_queue(self) -> None:
-        self._delete_state(PENDING)
-
-    def flush_schedule(self) -> None:
-        self._delete_state(SCHEDULED)
-
-    def _delete_state(self, state: str) -> None:
-        self.sql("delete from hueyq_message where queue = ? and state = ?",
-                 (self.qname, state), commit=True)
 
     def flush_all(self) -> None:
         super().flush_all()

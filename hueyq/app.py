@@ -13,13 +13,11 @@ scheduled, running, dead messages) and the store knows the history.
 moment ago is visible as pending before any consumer has seen it.
 """
 
-import fnmatch
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
-import huey
 from huey.api import Huey, Task, TaskWrapper
 from huey.exceptions import HueyException
 from huey.registry import Registry
@@ -32,6 +30,9 @@ from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
 from hueyq.profile import Profile, load_profile, select
 from hueyq.store import FINISHED, REASON_STATE, STATES, Job, Store
 from hueyq.units import format_size, parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from hueyq.control import CancelResult
 
 logger = logging.getLogger("hueyq.app")
 
@@ -518,7 +519,7 @@ class App:
         from hueyq import control
         return control.drain(self, queue)
 
-    def cancel(self, job_id: str) -> "control.CancelResult":
+    def cancel(self, job_id: str) -> "CancelResult":
         """Cancel a job: pending ones never start, running ones stop."""
         from hueyq import control
         return control.cancel(self, job_id)

@@ -8,7 +8,6 @@ for a user's mistake.
 """
 
 import dataclasses
-import functools
 import json
 import os
 import sys

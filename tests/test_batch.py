@@ -2,7 +2,6 @@
 
 import os
 import threading
-import time
 
 import pytest
 from huey.exceptions import TaskException

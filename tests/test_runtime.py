@@ -15,7 +15,7 @@ import pytest
 
 from hueyq.backends import DEAD, RUNNING
 
-from conftest import HERE, wait_for, write_profile
+from conftest import wait_for, write_profile
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,8 @@ import time
 import zlib
 import gzip
 
-import psutil
 import pytest
 
-from hueyq import App
 from hueyq.backends import DEAD
 from hueyq.exceptions import PayloadTooLarge
 

@@ -2,7 +2,6 @@
 pressure pauses, and what `hueyq status` shows of them."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -252,18 +252,26 @@ class Worker(huey_consumer.Worker):
         """Decode and run one leased message."""
         if self._gpu is not None:
             self._gpu.ensure_started()
-        try:
-            task = self.huey.deserialize_task(lease.data)
-        except Exception as exc:
-            self.dead_letter(lease, _dead_reason(exc), str(exc))
-            return
-        if lease.last_error and lease.last_error.startswith("killed:"):
-            self.after_kill(task, lease)
+        task = self._decode(lease)
+        if task is None:
             return
         if getattr(type(task), "batch_func", None) is not None:
             self.execute_batch(task, lease)
             return
         self.execute(task, lease, now)
+
+    def _decode(self, lease):
+        """The lease's task, or None when it was ended here instead: dead-
+        lettered, or retried/failed after its last worker was killed."""
+        try:
+            task = self.huey.deserialize_task(lease.data)
+        except Exception as exc:
+            self.dead_letter(lease, _dead_reason(exc), str(exc))
+            return None
+        if lease.last_error and lease.last_error.startswith("killed:"):
+            self.after_kill(task, lease)
+            return None
+        return task
 
     def execute(self, task, lease, now=None) -> None:
         """Run a task under huey's execute(), then record and ack it."""
@@ -374,17 +382,12 @@ class Worker(huey_consumer.Worker):
         while len(batch) < cls.batch_size:
             for lease in self.storage.lease_batch(self.owner, name,
                                                   cls.batch_size - len(batch)):
-                try:
-                    task = self.huey.deserialize_task(lease.data)
-                except Exception as exc:
-                    self.dead_letter(lease, _dead_reason(exc), str(exc))
-                    continue
-                if lease.last_error and lease.last_error.startswith("killed:"):
-                    self.after_kill(task, lease)
+                task = self._decode(lease)
+                if self._ack is not None:
                     self.storage.ack(*self._ack)
                     self._ack = None
-                    continue
-                batch.append((task, lease))
+                if task is not None:
+                    batch.append((task, lease))
             left = deadline - time.monotonic()
             if len(batch) >= cls.batch_size or left <= 0:
                 break
