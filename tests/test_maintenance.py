@@ -61,3 +61,27 @@ def test_checkpoint_when_idle(app, backend_url, inline):
     assert os.path.getsize(path) > 0
     assert maintenance.run_checkpoint(app) is True
     assert os.path.getsize(path) == 0
+
+
+def test_the_sweep_completes_records_a_killed_worker_never_wrote(app):
+    from hueyq.runtime.supervisor import Supervisor
+    handle = app.tasks.echo("x")
+    storage = app.storage("high")
+    lease = storage.lease("%s:4194311:Worker-1" % app.host_id)
+    storage.ack(lease.handle)                    # done, but nothing recorded
+    app.store.write([{"id": handle.id, "queue": "high", "state": "running",
+                      "updated_at": time.time() - 1000}])
+    supervisor = Supervisor(app, "apps.basic")
+    assert supervisor.sweep() == 0               # too recent to sweep
+    if hasattr(storage, "sql"):
+        storage.sql("update hueyq_message set updated_at = updated_at - 600",
+                    commit=True)
+    else:
+        storage.conn.zadd(storage.keys["done"], {lease.handle: time.time() - 600})
+        import json
+        info = json.loads(storage.conn.hget(storage.keys["info"], lease.handle))
+        info["updated_at"] -= 600
+        storage.conn.hset(storage.keys["info"], lease.handle, json.dumps(info))
+    assert supervisor.sweep() == 1
+    assert storage.find(handle.id) is None
+    assert app.job(handle.id).state == "complete"

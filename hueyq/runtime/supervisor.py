@@ -30,7 +30,7 @@ import psutil
 from huey.utils import Error
 
 from hueyq import __version__, control
-from hueyq.backends import DEAD, PENDING
+from hueyq.backends import DEAD, DONE, PENDING
 from hueyq.exceptions import ConfigurationError, StoreUnavailable
 from hueyq.profile import redact_url
 from hueyq.runtime import notify
@@ -366,10 +366,24 @@ class Supervisor:
                       % (alive, len(self.slots), pending, running))
 
     def sweep(self) -> int:
-        """Drop finished messages a crashed worker never forgot."""
+        """Finished messages a crashed worker never forgot: make sure the
+        store knows they completed (its buffered record may have died with
+        it), then drop them."""
         before = time.time() - 300
-        return sum(self.app.storage(q).sweep_done(before)
-                   for q in self.app.queues)
+        dropped = 0
+        for queue in self.app.queues:
+            storage = self.app.storage(queue)
+            stale = [m for m in storage.list_messages(DONE, limit=None)
+                     if (m.updated_at or 0) < before]
+            if not stale:
+                continue
+            self._record([{"id": m.task_id, "task": m.name, "queue": queue,
+                           "state": "complete", "finished_at": m.updated_at,
+                           "enqueued_at": m.enqueued_at,
+                           "updated_at": m.updated_at}
+                          for m in stale if m.task_id], [])
+            dropped += storage.forget([m.handle for m in stale])
+        return dropped
 
     # ------------------------------------------------------------ watchdog
 
