@@ -80,7 +80,9 @@ class _Job(peewee.Model):
         table_name = "hueyq_job"
         indexes = ((("app", "queue", "state", "enqueued_at"), False),
                    (("app", "state", "enqueued_at"), False),
-                   (("app", "queue", "finished_at"), False),
+                   # Covers the last hour's counts, run times and series.
+                   (("app", "queue", "finished_at", "state", "duration"),
+                    False),
                    (("app", "enqueued_at"), False),
                    (("state", "updated_at"), False))
 
@@ -353,52 +355,54 @@ class Store:
         return dict(rows)
 
     def window(self, since: float, queues: "Iterable[str]") -> dict:
-        """Per queue: finished jobs per state since ``since``, mean and p95
-        run time of the newest 2,000 completions, and a per-minute series."""
-        Job = self.Job
-        queues = list(queues)
-        out = {q: {"complete": 0, "failed": 0, "cancelled": 0, "expired": 0,
-                   "dead": 0, "mean_runtime": None, "p95_runtime": None}
-               for q in queues}
-        rows = self._read(lambda: list(
-            Job.select(Job.queue, Job.state, peewee.fn.COUNT(Job.id))
-            .where(Job.app == self.app_name, Job.queue.in_(queues),
-                   Job.finished_at > since)
-            .group_by(Job.queue, Job.state).tuples()))
-        for queue, state, count in rows:
-            if state in out[queue]:
-                out[queue][state] = count
+        """Per queue: finished jobs per state since ``since``, and mean and
+        p95 run time of its newest 2,000 completions. One query per queue,
+        each read off the (app, queue, finished_at, state, duration) index."""
+        out = {}
         for queue in queues:
-            durations = self._read(lambda: [d for (d,) in (
-                Job.select(Job.duration)
-                .where(Job.app == self.app_name, Job.queue == queue,
-                       Job.finished_at > since, Job.state == "complete",
-                       Job.duration.is_null(False))
-                .order_by(Job.finished_at.desc()).limit(2000).tuples())])
+            figures = {"complete": 0, "failed": 0, "cancelled": 0,
+                       "expired": 0, "dead": 0, "mean_runtime": None,
+                       "p95_runtime": None}
+            rows = self._raw("select state, count(*) from hueyq_job where "
+                             "app = %s and queue = %s and finished_at > %s "
+                             "group by state", (self.app_name, queue, since))
+            for state, count in rows:
+                if state in figures:
+                    figures[state] = count
+            durations = [d for (d,) in self._raw(
+                "select duration from hueyq_job where app = %s and queue = %s"
+                " and finished_at > %s and state = 'complete' and duration is"
+                " not null order by finished_at desc limit 2000",
+                (self.app_name, queue, since))]
             if durations:
                 durations.sort()
-                out[queue]["mean_runtime"] = sum(durations) / len(durations)
+                figures["mean_runtime"] = sum(durations) / len(durations)
                 index = min(len(durations) - 1,
                             math.ceil(0.95 * len(durations)) - 1)
-                out[queue]["p95_runtime"] = durations[index]
+                figures["p95_runtime"] = durations[index]
+            out[queue] = figures
         return out
 
     def throughput(self, queue: str, minutes: int = 60) -> "list[int]":
         """Completed jobs per minute over the last ``minutes``, oldest first."""
-        Job = self.Job
-        now = time.time()
-        start = now - minutes * 60
-        bucket = peewee.fn.FLOOR((Job.finished_at - start) / 60)
-        rows = self._read(lambda: list(
-            Job.select(bucket, peewee.fn.COUNT(Job.id))
-            .where(Job.app == self.app_name, Job.queue == queue,
-                   Job.finished_at > start, Job.state == "complete")
-            .group_by(bucket).tuples()))
+        start = time.time() - minutes * 60
+        # Whole seconds, then integer division: the same buckets on SQLite
+        # and PostgreSQL (whose cast rounds where SQLite's truncates).
+        rows = self._raw("select cast(finished_at - %s as integer) / 60, "
+                         "count(*) from hueyq_job where app = %s and queue = %s"
+                         " and finished_at > %s and state = 'complete' group "
+                         "by 1", (start, self.app_name, queue, start))
         series = [0] * minutes
         for index, count in rows:
-            if index is not None and 0 <= int(index) < minutes:
-                series[int(index)] = count
+            if index is not None and 0 <= int(index) <= minutes:
+                series[min(int(index), minutes - 1)] += count
         return series
+
+    def _raw(self, sql: str, params: tuple) -> list:
+        """Rows of a read written for both databases (``%s`` markers)."""
+        if not isinstance(self.db, peewee.PostgresqlDatabase):
+            sql = sql.replace("%s", "?")
+        return self._read(lambda: self.db.execute_sql(sql, params).fetchall())
 
     def watchdog_events(self, limit: int = 50, queue: "str | None" = None
                         ) -> "list[dict]":

@@ -17,6 +17,7 @@ the worker's next lease transaction.
 import argparse
 import ctypes
 import datetime
+import gc
 import logging
 import multiprocessing
 import os
@@ -587,15 +588,48 @@ class Consumer(huey_consumer.Consumer):
     def __init__(self, huey, context: WorkerContext, **options: Any) -> None:
         self.context = context
         super().__init__(huey, **options)
-        # huey's main loop wakes ten times a second to look at its flag;
-        # signals interrupt the wait anyway, so once a second will do.
-        self._stop_flag_timeout = 1.0
+        # huey's main loop wakes ten times a second to see whether a signal
+        # asked it to stop (the wait resumes after a signal); four is plenty.
+        self._stop_flag_timeout = 0.25
 
     def start(self) -> None:
+        if self.environment.forks:
+            # Objects made so far stay out of the collector's reach, so the
+            # forked workers share their pages instead of copying them.
+            gc.freeze()
         super().start()
         # A stop asked for while this process was still starting up.
         if _early_signal:
             self._handle_signal(_early_signal[0], None)
+
+    def stop(self, graceful: bool = False) -> None:
+        self.stop_flag.set()
+        self._wake_workers()
+        super().stop(graceful)
+
+    def _wake_workers(self) -> None:
+        # Idle workers sleep until a wake-up or their poll interval; wake
+        # them so they see the stop flag now rather than seconds later.
+        for _ in range(self.workers):
+            try:
+                self.huey.storage.notify()
+            except Exception:
+                self._logger.debug("could not wake idle workers",
+                                   exc_info=True)
+
+    def _join_workers(self) -> bool:
+        # huey's join, waking idle workers again while it waits: one that
+        # went back to sleep just after the first wake-up is not missed.
+        deadline = None if self.shutdown_timeout is None else \
+            time.monotonic() + self.shutdown_timeout
+        procs = [p for _, p in self.worker_threads] + [self.scheduler]
+        while any(self.environment.is_alive(p) for p in procs):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self._wake_workers()
+            for proc in procs:
+                proc.join(0.1)
+        return True
 
     def _create_worker(self):
         return self.worker_class(
