@@ -1,0 +1,42 @@
+"""Plain huey, configured as hueyq configures it, for the comparison.
+
+``BENCH_HUEY_KIND`` is ``sqlite`` (``SqliteHuey``: WAL, ``synchronous=FULL``,
+file ``BENCH_HUEY_FILE``) or ``redis`` (``PriorityRedisHuey`` on
+``BENCH_REDIS_URL``, blocking BZPOPMIN). Two instances, ``high`` and
+``low`` (``huey`` is ``high``), each with ``noop``, ``sleep`` and ``probe``,
+so the priority workload can run one consumer per queue as hueyq does.
+Results are on and ``None`` is not stored, as in hueyq.
+"""
+
+import os
+import types
+
+from huey import PriorityRedisHuey, SqliteHuey
+
+from benchmarks.apps import common
+
+
+def make(name: str):
+    """A huey instance named ``bench_<name>`` on the configured storage."""
+    kind = os.environ.get("BENCH_HUEY_KIND", "sqlite")
+    if kind == "sqlite":
+        return SqliteHuey("bench_" + name, filename=os.environ.get(
+            "BENCH_HUEY_FILE", "huey.db"), fsync=True, journal_mode="wal",
+            results=True, store_none=False, utc=True)
+    return PriorityRedisHuey("bench_" + name, url=os.environ.get(
+        "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"), results=True,
+        store_none=False, utc=True)
+
+
+def register(huey) -> types.SimpleNamespace:
+    """The benchmark tasks on ``huey``."""
+    return types.SimpleNamespace(
+        noop=huey.task(name="noop")(common.noop),
+        sleep=huey.task(name="sleep")(common.sleep),
+        probe=huey.task(name="probe")(common.probe))
+
+
+high = make("high")
+low = make("low")
+huey = high
+tasks = {"high": register(high), "low": register(low)}
