@@ -40,12 +40,14 @@ from hueyq.backends import DEAD
 from hueyq.envelope import peek_header
 from hueyq.exceptions import (BadSignature, ConfigurationError, HueyqError,
                               PayloadTooLarge, Undecodable)
+from hueyq.runtime import SCHEDULER_PROCESS_NAME, WORKER_PROCESS_NAME
 from hueyq.runtime.gpu import GpuLane
 from hueyq.store import JobRecorder
 
 logger = logging.getLogger("hueyq.worker")
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _ERRORS = (S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT, S.SIGNAL_LOCKED,
            S.SIGNAL_RATE_LIMITED)
 _trail = threading.local()
@@ -58,6 +60,16 @@ def die_with_parent(sig: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):
         logger.debug("prctl(PR_SET_PDEATHSIG) is not available here")
+
+
+def set_process_name(name: str) -> None:
+    """Name this process in /proc (``ps -o comm``), so the supervisor can
+    tell a consumer's forked workers from its scheduler."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        logger.debug("prctl(PR_SET_NAME) is not available here")
 
 
 def collect_signal(signal_name: str, task, *args: Any) -> None:
@@ -142,6 +154,7 @@ class Worker(huey_consumer.Worker):
     def initialize(self) -> None:
         if self.ctx.worker_type == "process":
             self.name = multiprocessing.current_process().name
+            set_process_name(WORKER_PROCESS_NAME)
             die_with_parent(signal.SIGKILL)
             if os.getppid() != self.ctx.parent_pid:
                 os._exit(0)
@@ -557,6 +570,11 @@ def _end_change(job_id: str, state: str, started: float, finished: float,
 class Scheduler(huey_consumer.Scheduler):
     """huey's Scheduler, enqueueing each periodic task once per minute no
     matter how many consumers or hosts run the queue."""
+
+    def initialize(self) -> None:
+        if multiprocessing.current_process().name == "Scheduler":
+            set_process_name(SCHEDULER_PROCESS_NAME)
+        super().initialize()
 
     def enqueue_periodic_tasks(self, now) -> None:
         ts = now or self.huey._get_timestamp()

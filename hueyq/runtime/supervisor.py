@@ -33,7 +33,7 @@ from hueyq import __version__, control
 from hueyq.backends import DEAD, DONE, PENDING
 from hueyq.exceptions import ConfigurationError, StoreUnavailable
 from hueyq.profile import redact_url
-from hueyq.runtime import notify
+from hueyq.runtime import SCHEDULER_PROCESS_NAME, notify
 from hueyq.runtime.watchdog import (Action, LeaseSample, Proc, Samples,
                                     Sampler, Watchdog)
 logger = logging.getLogger("hueyq.supervisor")
@@ -438,7 +438,8 @@ class Supervisor:
             memory, rss = self._measure([child] +
                                         sampler.descendants(child.pid))
             if memory:
-                out.append(Proc(child.pid, slot.queue, "worker", memory, rss))
+                out.append(Proc(child.pid, slot.queue, _kind(child), memory,
+                                rss))
         return out
 
     def _measure(self, procs: list) -> "tuple[int, int]":
@@ -656,6 +657,16 @@ class Supervisor:
                     and not self._alive(l.pid, l.updated_at)]
             handed += storage.release(mine)
         return handed
+
+
+def _kind(proc: psutil.Process) -> str:
+    """``worker`` or ``scheduler``: what a process consumer forked."""
+    try:
+        if proc.name() == SCHEDULER_PROCESS_NAME[:15]:
+            return "scheduler"
+    except psutil.Error:
+        pass
+    return "worker"
 
 
 def _signal(pid: "int | None", sig: int) -> None:

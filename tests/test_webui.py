@@ -1,0 +1,642 @@
+"""The web app through Flask's test client: every endpoint, status code, and
+auth, CSRF and read-only rule, on both backends where the backend matters."""
+
+import json
+import re
+import time
+
+import pytest
+
+from hueyq import health
+from hueyq.webui import create_app
+from hueyq.webui.serve import (WebServer, check_bind, gunicorn_options,
+                               is_loopback)
+
+from conftest import write_profile
+
+TOKEN = "t0ken-for-tests"
+FAST_STREAM = {"HUEYQ_STREAM_INTERVAL": 0.02, "HUEYQ_STREAM_LIFETIME": 0.3}
+
+
+def build(app, **config):
+    return create_app(app, config=dict(FAST_STREAM, TESTING=True, **config))
+
+
+@pytest.fixture
+def web(app):
+    return build(app)
+
+
+@pytest.fixture
+def client(web):
+    return web.test_client()
+
+
+def csrf(client) -> str:
+    return client.get("/api/session").get_json()["csrf_token"]
+
+
+def post(client, path, **kwargs):
+    headers = {"X-CSRF-Token": csrf(client)}
+    return client.post(path, headers=headers, **kwargs)
+
+
+def sqlite_app(make_app, tmp_path, app_name, **sections):
+    profile = write_profile(tmp_path / ("p-%d.toml" % len(list(
+        tmp_path.glob("p-*.toml")))), "sqlite://%s" % (tmp_path / "queue.db"),
+        "sqlite://%s" % (tmp_path / "store.db"), app_name, extra=sections)
+    return make_app(profile)
+
+
+@pytest.fixture
+def token_app(make_app, tmp_path, app_name):
+    return sqlite_app(make_app, tmp_path, app_name, web={"token": TOKEN})
+
+
+def fake_runtime(app, pid=4242, memory=300 << 20, jobs=()):
+    """A fresh status record, as a live supervisor on this host writes."""
+    now = time.time()
+    app.any_storage.put_record("runtime:%s:%d" % (app.host_id, pid), {
+        "host": app.host_id, "pid": pid, "app": app.name, "started_at": now - 5,
+        "heartbeat": now, "interval": 1.0, "queues": list(app.queues),
+        "workers": [{"queue": "high", "pid": pid + 1, "kind": "consumer",
+                     "worker_type": "thread", "threads": 2, "memory": memory,
+                     "rss": memory, "memory_kind": "pss", "soft_limit": None,
+                     "hard_limit": 1 << 30, "gpu": None}]}, ttl=60)
+
+
+def events_of(body: str) -> "list[tuple[str, dict]]":
+    found = []
+    for block in body.split("\n\n"):
+        name = re.search(r"^event: (.+)$", block, re.M)
+        data = re.search(r"^data: (.+)$", block, re.M)
+        if name and data:
+            found.append((name.group(1), json.loads(data.group(1))))
+    return found
+
+
+def stream(client, query=""):
+    response = client.get("/api/stream" + query)
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    body = response.get_data(as_text=True)
+    response.close()
+    assert body.startswith("retry: ")
+    return events_of(body)
+
+
+# ---------------------------------------------------------------- reads
+
+def test_queues_in_priority_order_with_throughput(app, client, inline):
+    for i in range(3):
+        app.tasks.echo(i)
+    app.tasks.add(1, 2)
+    inline(app, "high").run()
+    response = client.get("/api/queues")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    doc = response.get_json()
+    assert list(doc["queues"]) == list(app.queues)
+    high = doc["queues"]["high"]
+    assert high["name"] == "high" and high["completed"] == 3
+    assert len(high["throughput"]) == 60 and sum(high["throughput"]) == 3
+    assert high["success_rate"] == 1.0 and high["mean_runtime"] is not None
+    assert doc["queues"]["medium"]["pending"] == 1
+    assert isinstance(doc["now"], float)
+    short = client.get("/api/queues?minutes=5").get_json()
+    assert len(short["queues"]["low"]["throughput"]) == 5
+
+
+def test_one_queue_and_unknown_queue(app, client):
+    app.tasks.add(1, 1)
+    doc = client.get("/api/queues/medium").get_json()
+    assert doc["name"] == "medium" and doc["pending"] == 1
+    missing = client.get("/api/queues/nope")
+    assert missing.status_code == 404
+    assert missing.get_json()["error"] == "queue_not_found"
+    assert "nope" in missing.get_json()["detail"]
+    assert client.get("/api/queues/nope/jobs").status_code == 404
+
+
+@pytest.mark.parametrize("query, word", [
+    ("/api/queues?minutes=0", "minutes"), ("/api/queues?minutes=x", "minutes"),
+    ("/api/jobs?limit=0", "limit"), ("/api/jobs?limit=501", "limit"),
+    ("/api/jobs?limit=ten", "limit"), ("/api/jobs?offset=-1", "offset"),
+    ("/api/jobs?before=yesterday", "before"), ("/api/jobs?state=weird", "state"),
+    ("/api/events?limit=0", "limit"), ("/api/stream?topics=nope", "topic"),
+])
+def test_bad_parameters_are_400_with_the_reason(client, query, word):
+    response = client.get(query)
+    assert response.status_code == 400
+    doc = response.get_json()
+    assert doc["error"] == "bad_request" and word in doc["detail"]
+
+
+def test_pending_jobs_page_by_offset(app, client):
+    ids = [app.tasks.echo(i).id for i in range(7)]
+    seen, query, pages = [], "state=pending&limit=3", 0
+    while query is not None:
+        doc = client.get("/api/queues/high/jobs?" + query).get_json()
+        assert doc["limit"] == 3 and len(doc["jobs"]) <= 3
+        seen += [j["id"] for j in doc["jobs"]]
+        nxt = doc["next"]
+        query = None if nxt is None else "state=pending&limit=3&offset=%d" \
+            % nxt["offset"]
+        pages += 1
+    assert pages == 3 and sorted(seen) == sorted(ids)
+    assert all(j["state"] == "pending" for j in doc["jobs"])
+
+
+def test_history_pages_by_before_across_queues(app, client, inline):
+    for i in range(4):
+        app.tasks.echo(i)
+        app.tasks.add(i, i)
+        time.sleep(0.002)  # distinct enqueue times: the cursor is a time
+    inline(app, "high").run()
+    inline(app, "medium").run()
+    first = client.get("/api/jobs?state=complete&limit=5").get_json()
+    assert len(first["jobs"]) == 5 and "before" in first["next"]
+    rest = client.get("/api/jobs?state=complete&limit=5&before=%r"
+                      % first["next"]["before"]).get_json()
+    assert len(rest["jobs"]) == 3 and rest["next"] is None
+    ids = [j["id"] for j in first["jobs"] + rest["jobs"]]
+    assert len(set(ids)) == 8
+    created = [j["created_at"] for j in first["jobs"] + rest["jobs"]]
+    assert created == sorted(created, reverse=True)
+    only = client.get("/api/jobs?queue=medium&state=complete").get_json()
+    assert {j["queue"] for j in only["jobs"]} == {"medium"}
+    assert len(client.get("/api/jobs?limit=50").get_json()["jobs"]) == 8
+
+
+def test_job_detail_with_error_traceback_and_history(app, client, inline):
+    failed = app.tasks.fail("<b>kaput</b>")
+    inline(app, "low").run()
+    doc = client.get("/api/jobs/%s" % failed.id).get_json()
+    assert doc["state"] == "failed" and doc["attempts"] == 1
+    assert "kaput" in doc["error"] and "ValueError" in doc["traceback"]
+    assert [h["event"] for h in doc["history"]][-1] in ("error", "failed")
+    assert doc["args"] is None
+    missing = client.get("/api/jobs/no-such-job")
+    assert missing.status_code == 404
+    assert missing.get_json() == {"error": "job_not_found",
+                                  "detail": "no job 'no-such-job'"}
+
+
+def test_arguments_are_hidden_unless_previewed(make_app, tmp_path, app_name):
+    shown = sqlite_app(make_app, tmp_path, app_name,
+                       store={"args_preview": True})
+    job = shown.tasks.echo("<script>alert(1)</script>")
+    doc = build(shown).test_client().get("/api/jobs/%s" % job.id).get_json()
+    assert doc["args"] == "'<script>alert(1)</script>'"
+    hidden = sqlite_app(make_app, tmp_path, app_name)
+    assert build(hidden).test_client().get(
+        "/api/jobs/%s" % job.id).get_json()["args"] is None
+    listed = build(hidden).test_client().get("/api/jobs?state=pending")
+    assert [j["args"] for j in listed.get_json()["jobs"]] == [None]
+
+
+def test_workers_with_memory_budgets_and_current_jobs(app, client):
+    empty = client.get("/api/workers").get_json()
+    assert empty["workers"] == [] and set(empty["budgets"]) == set(app.queues)
+    fake_runtime(app)
+    doc = client.get("/api/workers").get_json()
+    worker = doc["workers"][0]
+    assert worker["pid"] == 4243 and worker["memory"] == 300 << 20
+    assert worker["hard_limit"] == 1 << 30 and worker["jobs"] == []
+    assert doc["runtimes"][0]["alive"] and "workers" not in doc["runtimes"][0]
+
+
+def test_events_show_watchdog_and_control_actions(app, client):
+    assert client.get("/api/events").get_json()["events"] == []
+    post(client, "/api/queues/low/pause", json={"reason": "deploy"})
+    post(client, "/api/queues/low/resume")
+    events = client.get("/api/events?limit=1").get_json()["events"]
+    assert [e["action"] for e in events] == ["resume"]
+    both = client.get("/api/events?queue=low").get_json()["events"]
+    assert [e["action"] for e in both] == ["resume", "pause"]
+    assert both[1]["reason"] == "user: deploy"
+    assert client.get("/api/events?queue=nope").status_code == 404
+
+
+def test_health_is_503_without_a_runtime_and_200_with_one(app, client):
+    response = client.get("/api/health")
+    assert response.status_code == 503
+    doc = response.get_json()
+    assert doc["healthy"] is False and "no runtime alive" in doc["reasons"][0]
+    fake_runtime(app)
+    response = client.get("/api/health")
+    expected = health.check(app).healthy
+    assert response.status_code == (200 if expected else 503)
+    assert response.get_json()["healthy"] is expected
+
+
+def test_backend_down_is_503_never_200(make_app, tmp_path, app_name,
+                                      redis_server):
+    profile = write_profile(tmp_path / "r.toml", redis_server.url,
+                            "sqlite://%s" % (tmp_path / "store.db"), app_name)
+    app = make_app(profile)
+    client = build(app).test_client()
+    assert client.get("/api/queues").status_code == 200
+    redis_server.stop()
+    for path in ("/api/queues", "/api/jobs?state=pending", "/api/workers",
+                 "/metrics"):
+        response = client.get(path)
+        assert response.status_code == 503, path
+        assert response.get_json()["error"] == "backend_unavailable"
+    response = client.get("/api/health")
+    assert response.status_code == 503
+    assert any("backend" in r or "Redis" in r or "redis" in r
+               for r in response.get_json()["reasons"])
+    events = dict((doc.get("topic", name), (name, doc))
+                  for name, doc in stream(client))
+    for topic in ("queues", "running", "workers"):
+        name, doc = events[topic]
+        assert name == "problem" and doc["status"] == 503, topic
+    assert events["events"][0] == "events"      # the store still answers
+    assert events["failures"][0] == "failures"  # the store's history too
+
+
+# ---------------------------------------------------------------- controls
+
+def test_cancel_pending_then_conflicts_and_unknown(app, client):
+    job = app.tasks.echo("x")
+    response = post(client, "/api/jobs/%s/cancel" % job.id)
+    assert response.status_code == 200
+    assert response.get_json()["state"] == "cancelled"
+    again = post(client, "/api/jobs/%s/cancel" % job.id)
+    assert again.status_code == 409
+    assert again.get_json()["error"] == "invalid_state"
+    assert post(client, "/api/jobs/nope/cancel").status_code == 404
+
+
+def test_cancel_running_is_202_cancelling(app, client):
+    job = app.tasks.echo("x")
+    assert app.storage("high").lease("%s:1:w0" % app.host_id) is not None
+    response = post(client, "/api/jobs/%s/cancel" % job.id)
+    assert response.status_code == 202
+    doc = response.get_json()
+    assert doc["job_id"] == job.id and doc["state"] == "cancelling"
+
+
+def test_retry_failed_job_and_conflict_on_pending(app, client, inline):
+    failed = app.tasks.fail("boom")
+    inline(app, "low").run()
+    response = post(client, "/api/jobs/%s/retry" % failed.id)
+    assert response.status_code == 200
+    assert response.get_json()["state"] == "pending"
+    assert app.job(failed.id).state == "pending"
+    conflict = post(client, "/api/jobs/%s/retry" % failed.id)
+    assert conflict.status_code == 409
+    assert post(client, "/api/jobs/nope/retry").status_code == 404
+
+
+def test_pause_resume_drain(app, client):
+    for i in range(3):
+        app.tasks.add(i, i)
+    paused = post(client, "/api/queues/medium/pause", json={"reason": "x"})
+    assert paused.get_json() == {"queue": "medium", "changed": True,
+                                 "paused": True, "paused_by": ["user"]}
+    assert post(client, "/api/queues/medium/pause").get_json()["changed"] \
+        is False
+    assert app.queue_stats()["medium"]["paused_by"] == ["user"]
+    resumed = post(client, "/api/queues/medium/resume").get_json()
+    assert resumed == {"queue": "medium", "changed": True, "paused": False,
+                       "paused_by": []}
+    drained = post(client, "/api/queues/medium/drain")
+    assert drained.get_json() == {"queue": "medium", "drained": 3}
+    assert app.queue_stats()["medium"]["pending"] == 0
+    for action in ("pause", "resume", "drain"):
+        assert post(client, "/api/queues/nope/%s" % action).status_code == 404
+
+
+def test_pause_rejects_a_bad_reason(app, client):
+    response = post(client, "/api/queues/low/pause", json={"reason": 5})
+    assert response.status_code == 400
+    assert not app.queue_stats()["low"]["paused"]
+
+
+@pytest.mark.parametrize("path", [
+    "/api/queues/low/pause", "/api/queues/low/resume", "/api/queues/low/drain",
+    "/api/jobs/JOB/cancel", "/api/jobs/JOB/retry"])
+def test_get_never_changes_anything(app, client, path):
+    job = app.tasks.chore("/dev/null", "t")
+    response = client.get(path.replace("JOB", job.id))
+    assert response.status_code == 405
+    assert response.get_json()["error"] == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+    stats = app.queue_stats()["low"]
+    assert stats["pending"] == 1 and not stats["paused"]
+    assert app.job(job.id).state == "pending"
+
+
+def test_reads_are_get_only(client):
+    for path in ("/api/queues", "/api/jobs", "/api/workers", "/api/health"):
+        assert post(client, path).status_code == 405
+
+
+# ---------------------------------------------------------------- stream
+
+def test_stream_sends_every_topic_then_only_changes(app, client):
+    app.tasks.echo(1)
+    events = stream(client)
+    names = [name for name, _ in events]
+    for topic in ("queues", "running", "failures", "workers", "events"):
+        assert names.count(topic) == 1, names  # nothing changed: sent once
+    queues = dict(events)["queues"]
+    assert queues["queues"]["high"]["pending"] == 1 and "now" in queues
+    assert dict(events)["failures"] == {"failed": [], "dead": [],
+                                        "now": dict(events)["failures"]["now"]}
+
+
+def test_stream_topics_and_one_job(app, client, inline):
+    failed = app.tasks.fail("x")
+    inline(app, "low").run()
+    only = stream(client, "?topics=queues")
+    assert {name for name, _ in only} == {"queues"}
+    job = stream(client, "?topics=&job=%s" % failed.id)
+    assert [name for name, _ in job] == ["job"]
+    assert job[0][1]["id"] == failed.id and job[0][1]["history"]
+    gone = stream(client, "?topics=&job=nope")
+    assert gone[0][0] == "problem" and gone[0][1]["status"] == 404
+
+
+def test_stream_shows_a_change(app, web):
+    from hueyq.webui import stream as stream_module
+    body = stream_module.events(app, {"queues": stream_module.TOPICS["queues"]},
+                                interval=0.01, lifetime=5)
+    assert next(body).startswith("retry:")
+    first = next(body)
+    assert '"pending":0' in first
+    app.tasks.echo(1)
+    second = next(body)
+    assert second.startswith("event: queues") and '"pending":1' in second
+    body.close()
+
+
+# ---------------------------------------------------------------- metrics
+
+def test_metrics_in_prometheus_text_format(app, client):
+    from prometheus_client.parser import text_string_to_metric_families
+    app.tasks.echo(1)
+    app.pause("low")
+    fake_runtime(app)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    assert response.headers["Cache-Control"] == "no-store"
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(True)):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    assert samples[("hueyq_queue_jobs", (("queue", "high"),
+                                         ("state", "pending")))] == 1
+    assert samples[("hueyq_queue_paused", (("queue", "low"),))] == 1
+    assert samples[("hueyq_queue_paused", (("queue", "high"),))] == 0
+    up = [v for (n, _), v in samples.items() if n == "hueyq_runtime_up"]
+    assert up == [1]
+    memory = [v for (n, _), v in samples.items()
+              if n == "hueyq_worker_memory_bytes"]
+    assert memory == [300 << 20]
+
+
+def test_each_app_has_its_own_registry(app):
+    first, second = build(app), build(app)
+    assert first.extensions["hueyq"].registry is not \
+        second.extensions["hueyq"].registry
+    assert second.test_client().get("/metrics").status_code == 200
+
+
+# ---------------------------------------------------------------- documents
+
+def test_openapi_documents_every_api_route(web, client):
+    response = client.get("/api/openapi.json")
+    assert response.status_code == 200
+    doc = response.get_json()
+    assert doc["openapi"].startswith("3.")
+    documented = {(path, method) for path, item in doc["paths"].items()
+                  for method in item}
+    for rule in web.url_map.iter_rules():
+        if not (rule.rule.startswith("/api/") or rule.rule == "/metrics"):
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{%s}" % {
+            "name": "q", "job_id": "id"}[m.group(1)], rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert (path, method.lower()) in documented, (path, method)
+
+
+def test_errors_are_json_for_the_api_and_html_for_pages(client):
+    api = client.get("/api/nothing-here")
+    assert api.status_code == 404 and api.get_json()["error"] == "not_found"
+    page = client.get("/nothing-here")
+    assert page.status_code == 404 and page.mimetype == "text/html"
+
+
+def test_pages_render_and_escape(app, client, inline):
+    job = app.tasks.echo("x")
+    for path in ("/", "/queues/high", "/jobs/%s" % job.id):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        html = response.get_data(as_text=True)
+        assert response.headers["Cache-Control"] == "no-store"
+        assert re.findall(r"<script[^>]*>", html) == [
+            '<script src="/static/hueyq.js?v=%s" defer>'
+            % __import__("hueyq").__version__]
+        assert 'name="csrf-token"' in html
+    assert client.get("/queues/nope").status_code == 404
+    evil = client.get("/jobs/<img src=x onerror=alert(1)>")
+    assert evil.status_code == 404
+    text = evil.get_data(as_text=True)
+    assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" \
+        in text
+
+
+def test_security_headers(client):
+    headers = client.get("/").headers
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_static_assets_ship_in_the_package(client):
+    for name in ("hueyq.js", "hueyq.css"):
+        with client.get("/static/" + name) as response:
+            assert response.status_code == 200
+            text = response.get_data(as_text=True)
+        assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+        assert "https://" not in text
+    with client.get("/static/hueyq.js") as response:
+        assert "innerHTML" not in response.get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- auth
+
+def test_token_protects_api_and_pages(token_app):
+    client = build(token_app).test_client()
+    response = client.get("/api/queues")
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = client.get("/api/queues", headers={"Authorization": "Bearer no"})
+    assert wrong.status_code == 401
+    right = client.get("/api/queues",
+                       headers={"Authorization": "Bearer " + TOKEN})
+    assert right.status_code == 200
+    for path in ("/metrics", "/api/health", "/api/stream", "/api/openapi.json"):
+        assert client.get(path).status_code == 401, path
+    page = client.get("/queues/high?state=failed")
+    assert page.status_code == 302
+    assert page.headers["Location"].startswith("/login?next=")
+    with client.get("/static/hueyq.css") as css:
+        assert css.status_code == 200
+
+
+def test_bearer_scripts_need_no_csrf(token_app):
+    client = build(token_app).test_client()
+    auth = {"Authorization": "Bearer " + TOKEN}
+    response = client.post("/api/queues/low/pause", headers=auth)
+    assert response.status_code == 200 and token_app.queue_stats()["low"][
+        "paused"]
+
+
+def test_sign_in_session_and_csrf(token_app):
+    client = build(token_app).test_client()
+    form = client.get("/login?next=/queues/low")
+    assert form.status_code == 200
+    token = re.search(r'name="csrf_token" value="([^"]+)"',
+                      form.get_data(as_text=True)).group(1)
+    no_csrf = client.post("/login", data={"token": TOKEN})
+    assert no_csrf.status_code == 403
+    bad = client.post("/login", data={"token": "wrong", "csrf_token": token})
+    assert bad.status_code == 401 and "not right" in bad.get_data(True)
+    good = client.post("/login", data={"token": TOKEN, "csrf_token": token,
+                                       "next": "/queues/low"})
+    assert good.status_code == 302 and good.headers["Location"] == \
+        "/queues/low"
+    assert client.get("/api/queues").status_code == 200
+    denied = client.post("/api/queues/low/pause")
+    assert denied.status_code == 403
+    assert denied.get_json()["error"] == "csrf_failed"
+    stale = client.post("/api/queues/low/pause",
+                        headers={"X-CSRF-Token": token})  # rotated at sign-in
+    assert stale.status_code == 403
+    assert post(client, "/api/queues/low/pause").status_code == 200
+    out = client.post("/logout", data={"csrf_token": csrf(client)})
+    assert out.status_code == 302
+    assert client.get("/api/queues").status_code == 401
+
+
+def test_sign_in_redirects_only_to_this_site(token_app):
+    client = build(token_app).test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post("/login", data={
+        "token": TOKEN, "csrf_token": token, "next": "//evil.example/x"})
+    assert response.headers["Location"] == "/"
+
+
+def test_tokens_are_compared_in_constant_time(token_app, monkeypatch):
+    from hueyq.webui import auth
+    calls = []
+    real = auth.hmac.compare_digest
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    client = build(token_app).test_client()
+    client.get("/api/queues", headers={"Authorization": "Bearer guess"})
+    assert (b"guess", TOKEN.encode()) in calls
+
+
+def test_controls_need_csrf_even_without_a_token(app, client):
+    assert client.post("/api/queues/low/pause").status_code == 403
+    assert client.post("/api/queues/low/pause", headers={
+        "X-CSRF-Token": "forged"}).status_code == 403
+    assert not app.queue_stats()["low"]["paused"]
+    assert client.get("/login").status_code == 302  # nothing to sign in to
+
+
+def test_read_only_mode_refuses_controls(make_app, tmp_path, app_name):
+    app = sqlite_app(make_app, tmp_path, app_name, web={"read_only": True})
+    job = app.tasks.echo(1)
+    client = build(app).test_client()
+    for path in ("/api/queues/high/pause", "/api/queues/high/drain",
+                 "/api/queues/high/resume", "/api/jobs/%s/cancel" % job.id,
+                 "/api/jobs/%s/retry" % job.id):
+        response = post(client, path)
+        assert response.status_code == 403, path
+        assert response.get_json()["error"] == "read_only"
+    assert app.queue_stats()["high"]["pending"] == 1
+    assert client.get("/api/queues").status_code == 200
+    assert 'data-read-only="true"' in client.get("/").get_data(True)
+    assert client.get("/api/session").get_json()["read_only"] is True
+
+
+def test_session_secret_is_shared_by_workers_with_a_token(token_app,
+                                                          monkeypatch):
+    monkeypatch.delenv("HUEYQ_WEB_SECRET_KEY", raising=False)
+    one, two = build(token_app), build(token_app)
+    assert one.secret_key == two.secret_key
+    client = one.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    client.post("/login", data={"token": TOKEN, "csrf_token": token})
+    cookie = client.get_cookie("hueyq_session")
+    other = two.test_client()
+    other.set_cookie("hueyq_session", cookie.value)
+    assert other.get("/api/queues").status_code == 200
+
+
+def test_session_secret_sources(app, monkeypatch):
+    from hueyq.webui.auth import session_secret
+    monkeypatch.delenv("HUEYQ_WEB_SECRET_KEY", raising=False)
+    assert session_secret(None) != session_secret(None)
+    assert session_secret("a") == session_secret("a") != session_secret("b")
+    assert session_secret("a", "explicit") == "explicit"
+    monkeypatch.setenv("HUEYQ_WEB_SECRET_KEY", "from-env")
+    assert session_secret("a") == "from-env"
+    assert build(app).secret_key == "from-env"
+
+
+def test_create_app_without_an_app_uses_the_profile(profile_path,
+                                                    monkeypatch):
+    monkeypatch.setenv("HUEYQ_PROFILE", str(profile_path))
+    web = create_app(config=FAST_STREAM)
+    hueyq_app = web.extensions["hueyq"].app
+    try:
+        assert web.test_client().get("/api/queues").status_code == 200
+        assert hueyq_app.profile.source == str(profile_path)
+    finally:
+        hueyq_app.close()
+
+
+# ---------------------------------------------------------------- serve
+
+@pytest.mark.parametrize("bind, loopback", [
+    ("127.0.0.1:8787", True), ("localhost:80", True), ("[::1]:8787", True),
+    ("127.0.0.2:1", True), ("unix:/run/hueyq.sock", True),
+    ("0.0.0.0:8787", False), (":8787", False), ("192.168.1.5:80", False),
+    ("[::]:8787", False), ("example.com:80", False)])
+def test_loopback_binds(bind, loopback):
+    assert is_loopback(bind) is loopback
+
+
+def test_non_loopback_bind_needs_a_token_or_insecure():
+    from hueyq.exceptions import ConfigurationError
+    with pytest.raises(ConfigurationError, match="--insecure"):
+        check_bind("0.0.0.0:8787", None, False)
+    check_bind("0.0.0.0:8787", "token", False)
+    check_bind("0.0.0.0:8787", None, True)
+    check_bind("127.0.0.1:8787", None, False)
+
+
+def test_gunicorn_application_is_configured_from_the_profile(app):
+    server = WebServer(app, gunicorn_options(app.profile.web), "key")
+    cfg = server.cfg
+    assert cfg.bind == [app.profile.web.bind]
+    assert cfg.workers == app.profile.web.workers
+    assert cfg.threads == app.profile.web.threads
+    assert cfg.worker_class_str == "gthread"
+    wsgi = server.load()
+    assert wsgi.extensions["hueyq"].app is app and wsgi.secret_key == "key"

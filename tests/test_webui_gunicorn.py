@@ -1,0 +1,122 @@
+"""`hueyq web` as a real gunicorn process, and `hueyq run --web`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import HERE, free_port, wait_for, write_profile
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "t0ken-for-gunicorn"
+
+
+def request(url, method="GET", token=None, data=None, timeout=10):
+    req = urllib.request.Request(url, method=method, data=data)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def up(url):
+    try:
+        return request(url)[0] in (200, 401, 503)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def web_profile(tmp_path, backend_url, app_name):
+    port = free_port()
+    profile = write_profile(tmp_path / "web.toml", backend_url,
+                            "sqlite://%s" % (tmp_path / "store.db"), app_name,
+                            {"web": {"bind": "127.0.0.1:%d" % port,
+                                     "workers": 2}})
+    return profile, "http://127.0.0.1:%d" % port
+
+
+def start_web(profile, tmp_path, *args, env=None):
+    full = dict(os.environ, PYTHONPATH=str(HERE), HUEYQ_PROFILE=str(profile),
+                **(env or {}))
+    log = open(tmp_path / "web.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "hueyq", "web", *args],
+                            env=full, cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, log
+
+
+def test_gunicorn_serves_the_api_with_a_token(web_profile, tmp_path, make_app):
+    profile, base = web_profile
+    app = make_app(profile)
+    job = app.tasks.echo("over http")
+    proc, log = start_web(profile, tmp_path, "--app", "apps.basic",
+                          env={"HUEYQ_WEB_TOKEN": TOKEN})
+    try:
+        wait_for(lambda: up(base + "/api/queues"), 20, message="gunicorn")
+        status, headers, _ = request(base + "/api/queues")
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+        status, headers, body = request(base + "/api/queues", token=TOKEN)
+        assert status == 200 and headers["Cache-Control"] == "no-store"
+        assert list(json.loads(body)["queues"]) == ["high", "medium", "gpu", "low"]
+        status, _, body = request(base + "/api/jobs/%s" % job.id, token=TOKEN)
+        assert status == 200 and json.loads(body)["state"] == "pending"
+        status, _, body = request(base + "/api/queues/low/pause", "POST",
+                                  token=TOKEN)
+        assert status == 200 and json.loads(body)["paused"] is True
+        assert app.queue_stats()["low"]["paused_by"] == ["user"]
+        status, _, body = request(base + "/metrics", token=TOKEN)
+        assert status == 200 and b'hueyq_queue_paused{queue="low"} 1.0' in body
+        status, _, _ = request(base + "/api/health", token=TOKEN)
+        assert status == 503                 # no runtime alive
+        req = urllib.request.Request(base + "/api/stream?topics=queues")
+        req.add_header("Authorization", "Bearer " + TOKEN)
+        with urllib.request.urlopen(req, timeout=10) as stream:
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            lines = [stream.readline() for _ in range(4)]
+        assert b"event: queues\n" in lines
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_a_public_bind_without_a_token_is_refused(tmp_path, profile_path):
+    proc, log = start_web(profile_path, tmp_path, "--bind", "0.0.0.0:%d" % free_port())
+    assert proc.wait(30) == 2
+    log.close()
+    text = (tmp_path / "web.log").read_text()
+    assert "refusing to serve the web UI on 0.0.0.0" in text
+    assert "Traceback" not in text
+
+
+def test_run_with_web_serves_the_ui_beside_the_runtime(web_profile, runtime,
+                                                       make_app):
+    profile, base = web_profile
+    app = make_app(profile)
+    rt = runtime(profile, extra_args=["--web"])
+    rt.wait_ready()
+    wait_for(lambda: up(base + "/api/health"), 30, message="the web UI")
+    wait_for(lambda: request(base + "/api/health")[0] == 200, 30,
+             message="a healthy runtime")
+    assert app.tasks.echo("seen")(blocking=True, timeout=20) == "seen"
+    status, _, body = request(base + "/api/workers")
+    assert status == 200
+    assert {w["queue"] for w in json.loads(body)["workers"]} == \
+        {"high", "medium", "gpu", "low"}
+    assert rt.terminate() == 0
+    wait_for(lambda: not up(base + "/api/queues"), 20, message="the web UI to stop")

@@ -1,0 +1,202 @@
+"""The JSON API under ``/api/``: the same words as the Python API.
+
+Reads are GET (answered with ``Cache-Control: no-store``); controls are POST
+only and go through :mod:`hueyq.control`, so they act through the backend
+and work from any host. Query parameters are checked here (400 with the
+reason); the documents come from :mod:`hueyq.webui.payloads`; failures
+become ``{"error", "detail"}`` in :mod:`hueyq.webui.errors`. The whole API is
+described in ``static/openapi.json``, served at ``/api/openapi.json``.
+"""
+
+import dataclasses
+
+import flask
+from werkzeug.exceptions import BadRequest
+
+from hueyq import __version__, health
+from hueyq.store import STATES
+from hueyq.webui import auth, payloads, state, stream
+
+bp = flask.Blueprint("api", __name__, url_prefix="/api")
+
+
+def _app():
+    return state().app
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = flask.request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest("%s must be an integer, got %r" % (name, raw)) \
+            from None
+    if not low <= value <= high:
+        raise BadRequest("%s must be between %d and %d, got %d"
+                         % (name, low, high, value))
+    return value
+
+
+def _float_arg(name: str) -> "float | None":
+    raw = flask.request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise BadRequest("%s must be a number, got %r" % (name, raw)) \
+            from None
+
+
+def _state_arg() -> "str | None":
+    value = flask.request.args.get("state") or None
+    if value is not None and value not in STATES:
+        raise BadRequest("unknown state %r (states: %s)"
+                         % (value, ", ".join(STATES)))
+    return value
+
+
+# ------------------------------------------------------------------ reads
+
+@bp.get("/queues")
+def queues():
+    """Every queue: depth, running, recent outcomes, run times, throughput."""
+    minutes = _int_arg("minutes", 60, 1, 1440)
+    return payloads.stamped(payloads.queues(_app(), minutes))
+
+
+@bp.get("/queues/<name>")
+def queue(name: str):
+    """One queue, as in ``/api/queues``."""
+    minutes = _int_arg("minutes", 60, 1, 1440)
+    return payloads.stamped(payloads.queue(_app(), name, minutes))
+
+
+@bp.get("/queues/<name>/jobs")
+def queue_jobs(name: str):
+    """A page of one queue's jobs; see :func:`jobs`."""
+    return _jobs(name)
+
+
+@bp.get("/jobs")
+def jobs():
+    """A page of jobs of every queue (``?queue=`` for one), newest first,
+    filtered by ``?state=``, paged by ``?offset=`` (pending, scheduled,
+    running) or ``?before=`` (the history), at most ``?limit=`` long."""
+    return _jobs(flask.request.args.get("queue") or None)
+
+
+def _jobs(name: "str | None"):
+    found = payloads.jobs(
+        _app(), queue=name, state=_state_arg(),
+        limit=_int_arg("limit", 50, 1, payloads.MAX_LIMIT),
+        before=_float_arg("before"),
+        offset=_int_arg("offset", 0, 0, 100_000))
+    return payloads.stamped(found)
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str):
+    """One job: progress, attempts, history, error and traceback."""
+    return payloads.stamped(payloads.job(_app(), job_id))
+
+
+@bp.get("/workers")
+def workers():
+    """Worker processes with memory, current jobs and GPU memory."""
+    return payloads.stamped(payloads.workers(_app()))
+
+
+@bp.get("/events")
+def events():
+    """The newest watchdog actions (``?queue=``, ``?limit=``)."""
+    return payloads.stamped(payloads.events(
+        _app(), limit=_int_arg("limit", 50, 1, payloads.MAX_LIMIT),
+        queue=flask.request.args.get("queue") or None))
+
+
+@bp.get("/health")
+def health_report():
+    """200 when the backend answers and a runtime is alive, else 503."""
+    report = health.check(_app(), require_runtime=True)
+    return report.as_dict(), 200 if report.healthy else 503
+
+
+@bp.get("/session")
+def session():
+    """Who is asking, and the CSRF token their controls must send."""
+    current = state()
+    return {"app": current.app.name, "profile": current.app.profile.name,
+            "version": __version__, "auth_required": current.token is not None,
+            "bearer": bool(flask.g.get("hueyq_bearer")),
+            "read_only": current.read_only, "csrf_token": auth.csrf_token()}
+
+
+@bp.get("/stream")
+def events_stream():
+    """Server-sent events: ``queues``, ``running``, ``failures``,
+    ``workers``, ``events`` (and ``job`` with ``?job=ID``) whenever they
+    change; ``?topics=a,b`` picks some (``?topics=`` none)."""
+    topics = flask.request.args.get("topics")
+    chosen = None if topics is None else [t for t in topics.split(",") if t]
+    job_id = flask.request.args.get("job") or None
+    try:
+        return stream.response(_app(), chosen, job_id)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """This API described in OpenAPI 3."""
+    with flask.current_app.open_resource("static/openapi.json") as fh:
+        return flask.Response(fh.read(), mimetype="application/json")
+
+
+# ------------------------------------------------------------------ controls
+
+@bp.post("/jobs/<job_id>/cancel")
+@auth.control
+def cancel(job_id: str):
+    """Cancel a job: 200 when it will never run, 202 while a running one
+    stops."""
+    result = _app().cancel(job_id)
+    status = 202 if result.state == "cancelling" else 200
+    return dataclasses.asdict(result), status
+
+
+@bp.post("/jobs/<job_id>/retry")
+@auth.control
+def retry(job_id: str):
+    """Run a failed, cancelled, expired or dead job again."""
+    app = _app()
+    return payloads.job_dict(app, app.retry(job_id))
+
+
+@bp.post("/queues/<name>/pause")
+@auth.control
+def pause(name: str):
+    """Stop consumers taking from a queue (``{"reason": ...}`` optional)."""
+    app = _app()
+    body = flask.request.get_json(silent=True)
+    reason = body.get("reason", "") if isinstance(body, dict) else ""
+    if not isinstance(reason, str):
+        raise BadRequest("reason must be a string")
+    return payloads.paused(app, name, app.pause(name, reason=reason[:200]))
+
+
+@bp.post("/queues/<name>/resume")
+@auth.control
+def resume(name: str):
+    """Lift the user's pause of a queue (others' pauses stay)."""
+    app = _app()
+    return payloads.paused(app, name, app.resume(name))
+
+
+@bp.post("/queues/<name>/drain")
+@auth.control
+def drain(name: str):
+    """Cancel every pending job of a queue; returns how many."""
+    return {"queue": name, "drained": _app().drain(name)}

@@ -1,0 +1,120 @@
+"""The JSON documents of the API, built from a :class:`hueyq.App`.
+
+One function per document, shared by the HTTP endpoints
+(:mod:`hueyq.webui.api`) and the live stream (:mod:`hueyq.webui.stream`), so
+a script and the page read the same words. Every list takes a limit: nothing
+here reads a whole queue or the whole history.
+"""
+
+import time
+
+from hueyq.backends import PAUSE_PREFIX, PENDING, RUNNING, SCHEDULED
+from hueyq.store import Job
+
+#: Most jobs one request may list.
+MAX_LIMIT = 500
+#: Live states, paged by offset in the order they will run.
+LIVE_STATES = (PENDING, SCHEDULED, RUNNING)
+
+
+def queues(app, minutes: int = 60) -> dict:
+    """Every queue's figures (``App.queue_stats``), its memory budget and
+    completions per minute over the last ``minutes``."""
+    stats = app.queue_stats()
+    return {"queues": {q: _queue(app, q, s, minutes)
+                       for q, s in stats.items()}}
+
+
+def queue(app, name: str, minutes: int = 60) -> dict:
+    """One queue's figures, as in :func:`queues`."""
+    app.huey(name)
+    return _queue(app, name, app.queue_stats()[name], minutes)
+
+
+def _queue(app, name: str, stats: dict, minutes: int) -> dict:
+    config = app.profile.queues[name]
+    return dict(stats, name=name, memory_limit=config.memory_limit,
+                worker_memory_soft=config.worker_memory_soft,
+                worker_memory_hard=config.worker_memory_hard,
+                throughput=app.store.throughput(name, minutes))
+
+
+def jobs(app, queue: "str | None" = None, state: "str | None" = None,
+         limit: int = 50, before: "float | None" = None,
+         offset: int = 0) -> dict:
+    """A page of jobs, newest first, and how to ask for the next page:
+    ``{"offset": n}`` for live states, ``{"before": ts}`` for the history."""
+    if queue is not None:
+        app.huey(queue)
+    limit = max(1, min(limit, MAX_LIMIT))
+    found = app.jobs(queue=queue, state=state, limit=limit, before=before,
+                     offset=offset)
+    following = None
+    if len(found) == limit:
+        if state in LIVE_STATES:
+            following = {"offset": offset + limit}
+        elif found[-1].created_at is not None:
+            following = {"before": found[-1].created_at}
+    return {"jobs": [job_dict(app, j) for j in found], "queue": queue,
+            "state": state, "limit": limit, "next": following}
+
+
+def job(app, job_id: str) -> dict:
+    """One job with its history of transitions, error and traceback."""
+    return job_dict(app, app.job(job_id))
+
+
+def job_dict(app, found: Job) -> dict:
+    """A job as JSON; its arguments only when the profile previews them."""
+    out = found.as_dict()
+    if not app.profile.store.args_preview:
+        out["args"] = None
+    return out
+
+
+def failures(app, limit: int = 20) -> dict:
+    """The newest failed and dead jobs of every queue."""
+    return {"failed": jobs(app, state="failed", limit=limit)["jobs"],
+            "dead": jobs(app, state="dead", limit=limit)["jobs"]}
+
+
+def running(app, limit: int = 50) -> dict:
+    """Jobs running now, across queues, with progress and worker."""
+    return {"jobs": [job_dict(app, j)
+                     for j in app.jobs(state=RUNNING, limit=limit)]}
+
+
+def workers(app) -> dict:
+    """Worker processes of live runtimes (pid, memory, current jobs, GPU
+    memory), the runtimes themselves, and each queue's memory budgets."""
+    runtimes = [{k: v for k, v in r.items() if k != "workers"}
+                for r in app.runtimes()]
+    budgets = {}
+    for name in app.queues:
+        config = app.profile.queues[name]
+        budgets[name] = {"memory_limit": config.memory_limit,
+                         "worker_memory_soft": config.worker_memory_soft,
+                         "worker_memory_hard": config.worker_memory_hard}
+    return {"workers": app.workers(), "runtimes": runtimes,
+            "budgets": budgets}
+
+
+def events(app, limit: int = 50, queue: "str | None" = None) -> dict:
+    """The newest watchdog and control actions."""
+    if queue is not None:
+        app.huey(queue)
+    return {"events": app.store.watchdog_events(limit=max(1, min(
+        limit, MAX_LIMIT)), queue=queue)}
+
+
+def paused(app, name: str, changed: bool) -> dict:
+    """What a pause or resume of ``name`` left in force."""
+    by = sorted(n[len(PAUSE_PREFIX):] for n in app.storage(name).flags()
+                if n.startswith(PAUSE_PREFIX))
+    return {"queue": name, "changed": changed, "paused": bool(by),
+            "paused_by": by}
+
+
+def stamped(document: dict) -> dict:
+    """``document`` with the server's clock (``now``), for elapsed times."""
+    return dict(document, now=time.time())
