@@ -3,7 +3,6 @@ against a real `hueyq run --web`: live progress, pause, cancel, retry, and
 task arguments shown as text. Screenshots go to test-output/."""
 
 import os
-import shutil
 
 import pytest
 
