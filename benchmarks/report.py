@@ -138,6 +138,11 @@ def ratios(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
              _ratio(rate("hueyq-4q"), rate("huey"))),
             ("drain hueyq / best peer", b,
              _ratio(rate("hueyq"), _best_peer(rows, "drain", "rate"))),
+            ("drain hueyq 4 queues / best peer (tasks/s from start)", b,
+             _ratio(rate("hueyq-4q"), _best_peer(rows, "drain", "rate"))),
+            ("drain hueyq 4 queues / best peer (steady tasks/s)", b,
+             _ratio(steady("hueyq-4q"),
+                    _best_peer(rows, "drain", "steady_rate"))),
             ("drain enqueue hueyq / huey", b,
              _ratio(_by_repeat(rows, "drain", "hueyq", b, "enqueue_rate"),
                     _by_repeat(rows, "drain", "huey", b, "enqueue_rate"))),
@@ -171,6 +176,11 @@ def targets(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
                             _by_repeat(rows, "drain", "huey", b, "rate"))
         check("drain hueyq >= 0.9x plain huey", b, huey_ratio,
               lambda v: v >= 0.9, "%.2fx")
+        for key, label in (("rate", "from start"), ("steady_rate", "steady")):
+            check("drain hueyq 4 queues > best peer (%s)" % label, b,
+                  _ratio(_by_repeat(rows, "drain", "hueyq-4q", b, key),
+                         _best_peer(rows, "drain", key)),
+                  lambda v: v > 1.0, "%.2fx")
         p50 = med("latency", "hueyq", b, "p50_ms")
         check("idle latency p50 <= %s ms" % ("2" if b == "sqlite" else "1.5"),
               b, p50, lambda v: v <= (2.0 if b == "sqlite" else 1.5))
