@@ -168,6 +168,48 @@ def test_history_pages_by_before_across_queues(app, client, inline):
     assert len(client.get("/api/jobs?limit=50").get_json()["jobs"]) == 8
 
 
+def test_pages_and_api_stay_bounded_at_scale(make_app, tmp_path, app_name):
+    # 10,000 pending jobs and 100,000 in the history: every page and API
+    # answer is one bounded page, the counts are whole, nothing is listed in
+    # full. (Speed is the benchmarks' business; this checks the bounds.)
+    app = sqlite_app(make_app, tmp_path, app_name)
+    storage = app.storage("medium")
+    # This thread's own connection only: 10,000 enqueues without 10,000
+    # fsyncs. The runtime's connections keep synchronous=FULL.
+    storage.conn.execute("pragma synchronous = off")
+    pending = [app.tasks.add(i, 1).id for i in range(10_000)]
+    now, states = time.time(), ["complete"] * 18 + ["failed", "dead"]
+    for first in range(0, 100_000, 10_000):
+        app.store.write([
+            {"id": "h%06d" % i, "task": "history.job", "queue": "low",
+             "state": states[i % 20], "attempts": 1,
+             "enqueued_at": now - 7200 + i * 0.07, "finished_at":
+             now - 7200 + i * 0.07 + 0.01, "updated_at": now - 7200 + i * 0.07,
+             "duration": 0.01} for i in range(first, first + 10_000)])
+    client = build(app).test_client()
+
+    queues = client.get("/api/queues").get_json()["queues"]
+    assert queues["medium"]["pending"] == 10_000
+    assert queues["low"]["completed"] + queues["low"]["failed"] > 40_000
+    doc = client.get("/api/queues/medium/jobs?state=pending").get_json()
+    assert len(doc["jobs"]) == 50 and doc["next"] == {"offset": 50}
+    assert [j["id"] for j in doc["jobs"]] == pending[:50]
+    far = client.get("/api/queues/medium/jobs?state=pending&limit=500"
+                     "&offset=9900").get_json()
+    assert [j["id"] for j in far["jobs"]] == pending[9900:]
+    assert far["next"] is None
+    assert client.get("/api/jobs?limit=100000").status_code == 400
+    history = client.get("/api/jobs?state=complete&limit=500").get_json()
+    assert len(history["jobs"]) == 500 and "before" in history["next"]
+    failed = client.get("/api/jobs?state=failed").get_json()
+    assert len(failed["jobs"]) == 50 and failed["next"] is not None
+    for path in ("/", "/queues/medium", "/queues/low"):
+        page = client.get(path)
+        assert page.status_code == 200
+        # A page shows at most one page of jobs, not 10,000 or 100,000 rows.
+        assert len(page.get_data()) < 400_000, path
+
+
 def test_job_detail_with_error_traceback_and_history(app, client, inline):
     failed = app.tasks.fail("<b>kaput</b>")
     inline(app, "low").run()
