@@ -111,6 +111,10 @@ class HueyViews:
     """huey's listing and schedule API on top of a backend's own methods
     (``count``, ``_data``, ``_flush_state``, ``promote_due``)."""
 
+    def consumer_side(self) -> None:
+        """Called once by a consumer process before it takes work; backends
+        whose producers and consumers commit differently override it."""
+
     def read_schedule(self, ts) -> list:
         # Due messages are moved into the queue atomically, so huey's
         # scheduler has nothing left to enqueue.

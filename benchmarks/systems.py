@@ -14,7 +14,9 @@ Configurations (kept identical where the systems allow it):
 * ``hueyq-nolease``: the same App and backend class under huey's stock
   Consumer (``benchmarks.apps.nolease``): at-most-once ``dequeue()``, no
   leases, no job store.
-* ``huey``: ``huey_consumer`` on ``SqliteHuey`` (WAL, synchronous=FULL) or
+* ``huey``: ``huey_consumer`` on ``SqliteHuey`` (WAL, synchronous=FULL for
+  producer and consumer alike: huey has one setting; hueyq's consumers commit
+  NORMAL, its producers FULL) or
   ``PriorityRedisHuey``, with the consumer options hueyq passes to huey's
   Consumer (``-d 0.1 -b 1.5 -m 5 -c 1``) and the same workers.
 * ``celery``: prefork ``-c 2``, prefetch 32, early ack, no results, no

@@ -309,6 +309,30 @@ def test_sqlite_reads_back_wal_and_full_sync(tmp_path):
     s.close()
 
 
+def test_sqlite_consumers_commit_normal_and_producers_full(tmp_path):
+    url = "sqlite://%s" % (tmp_path / "q.db")
+    producer = backends.open_storage(url, "a", "high")
+    consumer = backends.open_storage(url, "a", "high")
+    consumer.consumer_side()
+    producer.enqueue(msg()[1])
+    lease = consumer.lease("host:1:w")
+    assert lease is not None and consumer.counts()[RUNNING] == 1
+
+    def level(storage):
+        return storage.conn.execute("pragma synchronous").fetchone()[0]
+    assert (level(producer), level(consumer)) == (2, 1)
+    # Each side's health reads its own level back against what it expects.
+    consumer_sync = {f.check: f for f in consumer.health()}["sqlite.synchronous"]
+    assert (consumer_sync.level, consumer_sync.message) == ("ok",
+                                                            "synchronous=NORMAL")
+    producer.conn.execute("pragma synchronous = normal")
+    producer_sync = {f.check: f for f in producer.health()}["sqlite.synchronous"]
+    assert producer_sync.level == "error"
+    assert producer_sync.message == "synchronous=NORMAL (expected FULL)"
+    producer.close()
+    consumer.close()
+
+
 def test_redis_eviction_policy_is_an_error(tmp_path):
     from conftest import _need_redis
     _need_redis()

@@ -85,6 +85,25 @@ def test_every_queue_runs_and_sigterm_exits_cleanly(app, profile_path, runtime,
     assert app.runtimes() == []
 
 
+def test_sqlite_workers_commit_normal_and_the_producer_full(
+        make_app, tmp_path, app_name, runtime):
+    # An accepted job is fsynced (FULL); a consumer's acks are not (NORMAL),
+    # on thread and process workers alike.
+    for worker_type in ("thread", "process"):
+        profile = write_profile(
+            tmp_path / ("%s.toml" % worker_type),
+            "sqlite://%s" % (tmp_path / ("%s.db" % worker_type)),
+            "sqlite://%s" % (tmp_path / ("%s-store.db" % worker_type)),
+            app_name, {"queues.medium": {"worker_type": worker_type}})
+        app = make_app(profile)
+        rt = runtime(profile)
+        rt.wait_ready()
+        assert app.tasks.sync_level()(blocking=True, timeout=30) == 1
+        assert app.storage("medium").conn.execute(
+            "pragma synchronous").fetchone()[0] == 2
+        assert rt.terminate() == 0
+
+
 def test_a_dead_consumer_is_restarted(app, profile_path, runtime):
     rt = runtime(profile_path)
     rt.wait_ready()

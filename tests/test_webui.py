@@ -175,7 +175,7 @@ def test_pages_and_api_stay_bounded_at_scale(make_app, tmp_path, app_name):
     app = sqlite_app(make_app, tmp_path, app_name)
     storage = app.storage("medium")
     # This thread's own connection only: 10,000 enqueues without 10,000
-    # fsyncs. The runtime's connections keep synchronous=FULL.
+    # fsyncs. Every other connection keeps its own level.
     storage.conn.execute("pragma synchronous = off")
     pending = [app.tasks.add(i, 1).id for i in range(10_000)]
     now, states = time.time(), ["complete"] * 18 + ["failed", "dead"]

@@ -3,8 +3,9 @@
 
 Same App, serializer (envelope) and backend class as ``hueyq run``, but
 huey's own Worker, which takes messages with the backend's at-most-once
-``dequeue()``, and no job store. Consumer options are the ones
-``hueyq.runtime.consumer.run_consumer`` passes. Comparing its drain with
+``dequeue()``, and no job store. Consumer options and the backend's
+consumer-side commits (``consumer_side()``) are the ones
+``hueyq.runtime.consumer.run_consumer`` uses. Comparing its drain with
 hueyq's shows what leases, acks and job records cost.
 
 ``python -m benchmarks.apps.nolease QUEUE WORKERS``
@@ -23,6 +24,7 @@ def main(argv: "list[str]") -> int:
                                "%(message)s")
     from benchmarks.apps.hueyq_app import app
     huey = app.huey(queue)
+    huey.storage.consumer_side()
     consumer = Consumer(huey, workers=workers, worker_type="thread",
                         periodic=False, initial_delay=0.1, backoff=1.5,
                         max_delay=5.0, scheduler_interval=1,

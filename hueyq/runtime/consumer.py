@@ -662,6 +662,7 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
     config = app.profile.queue(queue)
     huey = app.huey(queue)
     huey.storage.admission = bool(config.memory_limit)
+    huey.storage.consumer_side()
     recorder = JobRecorder(huey, app.store,
                            flush_interval=app.profile.store.flush_interval)
     if config.worker_type == "thread":

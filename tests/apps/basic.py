@@ -32,6 +32,12 @@ def make_app(profile=None, name=None):
         return token
 
     @app.task(queue="medium")
+    def sync_level():
+        """The pragma synchronous of the worker's own SQLite connection."""
+        return app.storage("medium").conn.execute(
+            "pragma synchronous").fetchone()[0]
+
+    @app.task(queue="medium")
     def add(a, b):
         return a + b
 
