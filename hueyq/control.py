@@ -138,23 +138,31 @@ def retry(app, job_id: str):
         raise InvalidState("job %s is %s; only %s jobs can be retried"
                            % (job_id, row["state"], ", ".join(RETRYABLE)))
     queue = message.queue if message is not None else row["queue"]
+    payload = app.store.payload(job_id) if message is None else None
+    if message is None and payload is None:
+        raise InvalidState("job %s kept no message to retry (it was purged "
+                           "by retention)" % job_id)
     huey = app.huey(queue)
     huey.restore_by_id(job_id)
     huey.delete(job_id)
-    revived = app.storage(queue).revive(job_id) if message is not None \
-        else None
-    if revived is None:
-        payload = app.store.payload(job_id)
-        if payload is None:
-            raise InvalidState("job %s kept no message to retry (it was "
-                               "purged by retention)" % job_id)
-        app.enqueue_raw(queue, payload)
+    # The record goes first: a worker may run the job the moment its message
+    # is back, and its records must be newer than this one, not older.
     now = time.time()
     app.store.write([{"id": job_id, "queue": queue, "state": "pending",
                       "error": "", "traceback": "", "reason": "",
                       "updated_at": now}],
                     [_event(app, queue, job_id, row["task"] if row else
                             message.name, "retried", "retry requested", now)])
+    if message is not None and app.storage(queue).revive(job_id) is not None:
+        return app.job(job_id)
+    payload = payload or app.store.payload(job_id)
+    if payload is None:
+        # The dead message went away between the look-up and the revive.
+        app.store.write([{"id": job_id, "state": row["state"] if row else
+                          "dead", "updated_at": time.time()}])
+        raise InvalidState("job %s kept no message to retry (it was purged "
+                           "by retention)" % job_id)
+    app.enqueue_raw(queue, payload)
     return app.job(job_id)
 
 

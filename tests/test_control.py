@@ -128,6 +128,28 @@ def test_retry_failed_cancelled_and_unknown(full_app, inline, tmp_path):
         app.retry("no-such-job")
 
 
+def test_retry_run_at_once_by_a_fast_worker_keeps_its_record(full_app,
+                                                              inline):
+    # A worker may take the job the instant its message is back, and finish
+    # and record it before retry() returns: that record must stand.
+    app = full_app
+    failed = app.tasks.fail("boom")
+    worker = inline(app, "low")
+    worker.run()
+    storage = app.storage("low")
+    revive = storage.revive
+
+    def revive_and_run_at_once(job_id):
+        info = revive(job_id)
+        assert worker.run() == 1
+        return info
+    storage.revive = revive_and_run_at_once
+    app.retry(failed.id)
+    job = app.job(failed.id)
+    assert (job.state, job.attempts) == ("failed", 2)
+    assert "boom" in job.error and "ValueError" in job.traceback
+
+
 def test_retry_uses_the_stored_message_once_the_backend_purged_it(
         full_app, inline):
     app = full_app

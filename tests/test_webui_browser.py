@@ -123,7 +123,9 @@ def test_retry_a_failed_job(site, page):
              message="the failure")
     page.goto(base + "/")
     row = page.locator("#failures tr[data-job='%s']" % failed.id)
-    assert "ValueError('boom')" in row.inner_text()
+    # The row may show before the store has the error; it fills in live.
+    from playwright.sync_api import expect
+    expect(row).to_contain_text("ValueError('boom')", timeout=20_000)
     row.locator("button[data-action=retry]").click()
     wait_for(lambda: app.job(failed.id, history=False).attempts == 2, 20,
              message="the second attempt")
