@@ -11,6 +11,10 @@ leases, acks, results and retries with ``synchronous=NORMAL`` (see
 :meth:`SqliteBackend.consumer_side`). Both are read back and reported by
 ``health()``.
 
+Writers, in every thread and process, take turns on a lock file beside the
+database (``<db>.lock``, :class:`WriterLock`) rather than in SQLite's
+sleeping busy handler.
+
 Idle workers sleep on a FIFO beside the database (``<db>.<app>.<queue>.wake``)
 that producers write one byte to after each commit, so an idle queue starts a
 new task within a millisecond or two without polling; a slow poll
@@ -19,6 +23,7 @@ new task within a millisecond or two without polling; a slow poll
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import select
@@ -98,6 +103,91 @@ _ORDER = {PENDING: "priority desc, id", SCHEDULED: "eta, id",
           DONE: "updated_at desc, id desc"}
 
 
+class WriterLock:
+    """This process's turn to write one SQLite file, among threads and
+    processes.
+
+    SQLite makes a writer that finds the file locked sleep and retry (1, 2,
+    5, 10 ms ...), so consumers of several queues committing to one file
+    lose most of their time asleep. Writers here queue on a lock instead: a
+    thread lock among this process's threads, then ``flock`` on
+    ``<db>.lock`` among processes, which the kernel hands to the next waiter
+    the moment it is released (and releases by itself when a holder dies).
+    SQLite's own locking still guards the file; this only orders the
+    writers. A holder holds it for one transaction, which SQLite's busy
+    timeout bounds. One per file per process (:meth:`of`); a forked child
+    opens the lock file again, since it would share its parent's lock.
+    """
+
+    _locks: "dict[str, WriterLock]" = {}
+    _guard = threading.Lock()
+
+    def __init__(self, filename: str) -> None:
+        self.path = filename + ".lock"
+        self._thread_lock = threading.Lock()
+        self._fd: "int | None" = None
+        self._pid = 0
+
+    @classmethod
+    def of(cls, filename: str) -> "WriterLock":
+        key = os.path.abspath(filename)
+        with cls._guard:
+            lock = cls._locks.get(key)
+            if lock is None:
+                lock = cls._locks[key] = cls(key)
+            return lock
+
+    def _file(self) -> "int | None":
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT
+                                   | os.O_CLOEXEC, 0o644)
+            except OSError:
+                self._fd = None  # A read-only directory: SQLite's locks only.
+        return self._fd
+
+    def __enter__(self) -> "WriterLock":
+        self._thread_lock.acquire()
+        try:
+            fd = self._file()
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:
+                    pass  # No flock here (some network filesystems).
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._fd is not None and self._pid == os.getpid():
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                except OSError:
+                    pass
+        finally:
+            self._thread_lock.release()
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        # A forked child has one thread: locks its parent's other threads
+        # held at the fork are nobody's now; the parent's lock file is its
+        # parent's (closing it here releases nothing the parent holds).
+        cls._guard = threading.Lock()
+        for lock in cls._locks.values():
+            lock._thread_lock = threading.Lock()
+            if lock._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(lock._fd)
+            lock._fd, lock._pid = None, 0
+
+
+os.register_at_fork(after_in_child=WriterLock._after_fork)
+
+
 class SqliteBackend(HueyViews, SqliteStorage):
     """One queue of an app in a SQLite file, with leases and wake-ups."""
 
@@ -119,11 +209,10 @@ class SqliteBackend(HueyViews, SqliteStorage):
         self._wake_pid = None
         self._notify_fd = None
         self._notify_lock = threading.Lock()
-        # One connection per thread: WAL readers never wait for a writer, and
-        # one lock serialises this process's write transactions (waiting on
-        # it is cheaper than SQLite's sleeping busy handler).
+        # One connection per thread: WAL readers never wait for a writer;
+        # writers of every thread and process take turns (WriterLock).
         self._local = threading.local()
-        self._write_lock = threading.Lock()
+        self._write_lock = WriterLock.of(filename)
         #: Whether leases honour the admission flag (queues with a budget).
         self.admission = False
         #: ``pragma synchronous`` of new connections: FULL unless this is a
@@ -151,9 +240,7 @@ class SqliteBackend(HueyViews, SqliteStorage):
 
     @contextlib.contextmanager
     def db(self, commit: bool = False, close: bool = False):
-        if commit:
-            self._write_lock.acquire()
-        try:
+        with self._write_lock if commit else contextlib.nullcontext():
             conn = self.conn
             cursor = conn.cursor()
             try:
@@ -171,9 +258,6 @@ class SqliteBackend(HueyViews, SqliteStorage):
                 cursor.close()
                 if close:
                     self._drop_connection()
-        finally:
-            if commit:
-                self._write_lock.release()
 
     def _create_connection(self) -> sqlite3.Connection:
         conn = super()._create_connection()

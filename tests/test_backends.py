@@ -333,6 +333,42 @@ def test_sqlite_consumers_commit_normal_and_producers_full(tmp_path):
     consumer.close()
 
 
+def test_sqlite_writers_of_other_processes_wait_for_the_lock(tmp_path):
+    """Writers take turns on ``<db>.lock`` across processes: a forked
+    producer waits while this process holds the writer lock (it would share
+    the parent's lock, and the parent's held thread lock, had it not opened
+    its own), then enqueues the moment the lock is released."""
+    import os
+    url = "sqlite://%s" % (tmp_path / "q.db")
+    queue = backends.open_storage(url, "a", "high")
+    queue.enqueue(msg()[1])
+    assert (tmp_path / "q.db.lock").exists()
+    read_end, write_end = os.pipe()
+    with queue._write_lock:
+        held = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: a producer of its own
+            code = 1
+            try:
+                producer = backends.open_storage(url, "a", "high")
+                producer.enqueue(msg()[1])
+                os.write(write_end, b"%f" % time.monotonic())
+                code = 0
+            finally:
+                os._exit(code)
+        time.sleep(0.5)
+        assert queue.counts()[PENDING] == 1  # the child is still waiting
+        released = time.monotonic()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    enqueued = float(os.read(read_end, 64))
+    os.close(read_end)
+    os.close(write_end)
+    assert released - held >= 0.5 and enqueued >= released
+    assert queue.counts()[PENDING] == 2
+    queue.close()
+
+
 def test_redis_eviction_policy_is_an_error(tmp_path):
     from conftest import _need_redis
     _need_redis()
