@@ -51,6 +51,8 @@ class Bench:
         #: --quick: the main comparison of each workload only.
         self.quick = args.quick
         self.keep = args.keep
+        self.pg_store = None if args.pg_store in (None, "", "none") \
+            else args.pg_store
         self.peers = [] if args.peers == "none" else [
             p for p in args.peers.split(",") if p in PEERS]
         self.redis = RedisServer(self.processes,
@@ -170,6 +172,14 @@ def main(argv: "list[str] | None" = None) -> int:
                      help="peers to compare with: a comma-separated subset of "
                      "celery,rq,dramatiq, or none (default: all three; "
                      "--quick: dramatiq)")
+    cmd.add_argument("--pg-store", metavar="URL",
+                     default=os.environ.get(
+                         "HUEYQ_BENCH_PG",
+                         "postgresql://postgres@127.0.0.1:5432/postgres"),
+                     help="a PostgreSQL server on which the store workload "
+                     "creates (and drops) a database of its own to time the "
+                     "PostgreSQL store too; 'none' to skip (default: "
+                     "$HUEYQ_BENCH_PG or the local server)")
     cmd.add_argument("--json", help="write the raw rows here")
     cmd.add_argument("--keep", action="store_true",
                      help="keep the work directory (logs, databases)")

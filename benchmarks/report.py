@@ -204,8 +204,11 @@ def targets(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
         for key, label in (("queue_stats_ms", "queue_stats()"),
                            ("jobs_failed_ms", "jobs(state='failed')"),
                            ("api_queues_ms", "/api/queues")):
-            check("store at scale: %s < 50 ms" % label, b,
-                  med("store", "hueyq", b, key), lambda v: v < 50, "%.1f ms")
+            for system, store in (("hueyq", "SQLite"),
+                                  ("hueyq:postgresql", "PostgreSQL")):
+                check("store at scale (%s store): %s < 50 ms" % (store, label),
+                      b, med("store", system, b, key), lambda v: v < 50,
+                      "%.1f ms")
     return out
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 
+from benchmarks import harness
 from benchmarks.harness import (BenchError, percentile, process_tree,
                                 tree_cpu, tree_memory)
 from benchmarks.systems import (PEERS, Trial, cleanup, peer_available,
@@ -426,12 +427,35 @@ def _profile_queues(bench, profile: str) -> "list[str]":
 # ---------------------------------------------------------------- 6. store
 
 def store(bench, backend: str) -> "list[dict]":
-    """queue_stats(), jobs(state='failed') and /api/queues over N jobs."""
-    def body(trial):
+    """queue_stats(), jobs(state='failed') and /api/queues over N jobs, on
+    the default SQLite store and (not with --quick) on PostgreSQL."""
+    def body(trial, url=None):
         setup_hueyq(trial, {"high": {"workers": WORKERS}}, ["high"])
+        if url:
+            trial.env["HUEYQ_STORE"] = url
         return trial.produce("store", timeout=900, count=bench.sizes["store"],
                              repeat=5)
-    return [_trial(bench, "hueyq", backend, "store", body)]
+    rows = [_trial(bench, "hueyq", backend, "store", body)]
+    if bench.quick:
+        return rows
+    if not bench.pg_store:
+        rows.append(add(bench, {"workload": "store", "backend": backend,
+                                "system": "hueyq:postgresql",
+                                "skipped": "--pg-store none"}))
+        return rows
+    try:
+        url = harness.create_pg_database(bench.pg_store)
+    except BenchError as exc:
+        rows.append(add(bench, {"workload": "store", "backend": backend,
+                                "system": "hueyq:postgresql",
+                                "skipped": str(exc)}))
+        return rows
+    try:
+        rows.append(_trial(bench, "hueyq:postgresql", backend, "store",
+                           lambda trial: body(trial, url)))
+    finally:
+        harness.drop_pg_database(bench.pg_store, url)
+    return rows
 
 
 # ---------------------------------------------------------------- 7. batch
