@@ -528,6 +528,33 @@ class RedisBackend(HueyViews, RedisStorage):
             pipe.zcard(self.keys[_SETS[state]])
         return dict(zip((PENDING, SCHEDULED, RUNNING, DEAD), pipe.execute()))
 
+    def _declared(self, hids: list) -> "list[int]":
+        """The memory each message declared (0 for none)."""
+        out = []
+        for raw in (self.conn.hmget(self.keys["info"], hids) if hids else ()):
+            meta = json.loads(raw).get("meta") if raw else None
+            out.append(int(meta.get("memory") or 0)
+                       if isinstance(meta, dict) else 0)
+        return out
+
+    def memory_room(self) -> "int | None":
+        """What admission leaves for tasks that declared ``memory=``: the
+        supervisor's figure for the queue's budget less what its running
+        tasks declared; None when the queue has no memory budget."""
+        pipe = self.conn.pipeline()
+        pipe.hget(self._flag_key("admission"), "admission")
+        pipe.zrange(self.keys["running"], 0, -1)
+        budget, running = pipe.execute()
+        if budget is None:
+            return None
+        return int(json.loads(budget)) - sum(self._declared(running))
+
+    def waiting_for_memory(self, room: int, limit: int = 1000) -> int:
+        """How many of the next ``limit`` pending jobs declared more memory
+        than ``room``."""
+        hids = self.conn.zrange(self.keys["pending"], 0, limit - 1)
+        return sum(1 for need in self._declared(hids) if need > room)
+
     # ------------------------------------------------------------ control
 
     def _move(self, from_state: str, to_state: str, hids: list,

@@ -652,6 +652,25 @@ class SqliteBackend(HueyViews, SqliteStorage):
         return {state: self.count(state) for state in
                 (PENDING, SCHEDULED, RUNNING, DEAD)}
 
+    def memory_room(self) -> "int | None":
+        """What admission leaves for tasks that declared ``memory=``: the
+        supervisor's figure for the queue's budget less what its running
+        tasks declared; None when the queue has no memory budget."""
+        budget, running = self.sql(
+            "select (select cast(value as integer) from hueyq_flag where"
+            " queue = ?1 and name = 'admission'), (select coalesce(sum("
+            "memory), 0) from hueyq_message where queue = ?1 and state ="
+            " 'running')", (self.qname,), results=True)[0]
+        return None if budget is None else budget - running
+
+    def waiting_for_memory(self, room: int, limit: int = 1000) -> int:
+        """How many of the next ``limit`` pending jobs declared more memory
+        than ``room``."""
+        return self.sql("select count(*) from (select memory from"
+                        " hueyq_message where queue = ? and state = 'pending'"
+                        " order by priority desc, id limit ?) where memory > ?",
+                        (self.qname, limit, room), results=True)[0][0]
+
     # ------------------------------------------------------------ control
 
     def cancel(self, task_id: str, reason: str = "cancelled"

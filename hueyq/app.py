@@ -391,6 +391,8 @@ class App:
         if row is None and message is None:
             raise JobNotFound("no job %r" % job_id)
         job = merge_job(row, message)
+        if job.state == PENDING and job.memory:
+            job = _waiting(job, self.storage(job.queue).memory_room())
         if job.state == "complete":
             job = _replace(job, result=self._peek_result(job))
         if history:
@@ -437,12 +439,20 @@ class App:
                 row = self.store.get(m.task_id)
                 if row is not None:
                     rows[m.task_id] = row
-        return [merge_job(rows.get(m.task_id), m) for m in messages]
+        jobs = [merge_job(rows.get(m.task_id), m) for m in messages]
+        if state == PENDING:
+            rooms = {q: self.storage(q).memory_room()
+                     for q in {j.queue for j in jobs if j.memory}}
+            jobs = [_waiting(j, rooms[j.queue]) if j.memory else j
+                    for j in jobs]
+        return jobs
 
     def queue_stats(self, window: float = 3600.0) -> "dict[str, dict]":
         """Per queue: pending, scheduled, running, dead, paused (and by whom),
         completed and failed in the window, success rate, mean and p95 run
-        time."""
+        time; for a queue with a memory budget, what admission leaves for
+        tasks that declared ``memory=`` (``memory_room``) and how many of the
+        next 1,000 pending jobs wait for more (``waiting_for_memory``)."""
         stats = {}
         for q in self.queues:
             storage = self.storage(q)
@@ -451,7 +461,11 @@ class App:
             paused_by = sorted(n.split(":", 1)[1] for n in flags
                                if n.startswith(backends.PAUSE_PREFIX))
             config = self.profile.queues[q]
+            room = storage.memory_room()
+            waiting = storage.waiting_for_memory(room) \
+                if room is not None and counts[PENDING] else 0
             stats[q] = dict(counts, paused=bool(paused_by),
+                            memory_room=room, waiting_for_memory=waiting,
                             paused_by=paused_by,
                             pauses={n.split(":", 1)[1]: v
                                     for n, v in flags.items()
@@ -573,7 +587,18 @@ def merge_job(row: "dict | None", message) -> Job:
         finished_at=base.finished_at or (message.updated_at if live == DONE
                                          else None),
         progress=100.0 if live == DONE and state == "complete"
-        else base.progress)
+        else base.progress,
+        memory=int(message.meta.get("memory") or 0) or None)
+
+
+def _waiting(job: Job, room: "int | None") -> Job:
+    """The job, marked as waiting for memory when what it declared does not
+    fit in what admission leaves (``room``; None: the queue has no budget)."""
+    if room is None or job.memory is None or job.memory <= room:
+        return job
+    return _replace(job, waiting="memory: needs %s, %s left of the queue's "
+                    "budget" % (format_size(job.memory),
+                                format_size(max(room, 0))))
 
 
 def _from_row(row: dict) -> Job:

@@ -178,6 +178,12 @@ def status(app_spec: "str | None", as_json: bool) -> None:
                      format_duration(s["p95_runtime"])])
     _table(rows, ["queue", "prio", "pending", "scheduled", "running", "dead",
                   "paused", "done/1h", "failed/1h", "success", "p95"])
+    for q, s in stats.items():
+        if s.get("waiting_for_memory"):
+            click.echo("%s: %d pending job(s) waiting for memory (%s left of "
+                       "the queue's budget)" % (q, s["waiting_for_memory"],
+                                                format_size(max(
+                                                    s["memory_room"], 0))))
     if workers:
         click.echo("")
         rows = []
@@ -250,11 +256,14 @@ def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
     if as_json:
         _json(found.as_dict())
         return
-    for field in ("id", "task", "queue", "state", "attempts", "redeliveries",
-                  "progress", "message", "worker", "reason", "error"):
+    for field in ("id", "task", "queue", "state", "waiting", "attempts",
+                  "redeliveries", "progress", "message", "worker", "reason",
+                  "error"):
         value = getattr(found, field)
         if value not in (None, ""):
             click.echo("%-13s %s" % (field + ":", value))
+    if found.memory:
+        click.echo("%-13s %s" % ("memory:", format_size(found.memory)))
     for field, label in (("created_at", "enqueued"), ("started_at", "started"),
                          ("finished_at", "finished")):
         value = getattr(found, field)

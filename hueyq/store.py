@@ -128,6 +128,11 @@ class Job:
     args: "str | None" = None
     result: Any = None
     has_payload: bool = False
+    #: Bytes the task declared with ``memory=`` (admission), if any.
+    memory: "int | None" = None
+    #: Why a pending job is not starting although workers may be free:
+    #: ``"memory: needs 3.0 GiB, 1.2 GiB left of the queue's budget"``.
+    waiting: "str | None" = None
     history: "tuple[dict, ...]" = field(default=(), repr=False)
 
     def as_dict(self) -> dict:

@@ -160,14 +160,24 @@ def test_a_paused_queue_hands_out_nothing(storage):
     assert storage.lease(owner()) is not None
 
 
-def test_admission_starts_a_task_only_when_its_memory_fits(storage):
-    gib = 1024 ** 3
+GIB = 1024 ** 3
+
+
+def admission_queue(storage) -> "tuple[str, str, str]":
+    """A queue under admission with jobs declaring 3 GiB, 1 GiB and nothing,
+    enqueued in that order; their ids."""
     storage.admission = True
-    big, data_big = msg(memory=3 * gib)
-    small, data_small = msg(memory=1 * gib)
-    plain, data_plain = msg()
-    for data in (data_big, data_small, data_plain):
+    ids = []
+    for memory in (3 * GIB, 1 * GIB, None):
+        task_id, data = msg(memory=memory)
         storage.enqueue(data)
+        ids.append(task_id)
+    return tuple(ids)
+
+
+def test_admission_starts_a_task_only_when_its_memory_fits(storage):
+    gib = GIB
+    big, small, plain = admission_queue(storage)
     storage.set_flag("admission", 2 * gib)
     first = storage.lease(owner())
     assert first.task_id == small
@@ -179,6 +189,24 @@ def test_admission_starts_a_task_only_when_its_memory_fits(storage):
     assert storage.lease(owner(3)) is None
     storage.set_flag("admission", 4 * gib)
     assert storage.lease(owner(3)).task_id == big
+
+
+def test_memory_room_and_jobs_waiting_for_it(storage):
+    gib = GIB
+    big, small, _ = admission_queue(storage)
+    assert storage.memory_room() is None          # no budget, no admission
+    storage.set_flag("admission", 2 * gib)
+    assert storage.memory_room() == 2 * gib
+    assert storage.waiting_for_memory(2 * gib) == 1
+    running = storage.lease(owner())
+    assert running.task_id == small
+    assert storage.memory_room() == 1 * gib       # less what running declared
+    assert storage.waiting_for_memory(storage.memory_room()) == 1
+    assert storage.waiting_for_memory(1 * gib, limit=1) == 1
+    storage.ack(running.handle)
+    storage.set_flag("admission", 4 * gib)
+    assert storage.waiting_for_memory(storage.memory_room()) == 0
+    assert storage.find(big).state == PENDING
 
 
 def test_cancel_drain_revive(storage):

@@ -66,6 +66,55 @@ def test_a_slowly_growing_worker_is_recycled_between_tasks(
     assert rt.terminate() == 0
 
 
+def test_a_task_whose_memory_does_not_fit_waits_visibly_then_runs(
+        tmp_path, backend_url, app_name, make_app, runtime):
+    # 512 MiB for the queue: one 300 MiB task fits beside the workers'
+    # measured use, a second waits for the first to end; undeclared work
+    # goes on meanwhile.
+    profile = profile_with(tmp_path, backend_url, app_name, **{
+        "queues.medium": {"worker_type": "process", "workers": 2,
+                          "memory_limit": "512MiB"}})
+    app = make_app(profile, "apps.memory")
+    path = str(tmp_path / "done")
+    first = app.tasks.bulky(path, "first", 6)
+    second = app.tasks.bulky(path, "second", 0)
+    rt = runtime(profile, "apps.memory")
+    rt.wait_ready()
+    wait_for(lambda: app.job(first.id, history=False).state == "running", 30,
+             message="the first bulky task to start")
+    wait_for(lambda: app.queue_stats()["medium"]["waiting_for_memory"] == 1,
+             10, message="the second to be counted as waiting for memory")
+    job = app.job(second.id, history=False)
+    assert job.state == "pending" and job.memory == 300 << 20
+    assert job.waiting.startswith("memory: needs 300.0 MiB, ")
+    assert job.waiting.endswith(" left of the queue's budget")
+    stats = app.queue_stats()["medium"]
+    assert 0 <= stats["memory_room"] < 300 << 20
+    [listed] = [j for j in app.jobs(queue="medium", state="pending")
+                if j.id == second.id]
+    assert listed.waiting == job.waiting
+    shown = subprocess.run(
+        [sys.executable, "-m", "hueyq", "job", "--profile", str(profile),
+         "--app", "apps.memory", second.id], capture_output=True, text=True,
+        cwd=str(tmp_path), env=rt.env)
+    assert shown.returncode == 0, shown.stderr
+    assert "waiting:      memory: needs 300.0 MiB" in shown.stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "hueyq", "status", "--profile", str(profile),
+         "--app", "apps.memory"], capture_output=True, text=True,
+        cwd=str(tmp_path), env=rt.env)
+    assert status.returncode == 0, status.stderr
+    assert "medium: 1 pending job(s) waiting for memory (" in status.stdout
+    assert app.tasks.add(2, 3)(blocking=True, timeout=30) == 5
+    assert app.job(second.id, history=False).state == "pending"
+    assert second(blocking=True, timeout=30) == "second"
+    assert first(blocking=True, timeout=30) == "first"
+    with open(path) as fh:
+        assert [line.split()[0] for line in fh] == ["first", "second"]
+    assert app.job(second.id, history=False).waiting is None
+    assert rt.terminate() == 0
+
+
 def test_a_task_past_its_time_limit_is_killed(tmp_path, backend_url, app_name,
                                                make_app, runtime):
     profile = profile_with(tmp_path, backend_url, app_name, **{

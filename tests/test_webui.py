@@ -237,6 +237,28 @@ def test_arguments_are_hidden_unless_previewed(make_app, tmp_path, app_name):
     assert [j["args"] for j in listed.get_json()["jobs"]] == [None]
 
 
+def test_a_job_waiting_for_memory_says_so(make_app, tmp_path, app_name):
+    profile = write_profile(
+        tmp_path / "mem.toml", "sqlite://%s" % (tmp_path / "queue.db"),
+        "sqlite://%s" % (tmp_path / "store.db"), app_name,
+        extra={"queues.medium": {"memory_limit": "512MiB"}})
+    app = make_app(profile, "apps.memory")
+    client = build(app).test_client()
+    handle = app.tasks.bulky(str(tmp_path / "done"), "x", 0)
+    # What the supervisor publishes: the budget less the queue's measured use.
+    app.storage("medium").set_flag("admission", 200 << 20)
+    queue = client.get("/api/queues/medium").get_json()
+    assert (queue["waiting_for_memory"], queue["memory_room"]) == (1, 200 << 20)
+    job = client.get("/api/jobs/" + handle.id).get_json()
+    assert job["state"] == "pending" and job["memory"] == 300 << 20
+    assert job["waiting"] == ("memory: needs 300.0 MiB, 200.0 MiB left of the "
+                              "queue's budget")
+    app.storage("medium").set_flag("admission", 400 << 20)
+    assert client.get("/api/jobs/" + handle.id).get_json()["waiting"] is None
+    assert client.get("/api/queues/medium").get_json()[
+        "waiting_for_memory"] == 0
+
+
 def test_workers_with_memory_budgets_and_current_jobs(app, client):
     empty = client.get("/api/workers").get_json()
     assert empty["workers"] == [] and set(empty["budgets"]) == set(app.queues)

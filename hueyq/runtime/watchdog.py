@@ -291,14 +291,15 @@ class Watchdog:
 
     def admission(self, s: Samples) -> "dict[str, int]":
         """Memory each budgeted queue has left for tasks declaring memory=:
-        its limit, minus what it uses, minus what running tasks declared."""
+        its limit minus what its processes use. The backend takes off what
+        running tasks declared when it leases (atomically, so two workers
+        cannot both take the last of the room between two samples)."""
         out = {}
         for queue in self.queues:
             if not queue.memory_limit:
                 continue
             used = sum(p.memory for p in s.processes if p.queue == queue.name)
-            declared = sum(l.memory for l in s.leases if l.queue == queue.name)
-            out[queue.name] = max(0, queue.memory_limit - used - declared)
+            out[queue.name] = max(0, queue.memory_limit - used)
         return out
 
 

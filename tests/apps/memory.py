@@ -27,6 +27,13 @@ def make_app(profile=None, name=None):
         basic.record(path, token)
         return token
 
+    @app.task(queue="medium", memory="300MiB")
+    def bulky(path, token, seconds):
+        """Declares 300 MiB for admission (and holds the worker a while)."""
+        time.sleep(seconds)
+        basic.record(path, token)
+        return token
+
     @app.task(queue="medium", retries=0)
     def nap(seconds):
         time.sleep(seconds)

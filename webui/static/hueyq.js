@@ -294,7 +294,9 @@
       card.chart.replaceChildren(throughputChart(series));
     }
     setText(card.foot, "scheduled " + q.scheduled + " · dead " + q.dead + " · " + q.workers + " " +
-            q.worker_type + (q.workers === 1 ? " worker" : " workers") + " · p95 " + duration(q.p95_runtime));
+            q.worker_type + (q.workers === 1 ? " worker" : " workers") + " · p95 " + duration(q.p95_runtime) +
+            (q.waiting_for_memory ? " · " + q.waiting_for_memory + " waiting for memory (" +
+             size(Math.max(q.memory_room, 0)) + " left)" : ""));
     var state = (paused.indexOf("user") >= 0 ? "paused" : "running") + (readOnly ? "-ro" : "");
     if (card.actions.dataset.state !== state) {
       card.actions.dataset.state = state;
@@ -583,6 +585,8 @@
     var fields = document.getElementById("job-fields");
     fields.replaceChildren();
     field(fields, "queue", job.queue);
+    field(fields, "waiting for", job.waiting);
+    field(fields, "memory", job.memory ? size(job.memory) : null);
     field(fields, "attempts", job.attempts);
     field(fields, "redeliveries", job.redeliveries || null);
     field(fields, "priority", job.priority || null);
