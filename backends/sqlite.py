@@ -25,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import select
 import shutil
@@ -36,12 +37,15 @@ import time
 from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
-from hueyq.backends import (DEAD, DONE, PAUSE_PREFIX, PENDING, RUNNING,
-                            SCHEDULED, Finding, HueyViews, Lease, MessageInfo,
-                            message_fields, split_name)
+from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
+                            RUNNING, SCHEDULED, Finding, HueyViews, Lease,
+                            MessageInfo, message_fields, read_json, report_bad,
+                            split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable
 from hueyq.units import format_size
+
+logger = logging.getLogger("hueyq.backends.sqlite")
 
 _SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
@@ -77,9 +81,16 @@ _HAS_WORK = ("select 1 from hueyq_message where queue = ? and state = 'pending'"
 _RETURNING = (" returning id, task_id, data, redeliveries, last_error,"
               " enqueued_at, exists(select 1 from kv where queue = ?4 and key"
               " in ('r:' || task_id, 'rt:' || name))")
+# A lease takes only a message within the lease limit (?5). SQLite rewrites
+# every row it updates, so a forged giant is never updated: it is taken by
+# SqliteBackend._take_oversized, which replaces it by a row of its first
+# bytes (see Lease).
+_FITS_LIMIT = " and length(data) <= ?5"
+#: The lease limit of a backend that has none.
+_NO_LIMIT = 1 << 62
 _LEASE = ("update hueyq_message set state = 'running', owner = ?1,"
           " updated_at = ?2 where id = (select id from hueyq_message"
-          " where queue = ?3 and state = 'pending'"
+          " where queue = ?3 and state = 'pending'" + _FITS_LIMIT +
           " order by priority desc, id limit 1) and not exists (select 1 from"
           " hueyq_flag where queue = ?3 and name glob 'paused:*')" + _RETURNING)
 # Admission: a task that declared memory= waits until it fits in what the
@@ -92,7 +103,7 @@ _FITS = (" and (memory = 0 or memory <= coalesce((select cast(value as"
 _ADMISSION_LEASE = (
     "update hueyq_message set state = 'running', owner = ?1, updated_at = ?2"
     " where id = (select id from hueyq_message where queue = ?3 and state ="
-    " 'pending'" + _FITS + " order by priority desc, id"
+    " 'pending'" + _FITS + _FITS_LIMIT + " order by priority desc, id"
     " limit 1) and not exists (select 1 from hueyq_flag where queue = ?3 and"
     " name glob 'paused:*')" + _RETURNING)
 _INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
@@ -140,11 +151,8 @@ class WriterLock:
     def _file(self) -> "int | None":
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT
-                                   | os.O_CLOEXEC, 0o644)
-            except OSError:
-                self._fd = None  # A read-only directory: SQLite's locks only.
+            self._fd = open_own(self.path, os.O_RDWR | os.O_CREAT,
+                                stat.S_ISREG, "lock file")
         return self._fd
 
     def __enter__(self) -> "WriterLock":
@@ -187,6 +195,52 @@ class WriterLock:
 
 os.register_at_fork(after_in_child=WriterLock._after_fork)
 
+#: Mode of the files hueyq creates beside a database (less the umask):
+#: the database and its WAL and SHM (SQLite gives those the database's
+#: mode), the lock file; the wake FIFO is the owner's alone.
+FILE_MODE = 0o640
+FIFO_MODE = 0o600
+DIR_MODE = 0o750
+
+
+def create_database_file(path: str) -> None:
+    """Create an empty SQLite file with :data:`FILE_MODE` unless it exists
+    (SQLite itself would make it, its WAL and SHM world-readable)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=DIR_MODE,
+                exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                     | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+_refused: "set[str]" = set()
+
+
+def open_own(path: str, flags: int, is_kind, what: str) -> "int | None":
+    """Open a file hueyq keeps beside a database, never through a symlink,
+    and only if it is of the kind hueyq made (``is_kind`` of its mode);
+    None otherwise (logged once) or when it cannot be opened."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            _refuse(path, what, "it is a symlink")
+        return None
+    if not is_kind(os.fstat(fd).st_mode):
+        os.close(fd)
+        _refuse(path, what, "it is not a file hueyq made")
+        return None
+    return fd
+
+
+def _refuse(path: str, what: str, why: str) -> None:
+    if path not in _refused:
+        _refused.add(path)
+        logger.warning("not using the %s %s: %s", what, path, why)
+
 
 class SqliteBackend(HueyViews, SqliteStorage):
     """One queue of an app in a SQLite file, with leases and wake-ups."""
@@ -195,12 +249,10 @@ class SqliteBackend(HueyViews, SqliteStorage):
 
     def __init__(self, name: str, filename: str, timeout: float = 5.0,
                  **kwargs) -> None:
-        directory = os.path.dirname(os.path.abspath(filename))
         try:
-            os.makedirs(directory, exist_ok=True)
+            create_database_file(filename)
         except OSError as exc:
-            raise BackendUnavailable("cannot create the directory of the "
-                                     "SQLite backend %s: %s"
+            raise BackendUnavailable("cannot create the SQLite backend %s: %s"
                                      % (filename, exc.strerror)) from None
         self.app_name, self.queue = split_name(name)
         self.qname = name
@@ -372,6 +424,8 @@ class SqliteBackend(HueyViews, SqliteStorage):
                 if ack is not None:
                     self._finish(conn, now, *ack)
                 row = conn.execute(*self._lease_sql(owner, now)).fetchone()
+                if row is None and self.lease_limit:
+                    row = self._take_oversized(conn, owner, now)
                 conn.execute("commit")
             except BaseException:
                 if conn.in_transaction:
@@ -379,11 +433,14 @@ class SqliteBackend(HueyViews, SqliteStorage):
                 raise
         if row is None:
             return None
+        if isinstance(row, Lease):
+            return row
         return Lease(row[0], row[1], row[2], row[3], row[4], row[5],
                      bool(row[6]))
 
     def _lease_sql(self, owner: str, now: float) -> tuple:
-        params = (owner, now, self.qname, self.name)
+        params = (owner, now, self.qname, self.name,
+                  self.lease_limit or _NO_LIMIT)
         return (_ADMISSION_LEASE if self.admission else _LEASE), params
 
     def lease_batch(self, owner: str, name: str, limit: int
@@ -394,13 +451,48 @@ class SqliteBackend(HueyViews, SqliteStorage):
             curs.execute("update hueyq_message set state = 'running', owner = ?,"
                          " updated_at = ? where id in (select id from"
                          " hueyq_message where queue = ? and state = 'pending'"
-                         " and name = ? order by priority desc, id limit ?)"
+                         " and name = ? and length(data) <= ? order by"
+                         " priority desc, id limit ?)"
                          " and " + _NOT_PAUSED + " returning id, task_id, data,"
                          " redeliveries, last_error",
-                         (owner, now, self.qname, name, int(limit), self.qname))
+                         (owner, now, self.qname, name,
+                          self.lease_limit or _NO_LIMIT, int(limit),
+                          self.qname))
             rows = curs.fetchall()
         rows.sort(key=lambda r: r[0])
         return [Lease(*row) for row in rows]
+
+    def _take_oversized(self, conn, owner: str, now: float
+                        ) -> "Lease | None":
+        """Lease the first pending message over the lease limit without
+        reading or rewriting it: a new row holding its first HEAD_BYTES
+        (read through SQLite's incremental blob I/O) takes its place."""
+        found = conn.execute(
+            "select id, length(data) from hueyq_message where queue = ? and"
+            " state = 'pending' and length(data) > ? and " + _NOT_PAUSED +
+            " order by priority desc, id limit 1",
+            (self.qname, self.lease_limit, self.qname)).fetchone()
+        if found is None:
+            return None
+        handle, size = found
+        if hasattr(conn, "blobopen"):
+            with conn.blobopen("hueyq_message", "data", handle,
+                               readonly=True) as blob:
+                head = blob.read(HEAD_BYTES)
+        else:  # Python 3.10: SQLite reads the blob whole, once
+            head = conn.execute("select substr(data, 1, ?) from hueyq_message"
+                                " where id = ?", (HEAD_BYTES, handle)
+                                ).fetchone()[0]
+        row = conn.execute(
+            "insert into hueyq_message (queue, task_id, name, state, priority,"
+            " eta, enqueued_at, updated_at, owner, redeliveries, meta, memory,"
+            " data) select queue, task_id, name, 'running', priority, eta,"
+            " enqueued_at, ?, ?, redeliveries, meta, memory, ? from"
+            " hueyq_message where id = ? returning id, task_id, redeliveries,"
+            " enqueued_at", (now, owner, head, handle)).fetchone()
+        conn.execute("delete from hueyq_message where id = ?", (handle,))
+        return Lease(row[0], row[1], head, row[2], None, row[3], None,
+                     size=size)
 
     def ack_many(self, acks) -> None:
         """End several leases in one transaction (see :meth:`ack`)."""
@@ -517,6 +609,12 @@ class SqliteBackend(HueyViews, SqliteStorage):
                          " and state = 'running'", (last_error, handle))
             return curs.rowcount == 1
 
+    def relabel(self, handle, task_id: str) -> None:
+        """File a leased message under the job id ``task_id`` instead of the
+        one it claims (a message that failed verification)."""
+        self.sql("update hueyq_message set task_id = ? where id = ?",
+                 (task_id, handle), commit=True)
+
     def leases(self) -> "list[MessageInfo]":
         """Every leased (running) message of this queue."""
         return self._infos("state = 'running'", (), "updated_at, id")
@@ -544,11 +642,13 @@ class SqliteBackend(HueyViews, SqliteStorage):
         """Wake workers waiting on this queue (one byte into its FIFO)."""
         with self._notify_lock:
             if self._notify_fd is None:
-                try:
-                    self._notify_fd = os.open(self._wake_path,
-                                              os.O_WRONLY | os.O_NONBLOCK)
-                except OSError:
-                    return  # No consumer is listening; it polls on start.
+                # None: no consumer is listening (it polls on start), or the
+                # path is not the FIFO hueyq made.
+                self._notify_fd = open_own(self._wake_path, os.O_WRONLY
+                                           | os.O_NONBLOCK, stat.S_ISFIFO,
+                                           "wake-up FIFO")
+                if self._notify_fd is None:
+                    return
             try:
                 os.write(self._notify_fd, b"\x01")
             except BlockingIOError:
@@ -580,16 +680,20 @@ class SqliteBackend(HueyViews, SqliteStorage):
         if self._wake_fds is not None and self._wake_pid == pid:
             return self._wake_fds
         try:
-            try:
-                os.mkfifo(self._wake_path, 0o660)
-            except FileExistsError:
-                pass
-            if not stat.S_ISFIFO(os.stat(self._wake_path).st_mode):
-                return None
-            rfd = os.open(self._wake_path, os.O_RDONLY | os.O_NONBLOCK)
-            # Holding a write end keeps the reader from seeing hang-ups.
-            wfd = os.open(self._wake_path, os.O_WRONLY | os.O_NONBLOCK)
+            os.mkfifo(self._wake_path, FIFO_MODE)
+        except FileExistsError:
+            pass
         except OSError:
+            return None
+        rfd = open_own(self._wake_path, os.O_RDONLY | os.O_NONBLOCK,
+                       stat.S_ISFIFO, "wake-up FIFO")
+        if rfd is None:
+            return None
+        # Holding a write end keeps the reader from seeing hang-ups.
+        wfd = open_own(self._wake_path, os.O_WRONLY | os.O_NONBLOCK,
+                       stat.S_ISFIFO, "wake-up FIFO")
+        if wfd is None:
+            os.close(rfd)
             return None
         self._wake_fds, self._wake_pid = (rfd, wfd), pid
         return self._wake_fds
@@ -620,13 +724,13 @@ class SqliteBackend(HueyViews, SqliteStorage):
         return [self._info(row) for row in rows]
 
     def _info(self, row) -> MessageInfo:
-        meta = json.loads(row[13]) if row[13] else {}
-        return MessageInfo(handle=row[0], queue=self.queue, task_id=row[2],
-                           name=row[3], state=row[4], priority=row[5],
-                           enqueued_at=row[6], updated_at=row[7], eta=row[8],
-                           owner=row[9], redeliveries=row[10],
-                           last_error=row[11], reason=row[12], meta=meta,
-                           size=row[14])
+        meta = read_json(row[13], "meta of message %s of %s" % (
+            row[0], self.qname)) if row[13] else {}
+        return MessageInfo.checked(
+            handle=row[0], queue=self.queue, task_id=row[2], name=row[3],
+            state=row[4], priority=row[5], enqueued_at=row[6],
+            updated_at=row[7], eta=row[8], owner=row[9], redeliveries=row[10],
+            last_error=row[11], reason=row[12], meta=meta, size=row[14])
 
     def find(self, task_id: str) -> "MessageInfo | None":
         """The message of a job: its lease first, else its newest row."""
@@ -740,7 +844,12 @@ class SqliteBackend(HueyViews, SqliteStorage):
         """Every flag of this queue."""
         rows = self.sql("select name, value from hueyq_flag where queue = ?",
                         (self.qname,), results=True)
-        return {name: json.loads(value) for name, value in rows}
+        out = {}
+        for name, value in rows:
+            value = read_json(value, "flag %s of %s" % (name, self.qname))
+            if isinstance(value, dict):
+                out[name] = value
+        return out
 
     # ------------------------------------------------------------ records
 
@@ -760,7 +869,14 @@ class SqliteBackend(HueyViews, SqliteStorage):
                         " key < ? and (expires is null or expires > ?)",
                         (start, start + "\uffff", time.time()), results=True)
         cut = len(self.app_name) + 1
-        return {key[cut:]: json.loads(value) for key, value in rows}
+        out = {}
+        for key, value in rows:
+            doc = read_json(value, "record %s" % key)
+            if isinstance(doc, dict):
+                out[key[cut:]] = doc
+            elif doc is not None:
+                report_bad("record %s" % key)
+        return out
 
     def delete_record(self, key: str) -> None:
         """Remove a record of this app."""

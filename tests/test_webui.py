@@ -14,7 +14,7 @@ from hueyq.webui.serve import (WebServer, check_bind, gunicorn_options,
 
 from conftest import write_profile
 
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-the-tests"
 FAST_STREAM = {"HUEYQ_STREAM_INTERVAL": 0.02, "HUEYQ_STREAM_LIFETIME": 0.3}
 
 
@@ -652,14 +652,22 @@ def test_session_secret_is_shared_by_workers_with_a_token(token_app,
     assert other.get("/api/queues").status_code == 200
 
 
-def test_session_secret_sources(app, monkeypatch):
+def test_session_secret_sources(app, token_app, make_app, tmp_path, app_name,
+                                monkeypatch):
     from hueyq.webui.auth import session_secret
     monkeypatch.delenv("HUEYQ_WEB_SECRET_KEY", raising=False)
+    # Random, kept in the backend: the same for every worker of one app,
+    # another for another app, never derived from the token.
+    assert session_secret(app) == session_secret(app) == build(app).secret_key
+    retokened = sqlite_app(make_app, tmp_path, app_name,
+                           web={"token": "another-token-of-16+"})
+    assert session_secret(retokened) == session_secret(token_app)
+    other = sqlite_app(make_app, tmp_path, app_name + "x")
+    assert session_secret(other) != session_secret(token_app)
     assert session_secret(None) != session_secret(None)
-    assert session_secret("a") == session_secret("a") != session_secret("b")
-    assert session_secret("a", "explicit") == "explicit"
+    assert session_secret(app, "explicit") == "explicit"
     monkeypatch.setenv("HUEYQ_WEB_SECRET_KEY", "from-env")
-    assert session_secret("a") == "from-env"
+    assert session_secret(app) == "from-env"
     assert build(app).secret_key == "from-env"
 
 
