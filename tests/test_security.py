@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import sqlite3
+import stat
 import struct
 import subprocess
 import sys
@@ -400,4 +401,93 @@ def test_an_unverified_message_never_touches_another_job(signed, runtime,
         ("complete", "mine", None, None, False)
     assert app.job(own).reason == "bad_signature"
     assert app.huey("high").get(handle.id, peek=True) == "mine"
+    assert rt.terminate() == 0
+
+
+# ---------------------------------------------------------------- small ones
+
+def test_a_password_in_the_query_string_never_shows(tmp_path, redis_session,
+                                                     app_name):
+    url = redis_session.url + "?password=hunter2&socket_timeout=5"
+    profile = write_profile(tmp_path / "p.toml", url, "postgresql://u@h/db?"
+                            "sslpassword=swordfish", app_name)
+    outputs = [hueyq_cli(profile, *args) for args in (
+        ("profiles", "show", str(profile)), ("profiles", "show", "--json",
+                                             str(profile)), ("doctor",))]
+    text = "".join(r.stdout + r.stderr for r in outputs)
+    assert "?password=***&socket_timeout=5" in outputs[0].stdout
+    assert "hunter2" not in text and "swordfish" not in text
+
+
+def test_database_files_are_private(tmp_path, app_name, make_app, inline):
+    old = os.umask(0o022)
+    try:
+        profile = write_profile(tmp_path / "p.toml", "sqlite://%s" % (
+            tmp_path / "data" / "queue.db"), "sqlite://%s" % (
+            tmp_path / "data" / "store.db"), app_name)
+        app = make_app(profile)
+        app.tasks.echo("x")
+        inline(app, "high").run()
+        app.storage("high").wait(0.01)          # the consumer's FIFO
+    finally:
+        os.umask(old)
+    made = sorted(p.name for p in (tmp_path / "data").iterdir())
+    for name in ("queue.db", "queue.db-wal", "queue.db-shm", "queue.db.lock",
+                 "store.db", "store.db-wal", "store.db-shm"):
+        assert name in made
+    for path in (tmp_path / "data").iterdir():
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert mode & 0o027 == 0, "%s is %o" % (path.name, mode)
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) & 0o027 == 0
+
+
+def test_control_characters_in_ids_are_escaped_in_logs_and_tables(
+        app, profile_path, runtime):
+    forged_id = "x\n2026-01-01 00:00:00 INFO    hueyq.worker: all fine\x1b[2J"
+    handle = app.tasks.echo.s("hi", id=forged_id)
+    app.huey("high").enqueue(handle)
+    rt = runtime(profile_path)
+    rt.wait_ready()
+    wait_for(lambda: app.store.get(forged_id) and app.store.get(forged_id)[
+        "state"] == "complete", 20, message="the job")
+    assert rt.terminate() == 0
+    log = rt.log()
+    assert "\x1b" not in log and "\nx\n" not in log
+    assert not any(line.startswith("2026-01-01 00:00:00") for line in
+                   log.splitlines())
+    assert "job=x\\n2026-01-01" in log
+    for args in (("jobs",), ("job", forged_id)):
+        shown = hueyq_cli(profile_path, *args)
+        assert shown.returncode == 0
+        assert "\x1b" not in shown.stdout and "x\\n2026" in shown.stdout
+        assert not any(line.startswith("2026-01-01") for line in
+                       shown.stdout.splitlines())
+
+
+def test_encryption_without_a_secret_refuses_plaintext(tmp_path, backend_url,
+                                                       app_name, make_app,
+                                                       runtime):
+    fernet = pytest.importorskip("cryptography.fernet")
+    key = fernet.Fernet.generate_key().decode()
+    profile = write_profile(tmp_path / "enc.toml", backend_url, "sqlite://%s" % (
+        tmp_path / "store.db"), app_name, {
+            "security": {"encryption_keys": [key]},
+            "store": {"args_preview": True}})
+    app = make_app(profile)
+    storage = app.storage("high")
+    canary = str(tmp_path / "canary")
+    forge(storage, envelope(b'{"name":"apps.basic.echo"}',
+                            pickle.dumps(Canary(canary))))
+    secret = app.tasks.echo("the launch codes")
+    assert b"launch codes" not in storage.message_data(storage.find(
+        secret.id).handle)
+    assert "launch" not in json.dumps(storage.find(secret.id).meta)
+    rt = runtime(profile)
+    rt.wait_ready()
+    assert secret(blocking=True, timeout=20) == "the launch codes"
+    dead = wait_for(lambda: storage.list_messages(DEAD), 20, message="dead")
+    assert dead[0].reason == "undecodable" and not os.path.exists(canary)
+    wait_for(lambda: app.job(secret.id).args == "'the launch codes'", 20,
+             message="the worker's preview of the decrypted arguments")
+    assert "not encrypted" in app.job(dead[0].task_id).error
     assert rt.terminate() == 0

@@ -144,3 +144,31 @@ def test_the_runtime_speaks_the_notify_protocol(notify_socket, profile_path,
     assert rt.terminate() == 0
     seen.extend(received(sock))
     assert "STOPPING=1" in seen
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--app", "myproject.tasks\nExecStartPre=/bin/sh -c 'id > /tmp/pwned'"),
+    ("--user", "hueyq\nUser=root"),
+    ("--user", "two words"),
+    ("--workdir", "/srv/app\n[Service]\nExecStartPost=/bin/true"),
+    ("--exec", "/opt/hueyq/bin/hueyq\rUser=root")])
+def test_a_value_that_would_become_a_directive_is_refused(tmp_path, option,
+                                                          value):
+    args = {"--app": "myproject.tasks", "--user": "hueyq",
+            "--workdir": "/srv/app", "--exec": "/opt/hueyq/bin/hueyq"}
+    args[option] = value
+    result = cli("systemd", "--profile", "jetson", *[
+        x for kv in args.items() for x in kv], cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert option in result.stderr and "Traceback" not in result.stderr
+    assert "[Service]" not in result.stdout
+
+
+def test_units_keep_the_state_directory_private():
+    from hueyq import systemd
+    from hueyq.profile import load_profile
+    jetson = load_profile("jetson", env={"STATE_DIRECTORY": "/var/lib/hueyq"})
+    for unit in systemd.units(jetson, "jetson", "m.tasks", web=True,
+                              executable="/x/hueyq", workdir="/w"):
+        assert "UMask=0027" in unit.text.splitlines()
+        assert "StateDirectoryMode=0750" in unit.text.splitlines()
