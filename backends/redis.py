@@ -705,6 +705,15 @@ class RedisBackend(HueyViews, RedisStorage):
         """Whether Redis writes an append-only file."""
         return bool(self.conn.info("persistence").get("aof_enabled"))
 
+    def claim(self, holder: str) -> "str | None":
+        """Nothing to lock on Redis: several hosts share one on purpose (the
+        supervisor checks that no live runtime has its host id)."""
+        return None
+
+    def identity(self) -> None:
+        """A Redis server has no file to be replaced under the runtime."""
+        return None
+
     def checkpoint(self) -> bool:
         """Nothing to fold back on Redis."""
         return False
@@ -714,7 +723,47 @@ class RedisBackend(HueyViews, RedisStorage):
         try:
             self.conn.ping()
         except RedisError as exc:
-            raise BackendUnavailable("Redis backend: %s" % exc) from None
+            raise BackendUnavailable(self.explain(exc)) from None
+
+    def explain(self, exc: BaseException) -> str:
+        """One line for a user about an error this backend raised."""
+        from redis import exceptions as errors
+        where = self.describe()
+        text = str(exc)
+        if isinstance(exc, BackendUnavailable):
+            return text
+        if isinstance(exc, errors.AuthenticationError) or \
+                "NOAUTH" in text or "WRONGPASS" in text:
+            return ("%s refused the credentials: check the user and password "
+                    "in backend.url (%s)" % (where, text))
+        if "DB index is out of range" in text:
+            return ("%s has no database %s: use a number below the server's "
+                    "`databases` setting (16 by default) in backend.url"
+                    % (where.rsplit(" db ", 1)[0],
+                       self.pool.connection_kwargs.get("db", 0)))
+        if isinstance(exc, errors.TimeoutError) and self.tls:
+            return ("no TLS handshake with %s: rediss:// is for a TLS "
+                    "server; use redis:// for a plain-text one (%s)"
+                    % (where, text))
+        if isinstance(exc, errors.ConnectionError):
+            if self.tls and "SSL" in text.upper():
+                return ("TLS failed with %s: %s (rediss:// is for a TLS "
+                        "server; redis:// for a plain-text one)"
+                        % (where, text))
+            reason = text.rsplit(". ", 1)[-1].rstrip(".") if ". " in text \
+                else text
+            return ("cannot connect to %s: %s (is redis-server running "
+                    "there? check backend.url or HUEYQ_BACKEND)"
+                    % (where, reason))
+        if isinstance(exc, errors.TimeoutError):
+            return "%s did not answer in time: %s" % (where, text)
+        return "%s: %s" % (where, text)
+
+    @property
+    def tls(self) -> bool:
+        """Whether this backend talks TLS to Redis (``rediss://``)."""
+        from redis.connection import SSLConnection
+        return issubclass(self.pool.connection_class, SSLConnection)
 
     def describe(self) -> str:
         """Where this backend lives, for humans (never the password)."""

@@ -39,6 +39,7 @@ from huey.storage import SqliteStorage
 from hueyq.backends import (DEAD, DONE, PAUSE_PREFIX, PENDING, RUNNING,
                             SCHEDULED, Finding, HueyViews, Lease, MessageInfo,
                             message_fields, split_name)
+from hueyq import files
 from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable
 from hueyq.units import format_size
@@ -194,14 +195,18 @@ class SqliteBackend(HueyViews, SqliteStorage):
     ddl = _TABLES
 
     def __init__(self, name: str, filename: str, timeout: float = 5.0,
-                 **kwargs) -> None:
+                 access: str = files.CREATE, **kwargs) -> None:
+        #: ``files.CREATE``, ``EXISTING`` or ``READ``: whether this storage
+        #: may create the file (and its tables and directory).
+        self.access = access
         directory = os.path.dirname(os.path.abspath(filename))
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise BackendUnavailable("cannot create the directory of the "
-                                     "SQLite backend %s: %s"
-                                     % (filename, exc.strerror)) from None
+        if access == files.CREATE:
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:
+                raise BackendUnavailable("cannot create the directory of the "
+                                         "SQLite backend %s: %s"
+                                         % (filename, exc.strerror)) from None
         self.app_name, self.queue = split_name(name)
         self.qname = name
         self._wake_path = "%s.%s.wake" % (filename, name)
@@ -220,7 +225,8 @@ class SqliteBackend(HueyViews, SqliteStorage):
         self.synchronous = "full"
         try:
             super().__init__(name, filename=filename, fsync=True,
-                             journal_mode="wal", timeout=timeout, **kwargs)
+                             journal_mode="wal", timeout=timeout,
+                             create_tables=access == files.CREATE, **kwargs)
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot open the SQLite backend %s: %s"
                                      % (filename, exc)) from None
@@ -260,6 +266,19 @@ class SqliteBackend(HueyViews, SqliteStorage):
                     self._drop_connection()
 
     def _create_connection(self) -> sqlite3.Connection:
+        if self.access != files.CREATE:
+            problem = files.missing_reason(self.filename, "queue database")
+            if problem is not None:
+                raise BackendUnavailable(problem)
+            try:
+                conn = files.connect(self.filename, self.access,
+                                     self._timeout)
+            except sqlite3.Error as exc:
+                raise BackendUnavailable("cannot open the queue database %s:"
+                                         " %s" % (self.filename, exc)) from None
+            if self.synchronous != "full":
+                conn.execute("pragma synchronous=%s" % self.synchronous)
+            return conn
         conn = super()._create_connection()
         if self.synchronous != "full":
             conn.execute("pragma synchronous=%s" % self.synchronous)
@@ -799,6 +818,42 @@ class SqliteBackend(HueyViews, SqliteStorage):
                                 "backend's disk" % format_size(usage.free)))
         return findings
 
+    def claim(self, holder: str) -> "str | None":
+        """Hold this app's runtime lock on the database file for as long as
+        this process lives; returns None, or the current holder's
+        description (``holder`` as it wrote it) when another process has it.
+
+        One runtime per app and file: a second one would recover the first
+        one's leases as its own and drain the same queues twice over.
+        """
+        path = "%s.%s.runtime" % (self.filename, self.app_name)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise BackendUnavailable("cannot open the runtime lock %s: %s"
+                                     % (path, exc.strerror)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            current = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+            os.close(fd)
+            return current or "another process"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
+        self._claim_fd = fd
+        return None
+
+    def identity(self) -> "tuple[int, int] | None":
+        """(device, inode) of the database file, None if it is gone: a
+        runtime compares it with what it opened to notice a file deleted or
+        replaced under it."""
+        try:
+            st = os.stat(self.filename)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
     def checkpoint(self) -> bool:
         """Fold the WAL back into the database file; True if it could."""
         busy, _, _ = self.sql("pragma wal_checkpoint(truncate)",
@@ -810,12 +865,27 @@ class SqliteBackend(HueyViews, SqliteStorage):
         try:
             self.sql("select 1", results=True)
         except sqlite3.Error as exc:
-            raise BackendUnavailable("SQLite backend %s: %s"
-                                     % (self.filename, exc)) from None
+            raise BackendUnavailable(self.explain(exc)) from None
 
     def describe(self) -> str:
         """Where this backend lives, for humans."""
         return "SQLite file %s" % self.filename
+
+    def explain(self, exc: BaseException) -> str:
+        """One line for a user about an error this backend raised."""
+        text = str(exc)
+        if isinstance(exc, BackendUnavailable):
+            return text
+        if "readonly database" in text or isinstance(exc, PermissionError):
+            return ("the queue database %s is read-only for this user: "
+                    "changing it needs the service's user or group"
+                    % self.filename)
+        if "disk is full" in text:
+            return "the disk of the queue database %s is full" % self.filename
+        if "locked" in text:
+            return ("the queue database %s stayed locked by another process "
+                    "(%s)" % (self.filename, text))
+        return "queue database %s: %s" % (self.filename, text)
 
 
 def _check_state(state: str) -> str:

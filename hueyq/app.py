@@ -22,13 +22,14 @@ from huey.api import Huey, Task, TaskWrapper
 from huey.exceptions import HueyException
 from huey.registry import Registry
 
-from hueyq import backends, context, defaults
+from hueyq import backends, context, defaults, files
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
 from hueyq.envelope import EnvelopeSerializer, epoch
 from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
                               JobNotFound, QueueNotFound)
 from hueyq.profile import Profile, load_profile, select
-from hueyq.store import FINISHED, REASON_STATE, STATES, Job, Store
+from hueyq.store import (FINISHED, REASON_STATE, STATES, Job, Store,
+                         check_driver)
 from hueyq.units import format_size, parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ class App:
         else:
             self.profile = load_profile(select(profile), overrides=overrides)
         self.name = name or self.profile.app_name
+        check_driver(self.profile.store.url)
         security = self.profile.security
         if require_secret and security.require_secret and not security.secret:
             raise ConfigurationError(
@@ -169,6 +171,9 @@ class App:
             compression=security.compression,
             encryption_keys=security.encryption_keys)
         self.registry = Registry()
+        #: How this App opens its files (``hueyq.files``): ``create`` unless
+        #: it was built inside ``files.access(...)``.
+        self.access = files.current_access()
         self._store: "Store | None" = None
         self._lock = threading.Lock()
         options = self._storage_options()
@@ -193,7 +198,7 @@ class App:
                                          % self.profile.source) from None
             return {"connection_pool": ConnectionPool.from_url(
                 url, health_check_interval=30, socket_keepalive=True)}
-        return {}
+        return {"access": self.access}
 
     # ------------------------------------------------------------ structure
 
@@ -226,13 +231,18 @@ class App:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    self._store = Store(self.profile.store.url, self.name)
+                    self._store = Store(self.profile.store.url, self.name,
+                                        access=self.access)
         return self._store
 
     @property
     def host_id(self) -> str:
         """This host's id in lease owners."""
         return self.profile.host_id
+
+    def explain(self, exc: BaseException) -> str:
+        """One line for a user about an error the backend raised."""
+        return self.any_storage.explain(exc)
 
     def close(self) -> None:
         """Close backend connections and the store."""
@@ -573,6 +583,16 @@ def merge_job(row: "dict | None", message) -> Job:
     base = _from_row(row) if row is not None else Job(
         id=message.task_id, task=message.name, queue=message.queue,
         state=state)
+    if state in (PENDING, SCHEDULED, RUNNING, "retrying"):
+        # Not finished: the row's end times are the previous attempt's, and
+        # a row that started before this lease reports that attempt's
+        # progress until the worker's first record of this one arrives.
+        stale = live == RUNNING and (
+            row is None or row["state"] != RUNNING or
+            (base.started_at or 0) < (message.updated_at or 0) - 1)
+        base = _replace(base, finished_at=None, duration=None,
+                        progress=None if stale else base.progress,
+                        message=None if stale else base.message)
     return _replace(
         base, state=state, queue=message.queue, task=base.task or message.name,
         priority=message.priority,

@@ -17,13 +17,35 @@ import click
 
 from hueyq import __version__
 from hueyq.exceptions import ConfigurationError, HueyqError
+from hueyq.profile import redact_url
 from hueyq.units import format_duration, format_size
 
 
 class Group(click.Group):
     """Maps hueyq's errors to one line and an exit status."""
 
+    def main(self, args=None, prog_name=None, **extra):
+        # click prints a usage error as three lines; one names the problem.
+        try:
+            status = super().main(args, prog_name, standalone_mode=False,
+                                  **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "hueyq"
+            click.echo("%s: error: %s (see %s --help)"
+                       % (where, exc.format_message(), where), err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo("hueyq: error: %s" % exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        sys.exit(status if isinstance(status, int) else 0)
+
     def invoke(self, ctx: click.Context):
+        from hueyq.app import backend_errors
         try:
             return super().invoke(ctx)
         except ConfigurationError as exc:
@@ -31,6 +53,13 @@ class Group(click.Group):
             ctx.exit(2)
         except HueyqError as exc:
             click.echo("hueyq: %s" % exc, err=True)
+            ctx.exit(1)
+        except backend_errors() as exc:
+            # A driver's error (Redis, SQLite) the command did not expect:
+            # the backend explains it in one line.
+            app = ctx.meta.get("hueyq.app")
+            click.echo("hueyq: %s" % (app.explain(exc) if app is not None
+                                      else exc), err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             ctx.exit(130)
@@ -55,11 +84,18 @@ def _app_option(required: bool = False):
                         help="Module holding the hueyq.App (attribute app).")
 
 
-def _open_app(app_spec: "str | None", require_secret: bool = True):
+def _open_app(app_spec: "str | None", require_secret: bool = True,
+              access: str = "create"):
+    """The App of ``--app`` (or of the profile alone), its files opened in
+    ``access`` mode (``hueyq.files``): commands that look never create a
+    file, commands that change state only use files that exist."""
+    from hueyq import files
     from hueyq.app import App, load_app
-    if app_spec:
-        return load_app(app_spec)
-    return App(require_secret=require_secret)
+    with files.access(access):
+        app = load_app(app_spec) if app_spec else \
+            App(require_secret=require_secret)
+    click.get_current_context().meta["hueyq.app"] = app
+    return app
 
 
 def _json(data) -> None:
@@ -82,6 +118,7 @@ def _ago(ts: "float | None") -> str:
 @click.group(cls=Group, context_settings={"help_option_names": ["-h",
                                                                 "--help"]})
 @click.version_option(__version__, prog_name="hueyq")
+@_profile_option
 def main() -> None:
     """hueyq: priority task queues on huey, with leases, budgets and a UI."""
 
@@ -110,8 +147,8 @@ def run(app_spec: str, queues: "str | None", web: bool,
         if queues else None
     web_command = None
     if web:
-        web_command = [sys.executable, "-m", "hueyq", "web", "--app",
-                       app_spec]
+        from hueyq.runtime import python_command
+        web_command = python_command("hueyq", "web", "--app", app_spec)
     supervisor = Supervisor(app, app_spec, selected, log_format=fmt,
                             web_command=web_command)
     sys.exit(supervisor.run())
@@ -119,10 +156,18 @@ def run(app_spec: str, queues: "str | None", web: bool,
 
 # ---------------------------------------------------------------- web
 
+def _check_bind(ctx, param, value):
+    from hueyq.profile import check_bind
+    try:
+        return None if value is None else check_bind(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @_profile_option
 @_app_option()
-@click.option("--bind", "-b", metavar="HOST:PORT",
+@click.option("--bind", "-b", metavar="HOST:PORT", callback=_check_bind,
               help="Address to listen on (default: the profile's web.bind).")
 @click.option("--workers", "-w", type=int, help="gunicorn worker processes.")
 @click.option("--read-only", is_flag=True, help="Show state; refuse controls.")
@@ -149,7 +194,7 @@ def web(app_spec: "str | None", bind: "str | None", workers: "int | None",
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(app_spec: "str | None", as_json: bool) -> None:
     """Queue depths, runtimes and workers."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="read")
     stats = app.queue_stats()
     runtimes = app.runtimes()
     workers = app.workers()
@@ -169,6 +214,7 @@ def status(app_spec: "str | None", as_json: bool) -> None:
     else:
         click.echo("runtime: not running")
     click.echo("backend: %s" % app.any_storage.describe())
+    click.echo("store:   %s" % redact_url(app.profile.store.url))
     rows = []
     for q, s in stats.items():
         rows.append([q, s["priority"], s["pending"], s["scheduled"],
@@ -225,7 +271,7 @@ def _rate(value: "float | None") -> str:
 def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
          limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="read")
     try:
         found = app.jobs(queue=queue, state=state, limit=limit)
     except ValueError as exc:
@@ -251,15 +297,17 @@ def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
     """Show one job with its history."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="read")
     found = app.job(job_id)
     if as_json:
         _json(found.as_dict())
         return
-    for field in ("id", "task", "queue", "state", "waiting", "attempts",
-                  "redeliveries", "progress", "message", "worker", "reason",
-                  "error"):
+    for field in ("id", "task", "queue", "state", "waiting", "args",
+                  "attempts", "redeliveries", "progress", "message", "worker",
+                  "reason", "error"):
         value = getattr(found, field)
+        if field == "progress" and value is not None:
+            value = "%.0f%%" % value
         if value not in (None, ""):
             click.echo("%-13s %s" % (field + ":", value))
     if found.memory:
@@ -288,7 +336,7 @@ def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 def cancel(app_spec: "str | None", job_id: str) -> None:
     """Cancel a job (pending: never runs; running: stopped)."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="existing")
     click.echo(str(app.cancel(job_id)))
 
 
@@ -298,11 +346,10 @@ def cancel(app_spec: "str | None", job_id: str) -> None:
 @click.argument("job_id")
 def retry(app_spec: "str | None", job_id: str) -> None:
     """Run a failed, cancelled or dead job again."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="existing")
     found = app.retry(job_id)
-    click.echo("%s %s on %s (attempt %d next)" % (found.id, found.state,
-                                                  found.queue,
-                                                  found.attempts + 1))
+    click.echo("%s queued again on %s (attempt %d next)"
+               % (found.id, found.queue, found.attempts + 1))
 
 
 @main.command()
@@ -312,7 +359,7 @@ def retry(app_spec: "str | None", job_id: str) -> None:
 @click.option("--reason", default="", help="Shown wherever the pause is.")
 def pause(app_spec: "str | None", queue: str, reason: str) -> None:
     """Stop consumers taking from QUEUE (nothing is discarded)."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="existing")
     changed = app.pause(queue, reason=reason)
     click.echo("%s %s" % (queue, "paused" if changed else "was already "
                           "paused"))
@@ -324,7 +371,7 @@ def pause(app_spec: "str | None", queue: str, reason: str) -> None:
 @click.argument("queue")
 def resume(app_spec: "str | None", queue: str) -> None:
     """Undo a pause of QUEUE."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="existing")
     changed = app.resume(queue)
     others = app.queue_stats()[queue]["paused_by"]
     text = "resumed" if changed else "was not paused by a user"
@@ -340,7 +387,7 @@ def resume(app_spec: "str | None", queue: str) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
 def drain(app_spec: "str | None", queue: str, yes: bool) -> None:
     """Remove every pending job of QUEUE (recorded as cancelled)."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="existing")
     app.huey(queue)
     if not yes and sys.stdin.isatty():
         click.confirm("Cancel every pending job of %s?" % queue, abort=True)
@@ -444,7 +491,7 @@ def doctor(app_spec: "str | None", as_json: bool,
            require_runtime: bool) -> None:
     """Check the backend, store, runtime and profile; exit 1 on errors."""
     from hueyq import health
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="read")
     report = health.check(app, require_runtime=require_runtime)
     if as_json:
         _json(report.as_dict())
@@ -486,9 +533,13 @@ def systemd(app_spec: str, user: "str | None", web: bool, install: bool,
     # Resolve data paths as the service will see them (StateDirectory=hueyq).
     env = dict(os.environ, STATE_DIRECTORY="/var/lib/hueyq")
     profile = load_profile(select(profile_arg), env=env)
+    workdir = os.path.abspath(workdir or ".")
+    if user:
+        units_module.check_user(user)
+    units_module.check_app(app_spec, workdir)
     found = units_module.units(profile, profile_arg, app_spec, user=user,
                                web=web, executable=executable,
-                               workdir=os.path.abspath(workdir or "."))
+                               workdir=workdir)
     if not install:
         for unit in found:
             click.echo("# ---- %s" % unit.name)

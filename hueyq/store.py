@@ -19,6 +19,7 @@ late buffered write cannot move a job back in time.
 import logging
 import math
 import os
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from typing import Any, Iterable
 import peewee
 from huey.contrib import stats as huey_stats
 
-from hueyq.exceptions import StoreUnavailable
+from hueyq import files
+from hueyq.exceptions import ConfigurationError, StoreUnavailable
 from hueyq.profile import redact_url, sqlite_path
 
 logger = logging.getLogger("hueyq.store")
@@ -148,25 +150,83 @@ class Job:
         return out
 
 
-def open_database(url: str) -> peewee.Database:
+class _ExistingSqlite(peewee.SqliteDatabase):
+    """A store file that must already exist (``files.EXISTING``/``READ``);
+    while it does not, an empty in-memory store stands in, so a look at a
+    runtime that never recorded a job shows none instead of creating a file.
+    """
+
+    def __init__(self, path: str, access: str) -> None:
+        self.path, self.access = path, access
+        #: DDL of the store's tables, for the stand-in (set by the Store).
+        self.schema: "list[str]" = []
+        self._standins: "set[int]" = set()
+        super().__init__(path, timeout=10)
+
+    def _connect(self):
+        problem = files.missing_reason(self.path, "job store")
+        if problem is not None and not problem.startswith("no "):
+            raise peewee.OperationalError(problem)
+        if problem is not None:
+            conn = sqlite3.connect(":memory:", check_same_thread=False,
+                                   isolation_level=None)
+            for sql in self.schema:
+                conn.execute(sql)
+            self._standins.add(id(conn))
+            return conn
+        conn = files.connect(self.path, self.access, 10.0)
+        conn.execute("pragma busy_timeout=10000")
+        return conn
+
+    def _close(self, conn) -> None:
+        self._standins.discard(id(conn))
+        super()._close(conn)
+
+    def refresh(self) -> None:
+        """Leave the stand-in once the file exists."""
+        if not self.is_closed() and id(self.connection()) in self._standins \
+                and os.path.exists(self.path):
+            self.close()
+
+
+def open_database(url: str, access: str = files.CREATE) -> peewee.Database:
     """A peewee database for a ``sqlite://`` or ``postgresql://`` URL."""
     if url.lower().startswith("sqlite:"):
         path = sqlite_path(url)
+        if access != files.CREATE:
+            return _ExistingSqlite(path, access)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return peewee.SqliteDatabase(path, timeout=10, pragmas={
             "journal_mode": "wal", "synchronous": "normal",
             "busy_timeout": 10000})
+    check_driver(url)
     return peewee.PostgresqlDatabase(url.replace("postgres://",
                                                  "postgresql://", 1))
+
+
+def check_driver(url: str, source: str = "") -> None:
+    """ConfigurationError unless the driver of the store ``url`` is
+    installed (``source`` names the profile in the message)."""
+    if url.lower().startswith("sqlite:"):
+        return
+    try:
+        import psycopg2  # noqa: F401 - peewee's PostgreSQL driver
+    except ImportError:
+        raise ConfigurationError(
+            "%sstore.url: the PostgreSQL job store needs its driver: pip "
+            "install 'hueyq[postgres]'" % ("%s: " % source if source else "")
+        ) from None
 
 
 class Store:
     """Reads and writes jobs, history and watchdog events of one app."""
 
-    def __init__(self, url: str, app_name: str, create: bool = True) -> None:
+    def __init__(self, url: str, app_name: str, create: bool = True,
+                 access: str = files.CREATE) -> None:
         self.url = url
         self.app_name = app_name
-        self.db = open_database(url)
+        self.access = access
+        self.db = open_database(url, access)
         meta = {"database": self.db}
         self.Job = type("Job", (_Job,), {"Meta": type("Meta", (), dict(
             meta, table_name="hueyq_job"))})
@@ -176,7 +236,9 @@ class Store:
             "Meta": type("Meta", (), dict(meta,
                                           table_name="hueyq_watchdog_event"))})
         self._lock = threading.Lock()
-        if create:
+        if isinstance(self.db, _ExistingSqlite):
+            self.db.schema = self._schema_sql()
+        if create and access == files.CREATE:
             self.create_tables()
 
     def __repr__(self) -> str:
@@ -194,6 +256,18 @@ class Store:
         except peewee.PeeweeException as exc:
             raise StoreUnavailable("job store %s: %s"
                                    % (redact_url(self.url), exc)) from None
+
+    def _schema_sql(self) -> "list[str]":
+        """The DDL of this store's tables and indexes, read off a scratch
+        in-memory database."""
+        scratch = peewee.SqliteDatabase(":memory:")
+        models = [self.Job, self.Event, self.WatchdogEvent]
+        with scratch.bind_ctx(models):
+            scratch.create_tables(models)
+            rows = scratch.execute_sql("select sql from sqlite_master where "
+                                       "sql is not null").fetchall()
+        scratch.close()
+        return [sql for (sql,) in rows]
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -430,6 +504,8 @@ class Store:
 
     def _read(self, query):
         try:
+            if isinstance(self.db, _ExistingSqlite):
+                self.db.refresh()
             return query()
         except peewee.PeeweeException as exc:
             self._reset()

@@ -92,14 +92,18 @@ def run_web(app_spec: "str | None", overrides: "dict | None" = None) -> int:
     """Serve the web UI until stopped; ``app_spec`` is ``module[:attr]`` or
     None for an App built from the profile alone. Returns an exit status."""
     import os
-    from hueyq import logs
+    from hueyq import files, logs
     from hueyq.app import App, load_app
     from hueyq.profile import export_overrides
     export_overrides(overrides or {})
-    hueyq_app = load_app(app_spec) if app_spec else App(require_secret=False)
+    # The web UI changes state (controls) but never creates the files.
+    with files.access(files.EXISTING):
+        hueyq_app = load_app(app_spec) if app_spec else \
+            App(require_secret=False)
     web = hueyq_app.profile.web
     logs.setup(logs.choose_format(None, hueyq_app.profile.runtime.log_format))
     check_bind(web.bind, web.token, web.insecure)
+    hueyq_app.any_storage.ping()
     secret_key = None
     if not web.token and not os.environ.get("HUEYQ_WEB_SECRET_KEY"):
         secret_key = secrets.token_hex(32)  # shared by this server's workers
