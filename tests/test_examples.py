@@ -283,8 +283,9 @@ def test_jetson_profile_loads_and_fits_in_8_gb():
     assert all(q.worker_type == "process" for q in profile.queues.values()
                if q.worker_memory_hard), "hard limits need process workers"
     units = subprocess.run([sys.executable, "-m", "hueyq", "systemd",
-                            "--profile", path, "--app", "tasks", "--user",
-                            "hueyq", "--web"], capture_output=True, text=True,
+                            "--profile", path, "--app", "tasks",
+                            "--workdir", str(EXAMPLES / "chat"), "--user",
+                            "daemon", "--web"], capture_output=True, text=True,
                            timeout=60)
     assert units.returncode == 0, units.stderr
     assert "# ---- hueyq-edge.service" in units.stdout
