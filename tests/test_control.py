@@ -213,11 +213,13 @@ def test_queue_stats_after_work(full_app, inline):
     inline(app, "high").run()
     inline(app, "low").run()
     stats = app.queue_stats()
-    assert stats["high"]["completed"] == 6 and stats["high"]["failed"] == 0
+    assert stats["high"]["complete_recent"] == 6
+    assert stats["high"]["failed_recent"] == 0
     assert stats["high"]["success_rate"] == 1.0
     assert stats["high"]["p95_runtime"] is not None
-    assert stats["low"]["failed"] == 1 and stats["low"]["success_rate"] == 0.0
-    assert stats["low"]["dead"] == 1
+    assert stats["low"]["failed_recent"] == 1
+    assert stats["low"]["success_rate"] == 0.0
+    assert stats["low"]["retryable"] == 1  # the failed job's kept message
     listed = app.jobs(queue="high", limit=3)
     assert len(listed) == 3 and all(j.state == "complete" for j in listed)
     assert [j.id for j in app.jobs(state="failed")] == \

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from hueyq import health
-from hueyq.webui import create_app
+from hueyq.webui import STREAM_LIMIT, create_app
 from hueyq.webui.serve import (WebServer, check_bind, gunicorn_options,
                                is_loopback)
 
@@ -61,8 +61,9 @@ def fake_runtime(app, pid=4242, memory=300 << 20, jobs=()):
         "heartbeat": now, "interval": 1.0, "queues": list(app.queues),
         "workers": [{"queue": "high", "pid": pid + 1, "kind": "consumer",
                      "worker_type": "thread", "threads": 2, "memory": memory,
-                     "rss": memory, "memory_kind": "pss", "soft_limit": None,
-                     "hard_limit": 1 << 30, "gpu": None}]}, ttl=60)
+                     "rss": memory, "memory_kind": "pss",
+                     "worker_memory_soft": None,
+                     "worker_memory_hard": 1 << 30, "gpu": None}]}, ttl=60)
 
 
 def events_of(body: str) -> "list[tuple[str, dict]]":
@@ -98,7 +99,7 @@ def test_queues_in_priority_order_with_throughput(app, client, inline):
     doc = response.get_json()
     assert list(doc["queues"]) == list(app.queues)
     high = doc["queues"]["high"]
-    assert high["name"] == "high" and high["completed"] == 3
+    assert high["name"] == "high" and high["complete_recent"] == 3
     assert len(high["throughput"]) == 60 and sum(high["throughput"]) == 3
     assert high["success_rate"] == 1.0 and high["mean_runtime"] is not None
     assert doc["queues"]["medium"]["pending"] == 1
@@ -161,7 +162,7 @@ def test_history_pages_by_before_across_queues(app, client, inline):
     assert len(rest["jobs"]) == 3 and rest["next"] is None
     ids = [j["id"] for j in first["jobs"] + rest["jobs"]]
     assert len(set(ids)) == 8
-    created = [j["created_at"] for j in first["jobs"] + rest["jobs"]]
+    created = [j["enqueued_at"] for j in first["jobs"] + rest["jobs"]]
     assert created == sorted(created, reverse=True)
     only = client.get("/api/jobs?queue=medium&state=complete").get_json()
     assert {j["queue"] for j in only["jobs"]} == {"medium"}
@@ -190,7 +191,8 @@ def test_pages_and_api_stay_bounded_at_scale(make_app, tmp_path, app_name):
 
     queues = client.get("/api/queues").get_json()["queues"]
     assert queues["medium"]["pending"] == 10_000
-    assert queues["low"]["completed"] + queues["low"]["failed"] > 40_000
+    assert queues["low"]["complete_recent"] + queues["low"]["failed_recent"] \
+        > 40_000
     doc = client.get("/api/queues/medium/jobs?state=pending").get_json()
     assert len(doc["jobs"]) == 50 and doc["next"] == {"offset": 50}
     assert [j["id"] for j in doc["jobs"]] == pending[:50]
@@ -266,7 +268,7 @@ def test_workers_with_memory_budgets_and_current_jobs(app, client):
     doc = client.get("/api/workers").get_json()
     worker = doc["workers"][0]
     assert worker["pid"] == 4243 and worker["memory"] == 300 << 20
-    assert worker["hard_limit"] == 1 << 30 and worker["jobs"] == []
+    assert worker["worker_memory_hard"] == 1 << 30 and worker["jobs"] == []
     assert doc["runtimes"][0]["alive"] and "workers" not in doc["runtimes"][0]
 
 
@@ -426,8 +428,9 @@ def test_stream_topics_and_one_job(app, client, inline):
 
 def test_stream_shows_a_change(app, web):
     from hueyq.webui import stream as stream_module
-    body = stream_module.events(app, {"queues": stream_module.TOPICS["queues"]},
-                                interval=0.01, lifetime=5)
+    hub = stream_module.Hub(app, interval=0.01, limit=5)
+    sub = hub.subscribe({"queues": stream_module.TOPICS["queues"]})
+    body = stream_module.events(hub, sub, lifetime=5)
     assert next(body).startswith("retry:")
     first = next(body)
     assert '"pending":0' in first
@@ -435,6 +438,7 @@ def test_stream_shows_a_change(app, web):
     second = next(body)
     assert second.startswith("event: queues") and '"pending":1' in second
     body.close()
+    assert hub.streams == 0
 
 
 # ---------------------------------------------------------------- metrics
@@ -700,7 +704,7 @@ def test_gunicorn_application_is_configured_from_the_profile(app):
     cfg = server.cfg
     assert cfg.bind == [app.profile.web.bind]
     assert cfg.workers == app.profile.web.workers
-    assert cfg.threads == app.profile.web.threads
+    assert cfg.threads == app.profile.web.threads + STREAM_LIMIT
     assert cfg.worker_class_str == "gthread"
     wsgi = server.load()
     assert wsgi.extensions["hueyq"].app is app and wsgi.secret_key == "key"
