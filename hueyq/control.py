@@ -205,10 +205,13 @@ def bulk_states(state: "str | None") -> "tuple[str, ...]":
 
 
 def matching(app, state: "str | None" = None, queue: "str | None" = None,
-             limit: int = BULK_LIMIT, **filters) -> "tuple[int, list[dict]]":
-    """(how many, the newest ``limit`` rows) of the failed or dead jobs that
-    match ``filters`` (those of :meth:`hueyq.App.jobs`)."""
+             limit: "int | None" = None, **filters
+             ) -> "tuple[int, list[dict]]":
+    """(how many, the newest ``limit`` rows, :data:`BULK_LIMIT` by default)
+    of the failed or dead jobs that match ``filters`` (those of
+    :meth:`hueyq.App.jobs`)."""
     states = bulk_states(state)
+    limit = BULK_LIMIT if limit is None else limit
     search = app.job_filters(**filters)
     if queue is not None:
         app.huey(queue)

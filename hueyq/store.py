@@ -405,8 +405,10 @@ class Store:
             where.append(Job.task == tasks[0] if len(tasks) == 1
                          else Job.task.in_(tasks))
         if id_prefix:
-            # A range on the primary key: indexed on both databases, where
-            # LIKE is not (SQLite's is case-insensitive).
+            # A range on the primary key (indexed on both databases, where
+            # LIKE is not); the app is compared through an expression no
+            # index serves, so that the range is the index read.
+            where[0] = Job.app.concat("") == self.app_name
             where += [Job.id >= id_prefix, Job.id < _successor(id_prefix)]
         if since is not None:
             where.append(Job.enqueued_at >= since)
