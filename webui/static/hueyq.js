@@ -263,7 +263,7 @@
   var WINDOWS = {
     "1h": { unit: "jobs/min", tick: function (t) { return clockTime(t); } },
     "24h": { unit: "jobs/15 min", tick: function (t) { return clockTime(t); } },
-    "7d": { unit: "jobs/h", tick: function (t) { return new Date(t * 1000).toLocaleDateString([], { weekday: "short", day: "numeric" }); } }
+    "7d": { unit: "jobs/h", tick: function (t) { return new Date(t * 1000).toLocaleDateString([], { month: "short", day: "numeric" }); } }
   };
   var chartWindow = "1h";
   var seriesDoc = null;
