@@ -437,9 +437,10 @@ class App:
             live = self._newest_live(queues, state, limit, before, search)
         rows = []
         if state not in (PENDING, SCHEDULED, RUNNING):
+            # Every queue's rows (not just the enabled ones'): no IN list
+            # to steer the store away from its (app, enqueued_at) index.
             rows = self.store.jobs(queue=queue, state=state, limit=limit,
-                                   before=before, queues=None if queue
-                                   else queues, **search)
+                                   before=before, **search)
         return self._merge_page(live, rows, state, limit)
 
     def count_jobs(self, queue: "str | None" = None,
@@ -464,11 +465,12 @@ class App:
                     since=since, until=until)
 
     def task_matches(self, name: str) -> "list[str]":
-        """Full task names that ``name`` means: itself, and every registered
-        or recorded task whose name ends with ``.name``."""
+        """Full task names that ``name`` means: every registered or recorded
+        task called ``name`` or whose name ends with ``.name`` (``name``
+        itself when none is)."""
         known = set(self.task_names()) | set(self.store.task_names())
-        return sorted({name} | {n for n in known
-                                if n.endswith("." + name)})
+        return sorted(n for n in known if n == name
+                      or n.endswith("." + name)) or [name]
 
     def _newest_live(self, queues: list, state: "str | None", limit: int,
                      before: "float | None", search: dict) -> list:

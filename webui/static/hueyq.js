@@ -350,8 +350,11 @@
         if (v === null) return;
         points.push((PL + (i + 0.5) * width).toFixed(1) + "," + (CH - PB - height * v / top).toFixed(1));
       });
-      if (points.length === 1) points.push(points[0]);
-      if (points.length) svg.appendChild(svgEl("polyline", { points: points.join(" "), "class": "line " + pair[1] }));
+      if (points.length > 1) svg.appendChild(svgEl("polyline", { points: points.join(" "), "class": "line " + pair[1] }));
+      points.forEach(function (p) {
+        var xy = p.split(",");
+        svg.appendChild(svgEl("circle", { cx: xy[0], cy: xy[1], r: 1.6, "class": "dot " + pair[1] }));
+      });
     });
     return svg;
   }
