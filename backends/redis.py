@@ -589,20 +589,24 @@ class RedisBackend(HueyViews, RedisStorage):
                               for c in id_prefix) + "*"
             live &= {hid for _, hid in self.conn.hscan_iter(
                 self.keys["ids"], match=pattern, count=1000)}
-        wanted = set(names) if names is not None else None
+        names = set(names) if names is not None else None
+
+        def wanted(raw: bytes) -> bool:
+            info = json.loads(raw)
+            at = info.get("enqueued_at") or 0
+            return (info["state"] in states
+                    and (before is None or at < before)
+                    and (since is None or at >= since)
+                    and (names is None or info.get("name") in names)
+                    and info.get("task_id", "").startswith(id_prefix or ""))
         found: "list[MessageInfo]" = []
         ordered = sorted(live, reverse=True)
         step = max(2 * limit, 200)
         for first in range(0, len(ordered), step):
-            for info in self._infos(ordered[first:first + step]):
-                if (before is not None and (info.enqueued_at or 0) >= before) \
-                        or (since is not None and (info.enqueued_at or 0)
-                            < since) \
-                        or (wanted is not None and info.name not in wanted) \
-                        or (id_prefix and not info.task_id.startswith(
-                            id_prefix)) or info.state not in states:
-                    continue
-                found.append(info)
+            chunk = ordered[first:first + step]
+            found += [self._info(hid, raw) for hid, raw in zip(
+                chunk, self.conn.hmget(self.keys["info"], chunk))
+                if raw and wanted(raw)]
             if len(found) >= limit:
                 break
         found.sort(key=lambda i: (i.enqueued_at or 0, i.handle), reverse=True)

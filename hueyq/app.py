@@ -477,10 +477,16 @@ class App:
         states = (state,) if state else (PENDING, SCHEDULED, RUNNING)
         found = []
         for q in queues:
-            found.extend(self.storage(q).newest(
-                limit, before=before, names=search["tasks"],
-                id_prefix=search["id_prefix"], since=search["since"],
-                states=states))
+            storage = self.storage(q)
+            try:
+                found.extend(storage.newest(
+                    limit, before=before, names=search["tasks"],
+                    id_prefix=search["id_prefix"], since=search["since"],
+                    states=states))
+            except backend_errors() as exc:
+                raise BackendUnavailable("cannot list the jobs of %s: %s"
+                                         % (storage.describe(), exc)) \
+                    from None
         if search["until"] is not None:
             found = [m for m in found
                      if (m.enqueued_at or 0) < search["until"]]
