@@ -30,7 +30,8 @@ STREAM_LIMIT = 128
 
 @dataclasses.dataclass
 class WebState:
-    """What the web app knows: the hueyq App and the web settings."""
+    """What the web app knows: the hueyq App, the web settings, and what
+    the live streams share (:class:`hueyq.webui.stream.Hub`)."""
     app: Any
     token: "str | None"
     read_only: bool
@@ -65,8 +66,11 @@ def create_app(hueyq_app: Any = None, *, secret_key: "str | None" = None,
     web.config.update(config or {})
     settings = hueyq_app.profile.web
     web.secret_key = auth.session_secret(settings.token, secret_key)
-    web.extensions["hueyq"] = WebState(app=hueyq_app, token=settings.token,
-                                       read_only=settings.read_only)
+    from hueyq.webui.stream import Hub
+    web.extensions["hueyq"] = WebState(
+        app=hueyq_app, token=settings.token, read_only=settings.read_only,
+        hub=Hub(hueyq_app, web.config["HUEYQ_STREAM_INTERVAL"],
+                web.config["HUEYQ_STREAM_LIMIT"]))
     auth.init_app(web)
     errors.init_app(web)
     metrics.init_app(web)

@@ -62,7 +62,8 @@ class Subscription:
 
 class Hub:
     """The documents every stream of one web process shares (see the
-    module docstring). ``builders`` maps a topic to (build, every)."""
+    module docstring): at most ``limit`` streams, documents read every
+    ``interval`` seconds by whichever stream finds them due."""
 
     def __init__(self, app, interval: float, limit: int) -> None:
         self.app = app
@@ -79,8 +80,8 @@ class Hub:
 
     def subscribe(self, builders: "dict[str, tuple[Callable, int]]"
                   ) -> Subscription:
-        """Admit one stream following ``builders``' topics, or raise
-        TooManyStreams."""
+        """Admit one stream following ``builders``' topics (topic -> (build,
+        read every N intervals)), or raise TooManyStreams."""
         with self._cond:
             if self.streams >= self.limit:
                 raise TooManyStreams(
@@ -160,20 +161,9 @@ class Hub:
 
 
 def hub() -> Hub:
-    """This web app's hub, made on first use."""
+    """This web app's hub."""
     from hueyq.webui import state
-    current = state()
-    if current.hub is None:
-        config = flask.current_app.config
-        with _HUB_LOCK:
-            if current.hub is None:
-                current.hub = Hub(current.app,
-                                  config["HUEYQ_STREAM_INTERVAL"],
-                                  config["HUEYQ_STREAM_LIMIT"])
-    return current.hub
-
-
-_HUB_LOCK = threading.Lock()
+    return state().hub
 
 
 def response(app, topics: "list[str] | None" = None,
