@@ -257,6 +257,22 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# Deletes the newest message of each job when it is dead.
+# KEYS: dead msg info ids; ARGV: task ids
+_DELETE_DEAD = """
+local n = 0
+for _, tid in ipairs(ARGV) do
+  local hid = redis.call('hget', KEYS[4], tid)
+  if hid and redis.call('zrem', KEYS[1], hid) == 1 then
+    redis.call('hdel', KEYS[2], hid)
+    redis.call('hdel', KEYS[3], hid)
+    redis.call('hdel', KEYS[4], tid)
+    n = n + 1
+  end
+end
+return n
+"""
+
 _SETS = {PENDING: "pending", SCHEDULED: "sched", RUNNING: "running",
          DEAD: "dead", DONE: "done"}
 
@@ -295,7 +311,7 @@ class RedisBackend(HueyViews, RedisStorage):
         scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
                    "lease_batch": _LEASE_BATCH,
                    "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
-                   "annotate": _ANNOTATE}
+                   "annotate": _ANNOTATE, "delete_dead": _DELETE_DEAD}
         self._scripts = {k: self.conn.register_script(v)
                          for k, v in scripts.items()}
 
@@ -555,6 +571,47 @@ class RedisBackend(HueyViews, RedisStorage):
         hids = self.conn.zrange(self.keys["pending"], 0, limit - 1)
         return sum(1 for need in self._declared(hids) if need > room)
 
+    def newest(self, limit: int, before: "float | None" = None,
+               names: "list[str] | None" = None,
+               id_prefix: "str | None" = None, since: "float | None" = None,
+               states: "tuple[str, ...]" = (PENDING, SCHEDULED, RUNNING)
+               ) -> "list[MessageInfo]":
+        """Messages in ``states``, newest enqueued first (handles are
+        sequence numbers): enqueued before ``before`` and at or after
+        ``since``, of tasks ``names``, with a task id starting with
+        ``id_prefix``."""
+        pipe = self.conn.pipeline()
+        for state in states:
+            pipe.zrange(self.keys[_SETS[state]], 0, -1)
+        live = {h for hids in pipe.execute() for h in hids}
+        if id_prefix:
+            pattern = "".join("\\" + c if c in "*?[]\\" else c
+                              for c in id_prefix) + "*"
+            live &= {hid for _, hid in self.conn.hscan_iter(
+                self.keys["ids"], match=pattern, count=1000)}
+        names = set(names) if names is not None else None
+
+        def wanted(raw: bytes) -> bool:
+            info = json.loads(raw)
+            at = info.get("enqueued_at") or 0
+            return (info["state"] in states
+                    and (before is None or at < before)
+                    and (since is None or at >= since)
+                    and (names is None or info.get("name") in names)
+                    and info.get("task_id", "").startswith(id_prefix or ""))
+        found: "list[MessageInfo]" = []
+        ordered = sorted(live, reverse=True)
+        step = max(2 * limit, 200)
+        for first in range(0, len(ordered), step):
+            chunk = ordered[first:first + step]
+            found += [self._info(hid, raw) for hid, raw in zip(
+                chunk, self.conn.hmget(self.keys["info"], chunk))
+                if raw and wanted(raw)]
+            if len(found) >= limit:
+                break
+        found.sort(key=lambda i: (i.enqueued_at or 0, i.handle), reverse=True)
+        return found[:limit]
+
     # ------------------------------------------------------------ control
 
     def _move(self, from_state: str, to_state: str, hids: list,
@@ -609,6 +666,16 @@ class RedisBackend(HueyViews, RedisStorage):
         if hids:
             self.conn.zrem(key, *hids)
         return len(hids)
+
+    def delete_dead(self, task_ids) -> int:
+        """Delete the kept (dead) messages of these jobs."""
+        ids = list(task_ids)
+        deleted = 0
+        for first in range(0, len(ids), 500):
+            deleted += self._scripts["delete_dead"](
+                keys=self._keys("dead", "msg", "info", "ids"),
+                args=ids[first:first + 500])
+        return deleted
 
     # ------------------------------------------------------------ flags
 

@@ -690,6 +690,31 @@ class SqliteBackend(HueyViews, SqliteStorage):
                         " order by priority desc, id limit ?) where memory > ?",
                         (self.qname, limit, room), results=True)[0][0]
 
+    def newest(self, limit: int, before: "float | None" = None,
+               names: "list[str] | None" = None,
+               id_prefix: "str | None" = None, since: "float | None" = None,
+               states: "tuple[str, ...]" = (PENDING, SCHEDULED, RUNNING)
+               ) -> "list[MessageInfo]":
+        """Messages in ``states``, newest enqueued first: enqueued before
+        ``before`` and at or after ``since``, of tasks ``names``, with a
+        task id starting with ``id_prefix``."""
+        where = ["state in (%s)" % ", ".join(
+            "'%s'" % _check_state(s) for s in states)]
+        params: list = []
+        for column, op, value in (("enqueued_at", "<", before),
+                                  ("enqueued_at", ">=", since)):
+            if value is not None:
+                where.append("%s %s ?" % (column, op))
+                params.append(value)
+        if names is not None:
+            where.append("name in (%s)" % ", ".join("?" * len(names)))
+            params += names
+        if id_prefix:
+            where.append("substr(task_id, 1, ?) = ?")
+            params += [len(id_prefix), id_prefix]
+        return self._infos(" and ".join(where), tuple(params),
+                           "enqueued_at desc, id desc", limit)
+
     # ------------------------------------------------------------ control
 
     def cancel(self, task_id: str, reason: str = "cancelled"
@@ -736,6 +761,20 @@ class SqliteBackend(HueyViews, SqliteStorage):
                          " order by updated_at desc limit -1 offset ?))",
                          (self.qname, before, self.qname, keep))
             return curs.rowcount
+
+    def delete_dead(self, task_ids) -> int:
+        """Delete the kept (dead) messages of these jobs."""
+        ids = list(task_ids)
+        deleted = 0
+        for first in range(0, len(ids), 500):
+            chunk = ids[first:first + 500]
+            with self.db(commit=True) as curs:
+                curs.execute("delete from hueyq_message where queue = ? and"
+                             " state = 'dead' and task_id in (%s)"
+                             % ",".join("?" * len(chunk)),
+                             [self.qname] + chunk)
+                deleted += curs.rowcount
+        return deleted
 
     # ------------------------------------------------------------ flags
 

@@ -218,12 +218,13 @@ def status(app_spec: "str | None", as_json: bool) -> None:
     rows = []
     for q, s in stats.items():
         rows.append([q, s["priority"], s["pending"], s["scheduled"],
-                     s["running"], s["dead"],
-                     ",".join(s["paused_by"]) or "-", s["completed"],
-                     s["failed"], _rate(s["success_rate"]),
+                     s["running"], s["retryable"],
+                     ",".join(s["paused_by"]) or "-", s["complete_recent"],
+                     s["failed_recent"], _rate(s["success_rate"]),
                      format_duration(s["p95_runtime"])])
-    _table(rows, ["queue", "prio", "pending", "scheduled", "running", "dead",
-                  "paused", "done/1h", "failed/1h", "success", "p95"])
+    _table(rows, ["queue", "prio", "pending", "scheduled", "running",
+                  "retryable", "paused", "complete/1h", "failed/1h",
+                  "success", "p95"])
     for q, s in stats.items():
         if s.get("waiting_for_memory"):
             click.echo("%s: %d pending job(s) waiting for memory (%s left of "
@@ -243,7 +244,7 @@ def status(app_spec: "str | None", as_json: bool) -> None:
             rows.append([w["queue"], w["pid"], w["kind"],
                          "%s %s" % (format_size(w["memory"]),
                                     (w.get("memory_kind") or "").upper()),
-                         format_size(w.get("hard_limit")), jobs])
+                         format_size(w.get("worker_memory_hard")), jobs])
         _table(rows, ["queue", "pid", "kind", "memory", "hard", "jobs"])
     if actions:
         click.echo("")
@@ -260,20 +261,72 @@ def _rate(value: "float | None") -> str:
 
 # ---------------------------------------------------------------- jobs
 
+def _when(value: "str | None") -> "float | None":
+    """A time given on the command line: a duration ago (``30m``, ``2h``,
+    ``7d``), an ISO date or date and time (local), or Unix seconds."""
+    import datetime
+    from hueyq.units import parse_duration
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return time.time() - parse_duration(value)
+    except (ValueError, ConfigurationError):
+        pass
+    try:
+        return datetime.datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise click.BadParameter("%r is not a time: give a duration ago "
+                                 "(30m, 2h, 7d), an ISO date or date and "
+                                 "time, or Unix seconds" % value) from None
+
+
+def _search_options(f):
+    """--task, --id, --error, --since and --until: the job search terms."""
+    for option in reversed((
+            click.option("--task", "-t", metavar="NAME", help="Only this "
+                         "task (full name, or its last part: echo)."),
+            click.option("--id", "id_prefix", metavar="PREFIX",
+                         help="Only jobs whose id starts with PREFIX."),
+            click.option("--error", "-e", metavar="TEXT", help="Only jobs "
+                         "whose error or reason contains TEXT (any case; "
+                         "among the newest 10,000 matching jobs)."),
+            click.option("--since", metavar="WHEN", help="Enqueued at or "
+                         "after WHEN (30m, 2h, 7d ago; 2026-11-23T08:00; "
+                         "Unix seconds)."),
+            click.option("--until", metavar="WHEN", help="Enqueued before "
+                         "WHEN (as --since)."))):
+        f = option(f)
+    return f
+
+
+def _search(task, id_prefix, error, since, until) -> dict:
+    return {"task": task, "id_prefix": id_prefix, "error": error,
+            "since": _when(since), "until": _when(until)}
+
+
 @main.command()
 @_profile_option
 @_app_option()
 @click.option("--queue", "-q", help="Only this queue.")
 @click.option("--state", "-s", help="Only this state (pending, running, "
               "failed, dead, ...).")
+@_search_options
 @click.option("--limit", "-n", default=50, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
-         limit: int, as_json: bool) -> None:
-    """List jobs, newest first."""
+         task: "str | None", id_prefix: "str | None", error: "str | None",
+         since: "str | None", until: "str | None", limit: int,
+         as_json: bool) -> None:
+    """List jobs, newest first (pending, scheduled or running alone: in the
+    order they will run)."""
     app = _open_app(app_spec, require_secret=False, access="read")
     try:
-        found = app.jobs(queue=queue, state=state, limit=limit)
+        found = app.jobs(queue=queue, state=state, limit=limit,
+                         **_search(task, id_prefix, error, since, until))
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     if as_json:
@@ -284,10 +337,35 @@ def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
         return
     rows = [[j.id, j.task.rsplit(".", 1)[-1], j.queue, j.state, j.attempts,
              "-" if j.progress is None else "%.0f%%" % j.progress,
-             _ago(j.created_at), (j.error or j.reason or "")[:60]]
+             _ago(j.enqueued_at), (j.error or j.reason or "")[:60]]
             for j in found]
     _table(rows, ["id", "task", "queue", "state", "attempts", "progress",
                   "enqueued", "error"])
+
+
+def _bulk(app_spec: "str | None", action: str, state: "str | None",
+          queue: "str | None", search: dict, yes: bool) -> None:
+    """Retry or delete the failed or dead jobs matching the filters, after
+    showing how many and asking (unless ``yes``)."""
+    from hueyq import control
+    app = _open_app(app_spec, require_secret=False, access="existing")
+    try:
+        count, _ = control.matching(app, state, queue, limit=1, **search)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    what = "%s jobs" % (state or "failed or dead")
+    terms = " ".join("%s=%s" % (k, v) for k, v in (
+        ("queue", queue), ("task", search["task"]),
+        ("id", search["id_prefix"]), ("error", search["error"])) if v)
+    if count == 0:
+        click.echo("no %s match%s" % (what, " " + terms if terms else ""))
+        return
+    if not yes:
+        click.confirm("%s %d %s%s?" % (action.capitalize(), min(
+            count, control.BULK_LIMIT), what, " matching " + terms
+            if terms else ""), abort=True)
+    run = control.retry_many if action == "retry" else control.delete_many
+    click.echo(str(run(app, state, queue, **search)))
 
 
 @main.command()
@@ -312,7 +390,7 @@ def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
             click.echo("%-13s %s" % (field + ":", value))
     if found.memory:
         click.echo("%-13s %s" % ("memory:", format_size(found.memory)))
-    for field, label in (("created_at", "enqueued"), ("started_at", "started"),
+    for field, label in (("enqueued_at", "enqueued"), ("started_at", "started"),
                          ("finished_at", "finished")):
         value = getattr(found, field)
         if value:
@@ -343,9 +421,27 @@ def cancel(app_spec: "str | None", job_id: str) -> None:
 @main.command()
 @_profile_option
 @_app_option()
-@click.argument("job_id")
-def retry(app_spec: "str | None", job_id: str) -> None:
-    """Run a failed, cancelled or dead job again."""
+@click.argument("job_id", required=False)
+@click.option("--state", "-s", type=click.Choice(["failed", "dead"]),
+              help="Without JOB_ID: retry the failed (or dead) jobs that "
+              "match; both when not given.")
+@click.option("--queue", "-q", help="Without JOB_ID: only this queue.")
+@_search_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+def retry(app_spec: "str | None", job_id: "str | None", state: "str | None",
+          queue: "str | None", task: "str | None", id_prefix: "str | None",
+          error: "str | None", since: "str | None", until: "str | None",
+          yes: bool) -> None:
+    """Run a failed, cancelled or dead job again; without JOB_ID, every
+    failed or dead job that matches the options (asks first)."""
+    search = _search(task, id_prefix, error, since, until)
+    if job_id is None:
+        if not state and not queue and not any(search.values()):
+            raise click.UsageError("give a JOB_ID, or choose jobs with "
+                                   "--state failed|dead, --task, --queue ...")
+        return _bulk(app_spec, "retry", state, queue, search, yes)
+    if state or queue or any(search.values()):
+        raise click.UsageError("give a JOB_ID or options, not both")
     app = _open_app(app_spec, require_secret=False, access="existing")
     found = app.retry(job_id)
     click.echo("%s queued again on %s (attempt %d next)"
@@ -392,6 +488,26 @@ def drain(app_spec: "str | None", queue: str, yes: bool) -> None:
     if not yes and sys.stdin.isatty():
         click.confirm("Cancel every pending job of %s?" % queue, abort=True)
     click.echo("%s drained: %d jobs cancelled" % (queue, app.drain(queue)))
+
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.option("--state", "-s", type=click.Choice(["failed", "dead"]),
+              help="Only failed (or dead) jobs; both when not given.")
+@click.option("--queue", "-q", help="Only this queue.")
+@_search_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+def delete(app_spec: "str | None", state: "str | None", queue: "str | None",
+           task: "str | None", id_prefix: "str | None", error: "str | None",
+           since: "str | None", until: "str | None", yes: bool) -> None:
+    """Delete the failed or dead jobs that match (their records, history,
+    results and kept messages); asks first."""
+    search = _search(task, id_prefix, error, since, until)
+    if not state and not queue and not any(search.values()):
+        raise click.UsageError("choose the jobs to delete: --state "
+                               "failed|dead, --task, --queue, --id ...")
+    _bulk(app_spec, "delete", state, queue, search, yes)
 
 
 # ---------------------------------------------------------------- profiles

@@ -70,7 +70,7 @@ def _handle(exc: BaseException) -> flask.Response:
     response = error_response(status, code, detail)
     if isinstance(exc, HTTPException):
         headers = dict(exc.get_headers())
-        for name in ("WWW-Authenticate", "Allow"):
+        for name in ("WWW-Authenticate", "Allow", "Retry-After"):
             if name in headers:
                 response.headers[name] = headers[name]
     return response

@@ -5,8 +5,12 @@ application API.
 every gunicorn worker through the environment), builds the App once to read
 its profile and to fail early on a bad ``--app``, refuses an unsafe bind,
 and hands over to gunicorn's arbiter. Workers are forked without the app
-preloaded: each opens its own backend and store connections, and SSE streams
-each hold one of a worker's threads (``web.threads``).
+preloaded: each opens its own backend and store connections. A server-sent
+event stream holds one of a worker's threads while it is open, so each
+worker gets ``web.threads`` threads for requests plus
+:data:`hueyq.webui.STREAM_LIMIT` for streams (which share one poll of the
+backend, :class:`hueyq.webui.stream.Hub`): open streams never starve the
+rest of the API.
 """
 
 import ipaddress
@@ -81,8 +85,9 @@ def check_bind(bind: str, token: "str | None", insecure: bool) -> None:
 
 def gunicorn_options(web) -> dict:
     """gunicorn settings from the profile's ``[web]`` table."""
+    from hueyq.webui import STREAM_LIMIT
     return {"bind": [web.bind], "workers": web.workers,
-            "threads": web.threads, "worker_class": "gthread",
+            "threads": web.threads + STREAM_LIMIT, "worker_class": "gthread",
             "timeout": WORKER_TIMEOUT, "graceful_timeout": GRACEFUL_TIMEOUT,
             "proc_name": "hueyq-web", "errorlog": "-", "loglevel": "info",
             "control_socket_disable": True}

@@ -645,8 +645,10 @@ class Supervisor:
                 "threads": config.workers if config.worker_type == "thread"
                 else 1, "memory": p.memory, "rss": p.rss,
                 "memory_kind": samples.method,
-                "soft_limit": config.worker_memory_soft if runs_tasks else None,
-                "hard_limit": config.worker_memory_hard if runs_tasks else None,
+                "worker_memory_soft": config.worker_memory_soft
+                if runs_tasks else None,
+                "worker_memory_hard": config.worker_memory_hard
+                if runs_tasks else None,
                 "gpu": gpu.get("gpu:%s:%d" % (self.host, p.pid))})
         return {
             "host": self.host, "pid": self.pid, "app": self.app.name,
