@@ -317,6 +317,22 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# Deletes the newest message of each job when it is dead.
+# KEYS: dead msg info ids; ARGV: task ids
+_DELETE_DEAD = """
+local n = 0
+for _, tid in ipairs(ARGV) do
+  local hid = redis.call('hget', KEYS[4], tid)
+  if hid and redis.call('zrem', KEYS[1], hid) == 1 then
+    redis.call('hdel', KEYS[2], hid)
+    redis.call('hdel', KEYS[3], hid)
+    redis.call('hdel', KEYS[4], tid)
+    n = n + 1
+  end
+end
+return n
+"""
+
 _SETS = {PENDING: "pending", SCHEDULED: "sched", RUNNING: "running",
          DEAD: "dead", DONE: "done"}
 
@@ -355,7 +371,8 @@ class RedisBackend(HueyViews, RedisStorage):
         scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
                    "lease_batch": _LEASE_BATCH,
                    "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
-                   "annotate": _ANNOTATE, "relabel": _RELABEL}
+                   "annotate": _ANNOTATE, "relabel": _RELABEL,
+                   "delete_dead": _DELETE_DEAD}
         self._scripts = {k: self.conn.register_script(v)
                          for k, v in scripts.items()}
 
@@ -644,6 +661,48 @@ class RedisBackend(HueyViews, RedisStorage):
         hids = self.conn.zrange(self.keys["pending"], 0, limit - 1)
         return sum(1 for need in self._declared(hids) if need > room)
 
+    def newest(self, limit: int, before: "float | None" = None,
+               names: "list[str] | None" = None,
+               id_prefix: "str | None" = None, since: "float | None" = None,
+               states: "tuple[str, ...]" = (PENDING, SCHEDULED, RUNNING)
+               ) -> "list[MessageInfo]":
+        """Messages in ``states``, newest enqueued first (handles are
+        sequence numbers): enqueued before ``before`` and at or after
+        ``since``, of tasks ``names``, with a task id starting with
+        ``id_prefix``."""
+        pipe = self.conn.pipeline()
+        for state in states:
+            pipe.zrange(self.keys[_SETS[state]], 0, -1)
+        live = {h for hids in pipe.execute() for h in hids}
+        if id_prefix:
+            pattern = "".join("\\" + c if c in "*?[]\\" else c
+                              for c in id_prefix) + "*"
+            live &= {hid for _, hid in self.conn.hscan_iter(
+                self.keys["ids"], match=pattern, count=1000)}
+        names = set(names) if names is not None else None
+
+        def wanted(info: "MessageInfo | None") -> bool:
+            if info is None:  # unreadable: skipped (and reported)
+                return False
+            at = info.enqueued_at or 0
+            return (info.state in states
+                    and (before is None or at < before)
+                    and (since is None or at >= since)
+                    and (names is None or info.name in names)
+                    and info.task_id.startswith(id_prefix or ""))
+        found: "list[MessageInfo]" = []
+        ordered = sorted(live, reverse=True)
+        step = max(2 * limit, 200)
+        for first in range(0, len(ordered), step):
+            chunk = ordered[first:first + step]
+            infos = [self._info(hid, raw) for hid, raw in zip(
+                chunk, self.conn.hmget(self.keys["info"], chunk)) if raw]
+            found += [info for info in infos if wanted(info)]
+            if len(found) >= limit:
+                break
+        found.sort(key=lambda i: (i.enqueued_at or 0, i.handle), reverse=True)
+        return found[:limit]
+
     # ------------------------------------------------------------ control
 
     def _move(self, from_state: str, to_state: str, hids: list,
@@ -699,6 +758,16 @@ class RedisBackend(HueyViews, RedisStorage):
         if hids:
             self.conn.zrem(key, *hids)
         return len(hids)
+
+    def delete_dead(self, task_ids) -> int:
+        """Delete the kept (dead) messages of these jobs."""
+        ids = list(task_ids)
+        deleted = 0
+        for first in range(0, len(ids), 500):
+            deleted += self._scripts["delete_dead"](
+                keys=self._keys("dead", "msg", "info", "ids"),
+                args=ids[first:first + 500])
+        return deleted
 
     # ------------------------------------------------------------ flags
 
@@ -806,6 +875,15 @@ class RedisBackend(HueyViews, RedisStorage):
         """Whether Redis writes an append-only file."""
         return bool(self.conn.info("persistence").get("aof_enabled"))
 
+    def claim(self, holder: str) -> "str | None":
+        """Nothing to lock on Redis: several hosts share one on purpose (the
+        supervisor checks that no live runtime has its host id)."""
+        return None
+
+    def identity(self) -> None:
+        """A Redis server has no file to be replaced under the runtime."""
+        return None
+
     def checkpoint(self) -> bool:
         """Nothing to fold back on Redis."""
         return False
@@ -815,7 +893,47 @@ class RedisBackend(HueyViews, RedisStorage):
         try:
             self.conn.ping()
         except RedisError as exc:
-            raise BackendUnavailable("Redis backend: %s" % exc) from None
+            raise BackendUnavailable(self.explain(exc)) from None
+
+    def explain(self, exc: BaseException) -> str:
+        """One line for a user about an error this backend raised."""
+        from redis import exceptions as errors
+        where = self.describe()
+        text = str(exc)
+        if isinstance(exc, BackendUnavailable):
+            return text
+        if isinstance(exc, errors.AuthenticationError) or \
+                "NOAUTH" in text or "WRONGPASS" in text:
+            return ("%s refused the credentials: check the user and password "
+                    "in backend.url (%s)" % (where, text))
+        if "DB index is out of range" in text:
+            return ("%s has no database %s: use a number below the server's "
+                    "`databases` setting (16 by default) in backend.url"
+                    % (where.rsplit(" db ", 1)[0],
+                       self.pool.connection_kwargs.get("db", 0)))
+        if isinstance(exc, errors.TimeoutError) and self.tls:
+            return ("no TLS handshake with %s: rediss:// is for a TLS "
+                    "server; use redis:// for a plain-text one (%s)"
+                    % (where, text))
+        if isinstance(exc, errors.ConnectionError):
+            if self.tls and "SSL" in text.upper():
+                return ("TLS failed with %s: %s (rediss:// is for a TLS "
+                        "server; redis:// for a plain-text one)"
+                        % (where, text))
+            reason = text.rsplit(". ", 1)[-1].rstrip(".") if ". " in text \
+                else text
+            return ("cannot connect to %s: %s (is redis-server running "
+                    "there? check backend.url or HUEYQ_BACKEND)"
+                    % (where, reason))
+        if isinstance(exc, errors.TimeoutError):
+            return "%s did not answer in time: %s" % (where, text)
+        return "%s: %s" % (where, text)
+
+    @property
+    def tls(self) -> bool:
+        """Whether this backend talks TLS to Redis (``rediss://``)."""
+        from redis.connection import SSLConnection
+        return issubclass(self.pool.connection_class, SSLConnection)
 
     def describe(self) -> str:
         """Where this backend lives, for humans (never the password)."""

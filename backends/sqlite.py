@@ -37,6 +37,7 @@ import time
 from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
+from hueyq import files
 from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             RUNNING, SCHEDULED, Finding, HueyViews, Lease,
                             MessageInfo, message_fields, read_json, report_bad,
@@ -195,27 +196,6 @@ class WriterLock:
 
 os.register_at_fork(after_in_child=WriterLock._after_fork)
 
-#: Mode of the files hueyq creates beside a database (less the umask):
-#: the database and its WAL and SHM (SQLite gives those the database's
-#: mode), the lock file; the wake FIFO is the owner's alone.
-FILE_MODE = 0o640
-FIFO_MODE = 0o600
-DIR_MODE = 0o750
-
-
-def create_database_file(path: str) -> None:
-    """Create an empty SQLite file with :data:`FILE_MODE` unless it exists
-    (SQLite itself would make it, its WAL and SHM world-readable)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=DIR_MODE,
-                exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                     | os.O_CLOEXEC, FILE_MODE)
-    except FileExistsError:
-        return
-    os.close(fd)
-
-
 _refused: "set[str]" = set()
 
 
@@ -224,7 +204,8 @@ def open_own(path: str, flags: int, is_kind, what: str) -> "int | None":
     and only if it is of the kind hueyq made (``is_kind`` of its mode);
     None otherwise (logged once) or when it cannot be opened."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     files.FILE_MODE)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             _refuse(path, what, "it is a symlink")
@@ -248,12 +229,17 @@ class SqliteBackend(HueyViews, SqliteStorage):
     ddl = _TABLES
 
     def __init__(self, name: str, filename: str, timeout: float = 5.0,
-                 **kwargs) -> None:
-        try:
-            create_database_file(filename)
-        except OSError as exc:
-            raise BackendUnavailable("cannot create the SQLite backend %s: %s"
-                                     % (filename, exc.strerror)) from None
+                 access: str = files.CREATE, **kwargs) -> None:
+        #: ``files.CREATE``, ``EXISTING`` or ``READ``: whether this storage
+        #: may create the file (and its tables and directory).
+        self.access = access
+        if access == files.CREATE:
+            try:
+                files.create_private(filename)
+            except OSError as exc:
+                raise BackendUnavailable("cannot create the SQLite backend "
+                                         "%s: %s" % (filename, exc.strerror)
+                                         ) from None
         self.app_name, self.queue = split_name(name)
         self.qname = name
         self._wake_path = "%s.%s.wake" % (filename, name)
@@ -272,7 +258,8 @@ class SqliteBackend(HueyViews, SqliteStorage):
         self.synchronous = "full"
         try:
             super().__init__(name, filename=filename, fsync=True,
-                             journal_mode="wal", timeout=timeout, **kwargs)
+                             journal_mode="wal", timeout=timeout,
+                             create_tables=access == files.CREATE, **kwargs)
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot open the SQLite backend %s: %s"
                                      % (filename, exc)) from None
@@ -312,6 +299,19 @@ class SqliteBackend(HueyViews, SqliteStorage):
                     self._drop_connection()
 
     def _create_connection(self) -> sqlite3.Connection:
+        if self.access != files.CREATE:
+            problem = files.missing_reason(self.filename, "queue database")
+            if problem is not None:
+                raise BackendUnavailable(problem)
+            try:
+                conn = files.connect(self.filename, self.access,
+                                     self._timeout)
+            except sqlite3.Error as exc:
+                raise BackendUnavailable("cannot open the queue database %s:"
+                                         " %s" % (self.filename, exc)) from None
+            if self.synchronous != "full":
+                conn.execute("pragma synchronous=%s" % self.synchronous)
+            return conn
         conn = super()._create_connection()
         if self.synchronous != "full":
             conn.execute("pragma synchronous=%s" % self.synchronous)
@@ -680,7 +680,7 @@ class SqliteBackend(HueyViews, SqliteStorage):
         if self._wake_fds is not None and self._wake_pid == pid:
             return self._wake_fds
         try:
-            os.mkfifo(self._wake_path, FIFO_MODE)
+            os.mkfifo(self._wake_path, files.FIFO_MODE)
         except FileExistsError:
             pass
         except OSError:
@@ -775,6 +775,31 @@ class SqliteBackend(HueyViews, SqliteStorage):
                         " order by priority desc, id limit ?) where memory > ?",
                         (self.qname, limit, room), results=True)[0][0]
 
+    def newest(self, limit: int, before: "float | None" = None,
+               names: "list[str] | None" = None,
+               id_prefix: "str | None" = None, since: "float | None" = None,
+               states: "tuple[str, ...]" = (PENDING, SCHEDULED, RUNNING)
+               ) -> "list[MessageInfo]":
+        """Messages in ``states``, newest enqueued first: enqueued before
+        ``before`` and at or after ``since``, of tasks ``names``, with a
+        task id starting with ``id_prefix``."""
+        where = ["state in (%s)" % ", ".join(
+            "'%s'" % _check_state(s) for s in states)]
+        params: list = []
+        for column, op, value in (("enqueued_at", "<", before),
+                                  ("enqueued_at", ">=", since)):
+            if value is not None:
+                where.append("%s %s ?" % (column, op))
+                params.append(value)
+        if names is not None:
+            where.append("name in (%s)" % ", ".join("?" * len(names)))
+            params += names
+        if id_prefix:
+            where.append("substr(task_id, 1, ?) = ?")
+            params += [len(id_prefix), id_prefix]
+        return self._infos(" and ".join(where), tuple(params),
+                           "enqueued_at desc, id desc", limit)
+
     # ------------------------------------------------------------ control
 
     def cancel(self, task_id: str, reason: str = "cancelled"
@@ -821,6 +846,20 @@ class SqliteBackend(HueyViews, SqliteStorage):
                          " order by updated_at desc limit -1 offset ?))",
                          (self.qname, before, self.qname, keep))
             return curs.rowcount
+
+    def delete_dead(self, task_ids) -> int:
+        """Delete the kept (dead) messages of these jobs."""
+        ids = list(task_ids)
+        deleted = 0
+        for first in range(0, len(ids), 500):
+            chunk = ids[first:first + 500]
+            with self.db(commit=True) as curs:
+                curs.execute("delete from hueyq_message where queue = ? and"
+                             " state = 'dead' and task_id in (%s)"
+                             % ",".join("?" * len(chunk)),
+                             [self.qname] + chunk)
+                deleted += curs.rowcount
+        return deleted
 
     # ------------------------------------------------------------ flags
 
@@ -915,6 +954,42 @@ class SqliteBackend(HueyViews, SqliteStorage):
                                 "backend's disk" % format_size(usage.free)))
         return findings
 
+    def claim(self, holder: str) -> "str | None":
+        """Hold this app's runtime lock on the database file for as long as
+        this process lives; returns None, or the current holder's
+        description (``holder`` as it wrote it) when another process has it.
+
+        One runtime per app and file: a second one would recover the first
+        one's leases as its own and drain the same queues twice over.
+        """
+        path = "%s.%s.runtime" % (self.filename, self.app_name)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise BackendUnavailable("cannot open the runtime lock %s: %s"
+                                     % (path, exc.strerror)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            current = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+            os.close(fd)
+            return current or "another process"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
+        self._claim_fd = fd
+        return None
+
+    def identity(self) -> "tuple[int, int] | None":
+        """(device, inode) of the database file, None if it is gone: a
+        runtime compares it with what it opened to notice a file deleted or
+        replaced under it."""
+        try:
+            st = os.stat(self.filename)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
     def checkpoint(self) -> bool:
         """Fold the WAL back into the database file; True if it could."""
         busy, _, _ = self.sql("pragma wal_checkpoint(truncate)",
@@ -926,12 +1001,27 @@ class SqliteBackend(HueyViews, SqliteStorage):
         try:
             self.sql("select 1", results=True)
         except sqlite3.Error as exc:
-            raise BackendUnavailable("SQLite backend %s: %s"
-                                     % (self.filename, exc)) from None
+            raise BackendUnavailable(self.explain(exc)) from None
 
     def describe(self) -> str:
         """Where this backend lives, for humans."""
         return "SQLite file %s" % self.filename
+
+    def explain(self, exc: BaseException) -> str:
+        """One line for a user about an error this backend raised."""
+        text = str(exc)
+        if isinstance(exc, BackendUnavailable):
+            return text
+        if "readonly database" in text or isinstance(exc, PermissionError):
+            return ("the queue database %s is read-only for this user: "
+                    "changing it needs the service's user or group"
+                    % self.filename)
+        if "disk is full" in text:
+            return "the disk of the queue database %s is full" % self.filename
+        if "locked" in text:
+            return ("the queue database %s stayed locked by another process "
+                    "(%s)" % (self.filename, text))
+        return "queue database %s: %s" % (self.filename, text)
 
 
 def _check_state(state: str) -> str:

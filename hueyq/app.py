@@ -22,14 +22,15 @@ from huey.api import Huey, Task, TaskWrapper
 from huey.constants import EmptyData
 from huey.registry import Registry
 
-from hueyq import backends, context, defaults
+from hueyq import backends, context, defaults, files
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
 from hueyq.envelope import EnvelopeSerializer, epoch
 from hueyq.exceptions import (BackendUnavailable, BadSignature,
                               ConfigurationError, JobNotFound, PayloadTooLarge,
                               QueueNotFound, Undecodable)
 from hueyq.profile import Profile, load_profile, select
-from hueyq.store import FINISHED, REASON_STATE, STATES, Job, Store
+from hueyq.store import (FINISHED, REASON_STATE, STATES, Job, Store,
+                         check_driver)
 from hueyq.units import format_size, parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class App:
         else:
             self.profile = load_profile(select(profile), overrides=overrides)
         self.name = name or self.profile.app_name
+        check_driver(self.profile.store.url)
         security = self.profile.security
         if require_secret and security.require_secret and not security.secret:
             raise ConfigurationError(
@@ -175,6 +177,9 @@ class App:
             compression=security.compression,
             encryption_keys=security.encryption_keys)
         self.registry = Registry()
+        #: How this App opens its files (``hueyq.files``): ``create`` unless
+        #: it was built inside ``files.access(...)``.
+        self.access = files.current_access()
         self._store: "Store | None" = None
         self._lock = threading.Lock()
         options = self._storage_options()
@@ -199,7 +204,7 @@ class App:
                                          % self.profile.source) from None
             return {"connection_pool": ConnectionPool.from_url(
                 url, health_check_interval=30, socket_keepalive=True)}
-        return {}
+        return {"access": self.access}
 
     # ------------------------------------------------------------ structure
 
@@ -232,13 +237,18 @@ class App:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    self._store = Store(self.profile.store.url, self.name)
+                    self._store = Store(self.profile.store.url, self.name,
+                                        access=self.access)
         return self._store
 
     @property
     def host_id(self) -> str:
         """This host's id in lease owners."""
         return self.profile.host_id
+
+    def explain(self, exc: BaseException) -> str:
+        """One line for a user about an error the backend raised."""
+        return self.any_storage.explain(exc)
 
     def close(self) -> None:
         """Close backend connections and the store."""
@@ -426,21 +436,90 @@ class App:
 
     def jobs(self, queue: "str | None" = None, state: "str | None" = None,
              limit: int = 50, before: "float | None" = None,
-             offset: int = 0) -> "list[Job]":
-        """Jobs newest first. pending, scheduled and running come from the
-        backend (``offset`` pages them, in the order they will run); other
-        states and None come from the store (``before`` pages them)."""
+             offset: int = 0, *, task: "str | None" = None,
+             id_prefix: "str | None" = None, error: "str | None" = None,
+             since: "float | None" = None, until: "float | None" = None
+             ) -> "list[Job]":
+        """Jobs newest first (by enqueue time, ``before`` pages them), from
+        the backend and the store together: a job enqueued a moment ago is
+        listed before any consumer has seen it.
+
+        pending, scheduled and running with no other filter list in the
+        order they will run instead (``offset`` pages them). Filters narrow:
+        ``task`` (a full name, or its last dotted part: ``echo``),
+        ``id_prefix``, ``error`` (text in the error or reason, searched in
+        the store's newest jobs, see :data:`hueyq.store.ERROR_WINDOW`),
+        ``since <= enqueued_at < until``."""
         queues = [queue] if queue else list(self.queues)
         if queue is not None:
             self.huey(queue)
-        if state in (PENDING, SCHEDULED, RUNNING):
-            return self._live_jobs(queues, state, limit, offset)
         if state is not None and state not in STATES:
             raise ValueError("unknown state %r (states: %s)"
                              % (state, ", ".join(STATES)))
-        rows = self.store.jobs(queue=queue, state=state, limit=limit,
-                               before=before, queues=None if queue else queues)
-        return [merge_job(row, None) for row in rows]
+        search = self.job_filters(task, id_prefix, error, since, until)
+        filtered = any(v is not None for v in search.values())
+        if state in (PENDING, SCHEDULED, RUNNING) and not filtered:
+            return self._live_jobs(queues, state, limit, offset)
+        live = ()
+        if state in (None, PENDING, SCHEDULED, RUNNING) and not error:
+            live = self._newest_live(queues, state, limit, before, search)
+        rows = []
+        if state not in (PENDING, SCHEDULED, RUNNING):
+            # Every queue's rows (not just the enabled ones'): no IN list
+            # to steer the store away from its (app, enqueued_at) index.
+            rows = self.store.jobs(queue=queue, state=state, limit=limit,
+                                   before=before, **search)
+        return self._merge_page(live, rows, state, limit)
+
+    def count_jobs(self, queue: "str | None" = None,
+                   state: "str | None" = None, *,
+                   states: "tuple[str, ...] | None" = None,
+                   **filters: Any) -> int:
+        """How many stored jobs match ``state`` (or any of ``states``) and
+        the filters of :meth:`jobs`. Finished jobs are all in the store;
+        pending ones no consumer has seen yet are not."""
+        if queue is not None:
+            self.huey(queue)
+        return self.store.count(queue=queue, state=state, states=states,
+                                **self.job_filters(**filters))
+
+    def job_filters(self, task: "str | None" = None,
+                    id_prefix: "str | None" = None,
+                    error: "str | None" = None, since: "float | None" = None,
+                    until: "float | None" = None) -> dict:
+        """The store's search arguments for the filters of :meth:`jobs`."""
+        return dict(tasks=self.task_matches(task) if task else None,
+                    id_prefix=id_prefix or None, error=error or None,
+                    since=since, until=until)
+
+    def task_matches(self, name: str) -> "list[str]":
+        """Full task names that ``name`` means: every registered or recorded
+        task called ``name`` or whose name ends with ``.name`` (``name``
+        itself when none is)."""
+        known = set(self.task_names()) | set(self.store.task_names())
+        return sorted(n for n in known if n == name
+                      or n.endswith("." + name)) or [name]
+
+    def _newest_live(self, queues: list, state: "str | None", limit: int,
+                     before: "float | None", search: dict) -> list:
+        states = (state,) if state else (PENDING, SCHEDULED, RUNNING)
+        found = []
+        for q in queues:
+            storage = self.storage(q)
+            try:
+                found.extend(storage.newest(
+                    limit, before=before, names=search["tasks"],
+                    id_prefix=search["id_prefix"], since=search["since"],
+                    states=states))
+            except backend_errors() as exc:
+                raise BackendUnavailable("cannot list the jobs of %s: %s"
+                                         % (storage.describe(), exc)) \
+                    from None
+        if search["until"] is not None:
+            found = [m for m in found
+                     if (m.enqueued_at or 0) < search["until"]]
+        found.sort(key=lambda m: m.enqueued_at or 0, reverse=True)
+        return found[:limit]
 
     def _live_jobs(self, queues: list, state: str, limit: int,
                    offset: int) -> "list[Job]":
@@ -453,10 +532,7 @@ class App:
         messages = messages[offset:offset + limit]
         rows = {}
         if state == RUNNING and messages:
-            for m in messages:
-                row = self.store.get(m.task_id)
-                if row is not None:
-                    rows[m.task_id] = row
+            rows = self.store.get_many(m.task_id for m in messages)
         jobs = [merge_job(rows.get(m.task_id), m) for m in messages]
         if state == PENDING:
             rooms = {q: self.storage(q).memory_room()
@@ -465,12 +541,44 @@ class App:
                     for j in jobs]
         return jobs
 
+    def _merge_page(self, live, rows: list, state: "str | None",
+                    limit: int) -> "list[Job]":
+        """One page from the backend's newest live messages and the store's
+        newest rows: each job once, its state as :func:`merge_job` says."""
+        by_id = {m.task_id: m for m in live}
+        stored = self.store.get_many(by_id)
+        stored.update((r["id"], r) for r in rows if r["id"] not in by_id)
+        jobs = []
+        for job_id, row in stored.items():
+            message = by_id.get(job_id)
+            if message is None and row["state"] not in FINISHED:
+                # The store may be behind the backend: ask it how things are.
+                message = self.storage(row["queue"]).find(job_id) \
+                    if row["queue"] in self._hueys else None
+            jobs.append(merge_job(row, message))
+        jobs += [merge_job(None, m) for m in live if m.task_id not in stored]
+        if state is not None:
+            jobs = [j for j in jobs if j.state == state
+                    or (state == PENDING and j.state == "retrying")]
+        jobs.sort(key=lambda j: (j.enqueued_at or 0, j.id), reverse=True)
+        jobs = jobs[:limit]
+        rooms = {q: self.storage(q).memory_room() for q in
+                 {j.queue for j in jobs if j.memory and j.state == PENDING}}
+        return [_waiting(j, rooms[j.queue]) if j.queue in rooms else j
+                for j in jobs]
+
     def queue_stats(self, window: float = 3600.0) -> "dict[str, dict]":
-        """Per queue: pending, scheduled, running, dead, paused (and by whom),
-        completed and failed in the window, success rate, mean and p95 run
-        time; for a queue with a memory budget, what admission leaves for
-        tasks that declared ``memory=`` (``memory_room``) and how many of the
-        next 1,000 pending jobs wait for more (``waiting_for_memory``)."""
+        """Per queue, in the words of docs/glossary.md: the backend's
+        ``pending``, ``scheduled`` and ``running`` jobs and ``retryable``
+        messages (kept after a job failed, was cancelled, drained, expired or
+        died, so it can be retried); ``paused`` (and ``paused_by``); the jobs
+        that ended in the last ``window`` seconds by state
+        (``complete_recent``, ``failed_recent``, ``cancelled_recent``,
+        ``expired_recent``, ``dead_recent``), the success rate and mean and
+        p95 run time over it; for a queue with a memory budget, what
+        admission leaves for tasks that declared ``memory=``
+        (``memory_room``) and how many of the next 1,000 pending jobs wait
+        for more (``waiting_for_memory``)."""
         stats = {}
         for q in self.queues:
             storage = self.storage(q)
@@ -482,7 +590,10 @@ class App:
             room = storage.memory_room()
             waiting = storage.waiting_for_memory(room) \
                 if room is not None and counts[PENDING] else 0
-            stats[q] = dict(counts, paused=bool(paused_by),
+            stats[q] = dict(pending=counts[PENDING],
+                            scheduled=counts[SCHEDULED],
+                            running=counts[RUNNING], retryable=counts[DEAD],
+                            paused=bool(paused_by),
                             memory_room=room, waiting_for_memory=waiting,
                             paused_by=paused_by,
                             pauses={n.split(":", 1)[1]: v
@@ -492,12 +603,11 @@ class App:
                             worker_type=config.worker_type)
         recent = self.store.window(time.time() - window, self.queues)
         for q, figures in recent.items():
-            done = figures["complete"] + figures["failed"] + figures["dead"]
+            ended = figures["complete"] + figures["failed"] + figures["dead"]
             stats[q].update(
-                completed=figures["complete"], failed=figures["failed"],
-                dead_recent=figures["dead"],
-                cancelled=figures["cancelled"],
-                success_rate=(figures["complete"] / done) if done else None,
+                {state + "_recent": figures[state] for state in FINISHED},
+                window=window,
+                success_rate=(figures["complete"] / ended) if ended else None,
                 mean_runtime=figures["mean_runtime"],
                 p95_runtime=figures["p95_runtime"])
         return stats
@@ -534,7 +644,8 @@ class App:
                 continue
             for worker in runtime.get("workers", []):
                 jobs = by_pid.get((runtime["host"], worker["pid"]), [])
-                out.append(dict(worker, host=runtime["host"], jobs=jobs))
+                out.append(dict(_worker_words(worker), host=runtime["host"],
+                                jobs=jobs))
         return out
 
     # ------------------------------------------------------------ controls
@@ -564,6 +675,33 @@ class App:
         """Run a failed, cancelled or dead job again."""
         from hueyq import control
         return control.retry(self, job_id)
+
+    def retry_matching(self, state: "str | None" = None,
+                       queue: "str | None" = None, **filters: Any):
+        """Retry the failed (or dead, or both when ``state`` is None) jobs
+        that match the filters of :meth:`jobs`, newest first, at most
+        :data:`hueyq.control.BULK_LIMIT`; returns a BulkResult."""
+        from hueyq import control
+        return control.retry_many(self, state, queue, **filters)
+
+    def delete_matching(self, state: "str | None" = None,
+                        queue: "str | None" = None, **filters: Any):
+        """Delete the failed or dead jobs that match the filters (records,
+        history, results and kept messages), as :meth:`retry_matching`
+        chooses them; returns a BulkResult."""
+        from hueyq import control
+        return control.delete_many(self, state, queue, **filters)
+
+
+def _worker_words(worker: dict) -> dict:
+    """A worker's status record in the profile's words (a runtime of an
+    older version wrote ``soft_limit`` and ``hard_limit``)."""
+    worker = dict(worker)
+    for old, new in (("soft_limit", "worker_memory_soft"),
+                     ("hard_limit", "worker_memory_hard")):
+        if old in worker:
+            worker.setdefault(new, worker.pop(old))
+    return worker
 
 
 def _replace(job: Job, **changes: Any) -> Job:
@@ -595,10 +733,20 @@ def merge_job(row: "dict | None", message) -> Job:
     base = _from_row(row) if row is not None else Job(
         id=message.task_id, task=message.name, queue=message.queue,
         state=state)
+    if state in (PENDING, SCHEDULED, RUNNING, "retrying"):
+        # Not finished: the row's end times are the previous attempt's, and
+        # a row that started before this lease reports that attempt's
+        # progress until the worker's first record of this one arrives.
+        stale = live == RUNNING and (
+            row is None or row["state"] != RUNNING or
+            (base.started_at or 0) < (message.updated_at or 0) - 1)
+        base = _replace(base, finished_at=None, duration=None,
+                        progress=None if stale else base.progress,
+                        message=None if stale else base.message)
     return _replace(
         base, state=state, queue=message.queue, task=base.task or message.name,
         priority=message.priority,
-        created_at=base.created_at or message.enqueued_at,
+        enqueued_at=base.enqueued_at or message.enqueued_at,
         redeliveries=max(base.redeliveries, message.redeliveries),
         worker=message.owner if live == RUNNING else base.worker,
         started_at=message.updated_at if live == RUNNING else base.started_at,
@@ -668,7 +816,7 @@ def _from_row(row: dict) -> Job:
                redeliveries=row["redeliveries"], priority=row["priority"],
                progress=row["progress"], message=row["message"],
                error=row["error"] or None, traceback=row["traceback"] or None,
-               reason=row["reason"] or None, created_at=row["enqueued_at"],
+               reason=row["reason"] or None, enqueued_at=row["enqueued_at"],
                started_at=row["started_at"], finished_at=row["finished_at"],
                updated_at=row["updated_at"], duration=row["duration"],
                worker=worker, args=row["args"],

@@ -18,13 +18,35 @@ import click
 from hueyq import __version__
 from hueyq.exceptions import ConfigurationError, HueyqError
 from hueyq.logs import escape
+from hueyq.profile import redact_url
 from hueyq.units import format_duration, format_size
 
 
 class Group(click.Group):
     """Maps hueyq's errors to one line and an exit status."""
 
+    def main(self, args=None, prog_name=None, **extra):
+        # click prints a usage error as three lines; one names the problem.
+        try:
+            status = super().main(args, prog_name, standalone_mode=False,
+                                  **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "hueyq"
+            click.echo("%s: error: %s (see %s --help)"
+                       % (where, exc.format_message(), where), err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo("hueyq: error: %s" % exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        sys.exit(status if isinstance(status, int) else 0)
+
     def invoke(self, ctx: click.Context):
+        from hueyq.app import backend_errors
         try:
             return super().invoke(ctx)
         except ConfigurationError as exc:
@@ -32,6 +54,13 @@ class Group(click.Group):
             ctx.exit(2)
         except HueyqError as exc:
             click.echo("hueyq: %s" % exc, err=True)
+            ctx.exit(1)
+        except backend_errors() as exc:
+            # A driver's error (Redis, SQLite) the command did not expect:
+            # the backend explains it in one line.
+            app = ctx.meta.get("hueyq.app")
+            click.echo("hueyq: %s" % (app.explain(exc) if app is not None
+                                      else exc), err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             ctx.exit(130)
@@ -56,11 +85,18 @@ def _app_option(required: bool = False):
                         help="Module holding the hueyq.App (attribute app).")
 
 
-def _open_app(app_spec: "str | None", require_secret: bool = True):
+def _open_app(app_spec: "str | None", require_secret: bool = True,
+              access: str = "create"):
+    """The App of ``--app`` (or of the profile alone), its files opened in
+    ``access`` mode (``hueyq.files``): commands that look never create a
+    file, commands that change state only use files that exist."""
+    from hueyq import files
     from hueyq.app import App, load_app
-    if app_spec:
-        return load_app(app_spec)
-    return App(require_secret=require_secret)
+    with files.access(access):
+        app = load_app(app_spec) if app_spec else \
+            App(require_secret=require_secret)
+    click.get_current_context().meta["hueyq.app"] = app
+    return app
 
 
 def _json(data) -> None:
@@ -83,6 +119,7 @@ def _ago(ts: "float | None") -> str:
 @click.group(cls=Group, context_settings={"help_option_names": ["-h",
                                                                 "--help"]})
 @click.version_option(__version__, prog_name="hueyq")
+@_profile_option
 def main() -> None:
     """hueyq: priority task queues on huey, with leases, budgets and a UI."""
 
@@ -111,8 +148,8 @@ def run(app_spec: str, queues: "str | None", web: bool,
         if queues else None
     web_command = None
     if web:
-        web_command = [sys.executable, "-m", "hueyq", "web", "--app",
-                       app_spec]
+        from hueyq.runtime import python_command
+        web_command = python_command("hueyq", "web", "--app", app_spec)
     supervisor = Supervisor(app, app_spec, selected, log_format=fmt,
                             web_command=web_command)
     sys.exit(supervisor.run())
@@ -120,10 +157,18 @@ def run(app_spec: str, queues: "str | None", web: bool,
 
 # ---------------------------------------------------------------- web
 
+def _check_bind(ctx, param, value):
+    from hueyq.profile import check_bind
+    try:
+        return None if value is None else check_bind(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @_profile_option
 @_app_option()
-@click.option("--bind", "-b", metavar="HOST:PORT",
+@click.option("--bind", "-b", metavar="HOST:PORT", callback=_check_bind,
               help="Address to listen on (default: the profile's web.bind).")
 @click.option("--workers", "-w", type=int, help="gunicorn worker processes.")
 @click.option("--read-only", is_flag=True, help="Show state; refuse controls.")
@@ -150,7 +195,7 @@ def web(app_spec: "str | None", bind: "str | None", workers: "int | None",
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(app_spec: "str | None", as_json: bool) -> None:
     """Queue depths, runtimes and workers."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="read")
     stats = app.queue_stats()
     runtimes = app.runtimes()
     workers = app.workers()
@@ -170,15 +215,17 @@ def status(app_spec: "str | None", as_json: bool) -> None:
     else:
         click.echo("runtime: not running")
     click.echo("backend: %s" % app.any_storage.describe())
+    click.echo("store:   %s" % redact_url(app.profile.store.url))
     rows = []
     for q, s in stats.items():
         rows.append([q, s["priority"], s["pending"], s["scheduled"],
-                     s["running"], s["dead"],
-                     ",".join(s["paused_by"]) or "-", s["completed"],
-                     s["failed"], _rate(s["success_rate"]),
+                     s["running"], s["retryable"],
+                     ",".join(s["paused_by"]) or "-", s["complete_recent"],
+                     s["failed_recent"], _rate(s["success_rate"]),
                      format_duration(s["p95_runtime"])])
-    _table(rows, ["queue", "prio", "pending", "scheduled", "running", "dead",
-                  "paused", "done/1h", "failed/1h", "success", "p95"])
+    _table(rows, ["queue", "prio", "pending", "scheduled", "running",
+                  "retryable", "paused", "complete/1h", "failed/1h",
+                  "success", "p95"])
     for q, s in stats.items():
         if s.get("waiting_for_memory"):
             click.echo("%s: %d pending job(s) waiting for memory (%s left of "
@@ -198,7 +245,7 @@ def status(app_spec: "str | None", as_json: bool) -> None:
             rows.append([w["queue"], w["pid"], w["kind"],
                          "%s %s" % (format_size(w["memory"]),
                                     (w.get("memory_kind") or "").upper()),
-                         format_size(w.get("hard_limit")), jobs])
+                         format_size(w.get("worker_memory_hard")), jobs])
         _table(rows, ["queue", "pid", "kind", "memory", "hard", "jobs"])
     if actions:
         click.echo("")
@@ -216,20 +263,72 @@ def _rate(value: "float | None") -> str:
 
 # ---------------------------------------------------------------- jobs
 
+def _when(value: "str | None") -> "float | None":
+    """A time given on the command line: a duration ago (``30m``, ``2h``,
+    ``7d``), an ISO date or date and time (local), or Unix seconds."""
+    import datetime
+    from hueyq.units import parse_duration
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return time.time() - parse_duration(value)
+    except (ValueError, ConfigurationError):
+        pass
+    try:
+        return datetime.datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise click.BadParameter("%r is not a time: give a duration ago "
+                                 "(30m, 2h, 7d), an ISO date or date and "
+                                 "time, or Unix seconds" % value) from None
+
+
+def _search_options(f):
+    """--task, --id, --error, --since and --until: the job search terms."""
+    for option in reversed((
+            click.option("--task", "-t", metavar="NAME", help="Only this "
+                         "task (full name, or its last part: echo)."),
+            click.option("--id", "id_prefix", metavar="PREFIX",
+                         help="Only jobs whose id starts with PREFIX."),
+            click.option("--error", "-e", metavar="TEXT", help="Only jobs "
+                         "whose error or reason contains TEXT (any case; "
+                         "among the newest 10,000 matching jobs)."),
+            click.option("--since", metavar="WHEN", help="Enqueued at or "
+                         "after WHEN (30m, 2h, 7d ago; 2026-11-23T08:00; "
+                         "Unix seconds)."),
+            click.option("--until", metavar="WHEN", help="Enqueued before "
+                         "WHEN (as --since)."))):
+        f = option(f)
+    return f
+
+
+def _search(task, id_prefix, error, since, until) -> dict:
+    return {"task": task, "id_prefix": id_prefix, "error": error,
+            "since": _when(since), "until": _when(until)}
+
+
 @main.command()
 @_profile_option
 @_app_option()
 @click.option("--queue", "-q", help="Only this queue.")
 @click.option("--state", "-s", help="Only this state (pending, running, "
               "failed, dead, ...).")
+@_search_options
 @click.option("--limit", "-n", default=50, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
-         limit: int, as_json: bool) -> None:
-    """List jobs, newest first."""
-    app = _open_app(app_spec, require_secret=False)
+         task: "str | None", id_prefix: "str | None", error: "str | None",
+         since: "str | None", until: "str | None", limit: int,
+         as_json: bool) -> None:
+    """List jobs, newest first (pending, scheduled or running alone: in the
+    order they will run)."""
+    app = _open_app(app_spec, require_secret=False, access="read")
     try:
-        found = app.jobs(queue=queue, state=state, limit=limit)
+        found = app.jobs(queue=queue, state=state, limit=limit,
+                         **_search(task, id_prefix, error, since, until))
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     if as_json:
@@ -240,10 +339,35 @@ def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
         return
     rows = [[j.id, j.task.rsplit(".", 1)[-1], j.queue, j.state, j.attempts,
              "-" if j.progress is None else "%.0f%%" % j.progress,
-             _ago(j.created_at), (j.error or j.reason or "")[:60]]
+             _ago(j.enqueued_at), (j.error or j.reason or "")[:60]]
             for j in found]
     _table(rows, ["id", "task", "queue", "state", "attempts", "progress",
                   "enqueued", "error"])
+
+
+def _bulk(app_spec: "str | None", action: str, state: "str | None",
+          queue: "str | None", search: dict, yes: bool) -> None:
+    """Retry or delete the failed or dead jobs matching the filters, after
+    showing how many and asking (unless ``yes``)."""
+    from hueyq import control
+    app = _open_app(app_spec, require_secret=False, access="existing")
+    try:
+        count, _ = control.matching(app, state, queue, limit=1, **search)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    what = "%s jobs" % (state or "failed or dead")
+    terms = " ".join("%s=%s" % (k, v) for k, v in (
+        ("queue", queue), ("task", search["task"]),
+        ("id", search["id_prefix"]), ("error", search["error"])) if v)
+    if count == 0:
+        click.echo("no %s match%s" % (what, " " + terms if terms else ""))
+        return
+    if not yes:
+        click.confirm("%s %d %s%s?" % (action.capitalize(), min(
+            count, control.BULK_LIMIT), what, " matching " + terms
+            if terms else ""), abort=True)
+    run = control.retry_many if action == "retry" else control.delete_many
+    click.echo(str(run(app, state, queue, **search)))
 
 
 @main.command()
@@ -253,20 +377,22 @@ def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
     """Show one job with its history."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="read")
     found = app.job(job_id)
     if as_json:
         _json(found.as_dict())
         return
-    for field in ("id", "task", "queue", "state", "waiting", "attempts",
-                  "redeliveries", "progress", "message", "worker", "reason",
-                  "error"):
+    for field in ("id", "task", "queue", "state", "waiting", "args",
+                  "attempts", "redeliveries", "progress", "message", "worker",
+                  "reason", "error"):
         value = getattr(found, field)
+        if field == "progress" and value is not None:
+            value = "%.0f%%" % value
         if value not in (None, ""):
             click.echo("%-13s %s" % (field + ":", escape(str(value))))
     if found.memory:
         click.echo("%-13s %s" % ("memory:", format_size(found.memory)))
-    for field, label in (("created_at", "enqueued"), ("started_at", "started"),
+    for field, label in (("enqueued_at", "enqueued"), ("started_at", "started"),
                          ("finished_at", "finished")):
         value = getattr(found, field)
         if value:
@@ -292,21 +418,38 @@ def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 def cancel(app_spec: "str | None", job_id: str) -> None:
     """Cancel a job (pending: never runs; running: stopped)."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="existing")
     click.echo(str(app.cancel(job_id)))
 
 
 @main.command()
 @_profile_option
 @_app_option()
-@click.argument("job_id")
-def retry(app_spec: "str | None", job_id: str) -> None:
-    """Run a failed, cancelled or dead job again."""
-    app = _open_app(app_spec, require_secret=False)
+@click.argument("job_id", required=False)
+@click.option("--state", "-s", type=click.Choice(["failed", "dead"]),
+              help="Without JOB_ID: retry the failed (or dead) jobs that "
+              "match; both when not given.")
+@click.option("--queue", "-q", help="Without JOB_ID: only this queue.")
+@_search_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+def retry(app_spec: "str | None", job_id: "str | None", state: "str | None",
+          queue: "str | None", task: "str | None", id_prefix: "str | None",
+          error: "str | None", since: "str | None", until: "str | None",
+          yes: bool) -> None:
+    """Run a failed, cancelled or dead job again; without JOB_ID, every
+    failed or dead job that matches the options (asks first)."""
+    search = _search(task, id_prefix, error, since, until)
+    if job_id is None:
+        if not state and not queue and not any(search.values()):
+            raise click.UsageError("give a JOB_ID, or choose jobs with "
+                                   "--state failed|dead, --task, --queue ...")
+        return _bulk(app_spec, "retry", state, queue, search, yes)
+    if state or queue or any(search.values()):
+        raise click.UsageError("give a JOB_ID or options, not both")
+    app = _open_app(app_spec, require_secret=False, access="existing")
     found = app.retry(job_id)
-    click.echo("%s %s on %s (attempt %d next)" % (found.id, found.state,
-                                                  found.queue,
-                                                  found.attempts + 1))
+    click.echo("%s queued again on %s (attempt %d next)"
+               % (found.id, found.queue, found.attempts + 1))
 
 
 @main.command()
@@ -316,7 +459,7 @@ def retry(app_spec: "str | None", job_id: str) -> None:
 @click.option("--reason", default="", help="Shown wherever the pause is.")
 def pause(app_spec: "str | None", queue: str, reason: str) -> None:
     """Stop consumers taking from QUEUE (nothing is discarded)."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="existing")
     changed = app.pause(queue, reason=reason)
     click.echo("%s %s" % (queue, "paused" if changed else "was already "
                           "paused"))
@@ -328,7 +471,7 @@ def pause(app_spec: "str | None", queue: str, reason: str) -> None:
 @click.argument("queue")
 def resume(app_spec: "str | None", queue: str) -> None:
     """Undo a pause of QUEUE."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="existing")
     changed = app.resume(queue)
     others = app.queue_stats()[queue]["paused_by"]
     text = "resumed" if changed else "was not paused by a user"
@@ -344,11 +487,31 @@ def resume(app_spec: "str | None", queue: str) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
 def drain(app_spec: "str | None", queue: str, yes: bool) -> None:
     """Remove every pending job of QUEUE (recorded as cancelled)."""
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="existing")
     app.huey(queue)
     if not yes and sys.stdin.isatty():
         click.confirm("Cancel every pending job of %s?" % queue, abort=True)
     click.echo("%s drained: %d jobs cancelled" % (queue, app.drain(queue)))
+
+
+@main.command()
+@_profile_option
+@_app_option()
+@click.option("--state", "-s", type=click.Choice(["failed", "dead"]),
+              help="Only failed (or dead) jobs; both when not given.")
+@click.option("--queue", "-q", help="Only this queue.")
+@_search_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+def delete(app_spec: "str | None", state: "str | None", queue: "str | None",
+           task: "str | None", id_prefix: "str | None", error: "str | None",
+           since: "str | None", until: "str | None", yes: bool) -> None:
+    """Delete the failed or dead jobs that match (their records, history,
+    results and kept messages); asks first."""
+    search = _search(task, id_prefix, error, since, until)
+    if not state and not queue and not any(search.values()):
+        raise click.UsageError("choose the jobs to delete: --state "
+                               "failed|dead, --task, --queue, --id ...")
+    _bulk(app_spec, "delete", state, queue, search, yes)
 
 
 # ---------------------------------------------------------------- profiles
@@ -448,7 +611,7 @@ def doctor(app_spec: "str | None", as_json: bool,
            require_runtime: bool) -> None:
     """Check the backend, store, runtime and profile; exit 1 on errors."""
     from hueyq import health
-    app = _open_app(app_spec, require_secret=False)
+    app = _open_app(app_spec, require_secret=False, access="read")
     report = health.check(app, require_runtime=require_runtime)
     if as_json:
         _json(report.as_dict())
@@ -490,9 +653,13 @@ def systemd(app_spec: str, user: "str | None", web: bool, install: bool,
     # Resolve data paths as the service will see them (StateDirectory=hueyq).
     env = dict(os.environ, STATE_DIRECTORY="/var/lib/hueyq")
     profile = load_profile(select(profile_arg), env=env)
+    workdir = os.path.abspath(workdir or ".")
+    if user:
+        units_module.check_user(user)
+    units_module.check_app(app_spec, workdir)
     found = units_module.units(profile, profile_arg, app_spec, user=user,
                                web=web, executable=executable,
-                               workdir=os.path.abspath(workdir or "."))
+                               workdir=workdir)
     if not install:
         for unit in found:
             click.echo("# ---- %s" % unit.name)

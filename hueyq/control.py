@@ -20,6 +20,11 @@ from hueyq.store import FINISHED
 
 #: Job states that ``retry`` accepts.
 RETRYABLE = ("failed", "cancelled", "dead", "expired")
+#: Job states that bulk retry and bulk delete act on.
+BULK_STATES = ("failed", "dead")
+#: Most jobs one bulk retry or delete acts on (newest first); run it again
+#: for the rest.
+BULK_LIMIT = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +36,28 @@ class CancelResult:
 
     def __str__(self) -> str:
         return "%s %s: %s" % (self.job_id, self.state, self.detail)
+
+
+@dataclasses.dataclass(frozen=True)
+class BulkResult:
+    """What a bulk retry or delete did: of ``matched`` jobs, ``done`` were
+    retried (or deleted), ``skipped`` could not be (job id and why), and
+    ``remaining`` were beyond :data:`BULK_LIMIT`."""
+    action: str
+    matched: int
+    done: int
+    skipped: "tuple[dict, ...]"
+    remaining: int
+
+    def __str__(self) -> str:
+        verb = "retried" if self.action == "retry" else "deleted"
+        text = "%d of %d matching jobs %s" % (self.done, self.matched, verb)
+        if self.skipped:
+            text += ", %d skipped (%s)" % (len(self.skipped),
+                                           self.skipped[0]["detail"])
+        if self.remaining:
+            text += "; %d more match: run it again" % self.remaining
+        return text
 
 
 def _action(app, queue: str, action: str, by: str, reason: str) -> None:
@@ -164,6 +191,78 @@ def retry(app, job_id: str):
                            "by retention)" % job_id)
     app.enqueue_raw(queue, payload)
     return app.job(job_id)
+
+
+def bulk_states(state: "str | None") -> "tuple[str, ...]":
+    """The states a bulk action with ``state`` acts on: failed and dead
+    jobs, or one of the two; InvalidState for any other."""
+    if state is None:
+        return BULK_STATES
+    if state not in BULK_STATES:
+        raise InvalidState("bulk retry and delete act on failed or dead "
+                           "jobs, not %s ones" % state)
+    return (state,)
+
+
+def matching(app, state: "str | None" = None, queue: "str | None" = None,
+             limit: "int | None" = None, **filters
+             ) -> "tuple[int, list[dict]]":
+    """(how many, the newest ``limit`` rows, :data:`BULK_LIMIT` by default)
+    of the failed or dead jobs that match ``filters`` (those of
+    :meth:`hueyq.App.jobs`)."""
+    states = bulk_states(state)
+    limit = BULK_LIMIT if limit is None else limit
+    search = app.job_filters(**filters)
+    if queue is not None:
+        app.huey(queue)
+    count = app.store.count(queue=queue, states=states, **search)
+    rows = app.store.jobs(queue=queue, states=states, limit=limit, **search)
+    return count, rows
+
+
+def retry_many(app, state: "str | None" = None, queue: "str | None" = None,
+               **filters) -> BulkResult:
+    """Retry the failed or dead jobs matching the filters (at most
+    :data:`BULK_LIMIT`, newest first); one control event records it."""
+    count, rows = matching(app, state, queue, **filters)
+    done, skipped = 0, []
+    for row in rows:
+        try:
+            retry(app, row["id"])
+            done += 1
+        except (InvalidState, JobNotFound) as exc:
+            skipped.append({"job_id": row["id"], "detail": str(exc)})
+    result = BulkResult("retry", count, done, tuple(skipped),
+                        max(0, count - len(rows)))
+    _action(app, queue, "retry", "user", _describe(result, state, filters))
+    return result
+
+
+def delete_many(app, state: "str | None" = None, queue: "str | None" = None,
+                **filters) -> BulkResult:
+    """Delete the failed or dead jobs matching the filters (at most
+    :data:`BULK_LIMIT`, newest first): their records, history, results and
+    kept messages; one control event records it."""
+    count, rows = matching(app, state, queue, **filters)
+    by_queue: "dict[str, list[str]]" = {}
+    for row in rows:
+        by_queue.setdefault(row["queue"], []).append(row["id"])
+    for name, ids in by_queue.items():
+        if name in app.queues:
+            app.storage(name).delete_dead(ids)
+            for job_id in ids:
+                app.huey(name).delete(job_id)
+    done = app.store.delete_jobs(row["id"] for row in rows)
+    result = BulkResult("delete", count, done, (), max(0, count - len(rows)))
+    _action(app, queue, "delete", "user", _describe(result, state, filters))
+    return result
+
+
+def _describe(result: BulkResult, state: "str | None", filters: dict) -> str:
+    words = ["%s=%s" % (k, v) for k, v in sorted(filters.items())
+             if v not in (None, "")]
+    return "%d %s jobs%s" % (result.done, state or "failed or dead",
+                             " (%s)" % " ".join(words) if words else "")
 
 
 def _event(app, queue: str, job_id: str, task: str, signal: str,

@@ -12,12 +12,12 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import click
 
 import hueyq
+from hueyq.runtime import python_command
 
 app = hueyq.App()
 
@@ -96,18 +96,29 @@ def main(count: int = 8, timeout: float = 120.0) -> int:
     log_path = _log_path()
     with open(log_path, "ab") as log:
         runtime = subprocess.Popen(
-            [sys.executable, "-m", "hueyq", "run", "--app", "hueyq.demo"],
+            python_command("hueyq", "run", "--app", "hueyq.demo"),
             stdout=log, stderr=subprocess.STDOUT)
     click.echo("started the runtime (pid %d); its log: %s" % (runtime.pid,
                                                              log_path))
     try:
         finished = _follow(ids, runtime, timeout)
     finally:
-        if runtime.poll() is None:
+        stopped = runtime.poll() is None
+        if stopped:
             runtime.send_signal(signal.SIGTERM)
         code = runtime.wait(60)
-    click.echo("runtime stopped with SIGTERM, exit status %d" % code)
-    return _report(jobs, finished and code == 0)
+    if stopped:
+        click.echo("runtime stopped with SIGTERM, exit status %d" % code)
+    else:
+        click.echo("the runtime exited early with %s; its log: %s"
+                   % (_exit_text(code), log_path), err=True)
+    return _report(jobs, finished and stopped and code == 0)
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        return "signal %s" % signal.Signals(-code).name
+    return "exit status %d" % code
 
 
 def _log_path() -> str:
@@ -125,8 +136,6 @@ def _follow(ids: list, runtime: subprocess.Popen, timeout: float) -> bool:
     last = None
     while time.monotonic() < deadline:
         if runtime.poll() is not None:
-            click.echo("the runtime exited early (status %s); see its log"
-                       % runtime.returncode, err=True)
             return False
         states = {}
         for job_id in ids:

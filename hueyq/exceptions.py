@@ -37,6 +37,10 @@ class JobNotFound(HueyqError, KeyError):
         return Exception.__str__(self)
 
 
+class AlreadyRunning(HueyqError):
+    """Another runtime of the same app already works on this backend."""
+
+
 class InvalidState(HueyqError):
     """The job or queue is in a state that does not allow the operation."""
 

@@ -141,6 +141,32 @@ def _str_list(value: Any) -> "tuple[str, ...]":
     return tuple(value)
 
 
+def check_bind(value: Any) -> str:
+    """A gunicorn bind address: ``host:port``, ``[v6]:port``, ``unix:path``
+    or ``fd://N``, with a port gunicorn can listen on."""
+    bind = _str(value).strip()
+    if bind.startswith("unix:"):
+        if not bind[len("unix:"):]:
+            raise ValueError("a unix: bind needs a socket path")
+        return bind
+    if bind.startswith("fd://"):
+        if not bind[len("fd://"):].isdigit():
+            raise ValueError("an fd:// bind needs a file descriptor number, "
+                             "got %r" % bind)
+        return bind
+    if bind.startswith("["):
+        host, _, rest = bind[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = bind.rpartition(":")
+    if not host or not port:
+        raise ValueError("expected HOST:PORT (such as 127.0.0.1:8787), got %r"
+                         % bind)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("port %s out of range in %r (1-65535)" % (port, bind))
+    return bind
+
+
 def _backend_url(value: Any) -> str:
     url = _str(value)
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
@@ -282,7 +308,7 @@ class MemoryConfig:
 @dataclass(frozen=True)
 class WebConfig:
     """The web UI and JSON API."""
-    bind: str = _f(defaults.WEB_BIND, _str)
+    bind: str = _f(defaults.WEB_BIND, check_bind)
     token: "str | None" = _f(None, _token)
     read_only: bool = _f(False, _bool)
     workers: int = _f(defaults.WEB_WORKERS, _int(1))
@@ -620,16 +646,23 @@ def _field_parser(path: tuple) -> "Callable | None":
     return None
 
 
-def data_dir(env: Mapping[str, str]) -> str:
-    """Default data directory: systemd state dir, /var/lib/hueyq, or XDG."""
+#: The service's data directory (systemd's ``StateDirectory=hueyq``).
+SYSTEM_DATA_DIR = "/var/lib/hueyq"
+
+
+def data_dir(env: Mapping[str, str], system: str = SYSTEM_DATA_DIR) -> str:
+    """Default data directory: systemd state dir, /var/lib/hueyq, or XDG.
+
+    Once the service's directory exists, every user gets it, writable or
+    not: a login user then reads the service's queues (or is told the files
+    are not theirs to read), never a fresh private database of their own.
+    """
     if env.get("HUEYQ_DATA_DIR"):
         return env["HUEYQ_DATA_DIR"]
     if env.get("STATE_DIRECTORY"):
         return env["STATE_DIRECTORY"].split(":")[0]
-    system = "/var/lib/hueyq"
-    if (hasattr(os, "geteuid") and os.geteuid() == 0) or (
-            os.path.isdir(system) and os.access(system, os.W_OK)):
-        # Root, or the service's own user in a shell: the service's files.
+    if (hasattr(os, "geteuid") and os.geteuid() == 0) or \
+            os.path.lexists(system):
         return system
     xdg = env.get("XDG_DATA_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "share")

@@ -18,6 +18,8 @@ late buffered write cannot move a job back in time.
 
 import logging
 import math
+import os
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ from typing import Any, Iterable
 import peewee
 from huey.contrib import stats as huey_stats
 
-from hueyq.exceptions import StoreUnavailable
+from hueyq import files
+from hueyq.exceptions import ConfigurationError, StoreUnavailable
 from hueyq.profile import redact_url, sqlite_path
 
 logger = logging.getLogger("hueyq.store")
@@ -48,6 +51,8 @@ _JOB_COLUMNS = ("id", "app", "task", "queue", "state", "priority", "attempts",
 _DELTA_COLUMNS = ("attempts",)
 #: Rows a recorder keeps for a store that does not answer.
 _MAX_BUFFER = 100_000
+#: Newest jobs an error-text search looks through (text has no index).
+ERROR_WINDOW = 10_000
 
 
 class _Job(peewee.Model):
@@ -83,7 +88,9 @@ class _Job(peewee.Model):
                    (("app", "queue", "finished_at", "state", "duration"),
                     False),
                    (("app", "enqueued_at"), False),
-                   (("state", "updated_at"), False))
+                   (("state", "updated_at"), False),
+                   # Searches by task name, newest first.
+                   (("app", "task", "enqueued_at"), False))
 
 
 class _WatchdogEvent(peewee.Model):
@@ -117,7 +124,7 @@ class Job:
     error: "str | None" = None
     traceback: "str | None" = None
     reason: "str | None" = None
-    created_at: "float | None" = None
+    enqueued_at: "float | None" = None
     started_at: "float | None" = None
     finished_at: "float | None" = None
     updated_at: "float | None" = None
@@ -138,6 +145,14 @@ class Job:
     waiting: "str | None" = None
     history: "tuple[dict, ...]" = field(default=(), repr=False)
 
+    @property
+    def created_at(self) -> "float | None":
+        """Deprecated name of :attr:`enqueued_at`."""
+        import warnings
+        warnings.warn("Job.created_at is deprecated; use Job.enqueued_at",
+                      DeprecationWarning, stacklevel=2)
+        return self.enqueued_at
+
     def as_dict(self) -> dict:
         """The job as strict JSON-ready data (hueyq.preview.plain: bounded,
         non-finite numbers as "NaN", "Infinity", "-Infinity")."""
@@ -148,26 +163,83 @@ class Job:
         return plain(out)
 
 
-def open_database(url: str) -> peewee.Database:
+class _ExistingSqlite(peewee.SqliteDatabase):
+    """A store file that must already exist (``files.EXISTING``/``READ``);
+    while it does not, an empty in-memory store stands in, so a look at a
+    runtime that never recorded a job shows none instead of creating a file.
+    """
+
+    def __init__(self, path: str, access: str) -> None:
+        self.path, self.access = path, access
+        #: DDL of the store's tables, for the stand-in (set by the Store).
+        self.schema: "list[str]" = []
+        self._standins: "set[int]" = set()
+        super().__init__(path, timeout=10)
+
+    def _connect(self):
+        problem = files.missing_reason(self.path, "job store")
+        if problem is not None and not problem.startswith("no "):
+            raise peewee.OperationalError(problem)
+        if problem is not None:
+            conn = sqlite3.connect(":memory:", check_same_thread=False,
+                                   isolation_level=None)
+            for sql in self.schema:
+                conn.execute(sql)
+            self._standins.add(id(conn))
+            return conn
+        conn = files.connect(self.path, self.access, 10.0)
+        conn.execute("pragma busy_timeout=10000")
+        return conn
+
+    def _close(self, conn) -> None:
+        self._standins.discard(id(conn))
+        super()._close(conn)
+
+    def refresh(self) -> None:
+        """Leave the stand-in once the file exists."""
+        if not self.is_closed() and id(self.connection()) in self._standins \
+                and os.path.exists(self.path):
+            self.close()
+
+
+def open_database(url: str, access: str = files.CREATE) -> peewee.Database:
     """A peewee database for a ``sqlite://`` or ``postgresql://`` URL."""
     if url.lower().startswith("sqlite:"):
-        from hueyq.backends.sqlite import create_database_file
         path = sqlite_path(url)
-        create_database_file(path)
+        if access != files.CREATE:
+            return _ExistingSqlite(path, access)
+        files.create_private(path)
         return peewee.SqliteDatabase(path, timeout=10, pragmas={
             "journal_mode": "wal", "synchronous": "normal",
             "busy_timeout": 10000})
+    check_driver(url)
     return peewee.PostgresqlDatabase(url.replace("postgres://",
                                                  "postgresql://", 1))
+
+
+def check_driver(url: str, source: str = "") -> None:
+    """ConfigurationError unless the driver of the store ``url`` is
+    installed (``source`` names the profile in the message)."""
+    if url.lower().startswith("sqlite:"):
+        return
+    try:
+        import psycopg2  # noqa: F401 - peewee's PostgreSQL driver
+    except ImportError:
+        raise ConfigurationError(
+            "%sstore.url: the PostgreSQL job store needs its driver: pip "
+            "install 'hueyq[postgres]'" % ("%s: " % source if source else "")
+        ) from None
 
 
 class Store:
     """Reads and writes jobs, history and watchdog events of one app."""
 
-    def __init__(self, url: str, app_name: str, create: bool = True) -> None:
+    def __init__(self, url: str, app_name: str, create: bool = True,
+                 access: str = files.CREATE) -> None:
         self.url = url
         self.app_name = app_name
-        self.db = open_database(url)
+        self.access = access
+        self.db = open_database(url, access)
         meta = {"database": self.db}
         self.Job = type("Job", (_Job,), {"Meta": type("Meta", (), dict(
             meta, table_name="hueyq_job"))})
@@ -177,7 +249,9 @@ class Store:
             "Meta": type("Meta", (), dict(meta,
                                           table_name="hueyq_watchdog_event"))})
         self._lock = threading.Lock()
-        if create:
+        if isinstance(self.db, _ExistingSqlite):
+            self.db.schema = self._schema_sql()
+        if create and access == files.CREATE:
             self.create_tables()
 
     def __repr__(self) -> str:
@@ -195,6 +269,18 @@ class Store:
         except peewee.PeeweeException as exc:
             raise StoreUnavailable("job store %s: %s"
                                    % (redact_url(self.url), exc)) from None
+
+    def _schema_sql(self) -> "list[str]":
+        """The DDL of this store's tables and indexes, read off a scratch
+        in-memory database."""
+        scratch = peewee.SqliteDatabase(":memory:")
+        models = [self.Job, self.Event, self.WatchdogEvent]
+        with scratch.bind_ctx(models):
+            scratch.create_tables(models)
+            rows = scratch.execute_sql("select sql from sqlite_master where "
+                                       "sql is not null").fetchall()
+        scratch.close()
+        return [sql for (sql,) in rows]
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -334,22 +420,134 @@ class Store:
 
     def jobs(self, queue: "str | None" = None, state: "str | None" = None,
              limit: int = 50, before: "float | None" = None,
-             queues: "Iterable[str] | None" = None) -> "list[dict]":
-        """Stored jobs, newest first (by enqueue time), ``before`` a cursor."""
+             queues: "Iterable[str] | None" = None, *,
+             states: "Iterable[str] | None" = None,
+             tasks: "Iterable[str] | None" = None,
+             id_prefix: "str | None" = None, error: "str | None" = None,
+             since: "float | None" = None, until: "float | None" = None
+             ) -> "list[dict]":
+        """Stored jobs, newest first (by enqueue time), ``before`` a cursor.
+
+        Every filter narrows: ``queue`` (or any of ``queues``), ``state`` (or
+        any of ``states``), ``tasks`` (exact full names), ``id_prefix``,
+        ``since <= enqueued_at < until``. ``error`` is a case-insensitive
+        substring of the error or reason, searched among the newest
+        :data:`ERROR_WINDOW` jobs that match the other filters (text has no
+        index)."""
+        if tasks is not None and len(list(tasks)) > 1 and not error:
+            # One indexed read per name (each walks its own index range in
+            # order), merged: an IN list would sort every match.
+            found = []
+            for name in tasks:
+                found += self.jobs(queue, state, limit, before, queues,
+                                   states=states, tasks=[name],
+                                   id_prefix=id_prefix, since=since,
+                                   until=until)
+            found.sort(key=lambda r: (r["enqueued_at"] or 0, r["id"]),
+                       reverse=True)
+            return found[:limit]
         Job = self.Job
-        query = Job.select(*[getattr(Job, c) for c in _JOB_COLUMNS
-                             if c != "payload"]).where(Job.app == self.app_name)
-        if queue is not None:
-            query = query.where(Job.queue == queue)
-        elif queues is not None:
-            query = query.where(Job.queue.in_(list(queues)))
-        if state is not None:
-            query = query.where(Job.state == state)
-        if before is not None:
-            query = query.where(Job.enqueued_at < before)
-        query = query.order_by(Job.enqueued_at.desc(), Job.id.desc())
+        where = self._filters(queue, state, before, queues, states, tasks,
+                              id_prefix, since, until)
+        order = (Job.enqueued_at.desc(), Job.id.desc())
+        columns = [getattr(Job, c) for c in _JOB_COLUMNS if c != "payload"]
+        if error:
+            ids = self._matching_error(where, error, limit)
+            if not ids:
+                return []
+            # Compared through an expression, the app leaves the primary
+            # key as the index read.
+            where = [Job.app.concat("") == self.app_name, Job.id.in_(ids)]
+        query = Job.select(*columns).where(*where).order_by(*order)
         return [normalize(r) for r in
                 self._read(lambda: list(query.limit(limit).dicts()))]
+
+    def count(self, queue: "str | None" = None, state: "str | None" = None,
+              *, states: "Iterable[str] | None" = None,
+              tasks: "Iterable[str] | None" = None,
+              id_prefix: "str | None" = None, error: "str | None" = None,
+              since: "float | None" = None, until: "float | None" = None
+              ) -> int:
+        """How many stored jobs :meth:`jobs` would list with no limit."""
+        if tasks is not None and len(list(tasks)) > 1 and not error:
+            return sum(self.count(queue, state, states=states, tasks=[name],
+                                  id_prefix=id_prefix, since=since,
+                                  until=until) for name in tasks)
+        Job = self.Job
+        where = self._filters(queue, state, None, None, states, tasks,
+                              id_prefix, since, until)
+        if error:
+            return len(self._matching_error(where, error, ERROR_WINDOW))
+        return self._read(lambda: Job.select(peewee.fn.COUNT(Job.id))
+                          .where(*where).scalar()) or 0
+
+    def _filters(self, queue, state, before, queues, states, tasks,
+                 id_prefix, since, until) -> list:
+        Job = self.Job
+        where = [Job.app == self.app_name]
+        if queue is not None:
+            where.append(Job.queue == queue)
+        elif queues is not None:
+            where.append(Job.queue.in_(list(queues)))
+        if state is not None:
+            where.append(Job.state == state)
+        elif states is not None:
+            where.append(Job.state.in_(list(states)))
+        if tasks is not None:
+            tasks = list(tasks)
+            where.append(Job.task == tasks[0] if len(tasks) == 1
+                         else Job.task.in_(tasks))
+        if id_prefix:
+            # A range on the primary key (indexed on both databases, where
+            # LIKE is not); the app is compared through an expression no
+            # index serves, so that the range is the index read.
+            where[0] = Job.app.concat("") == self.app_name
+            where += [Job.id >= id_prefix, Job.id < _successor(id_prefix)]
+        if since is not None:
+            where.append(Job.enqueued_at >= since)
+        if until is not None:
+            where.append(Job.enqueued_at < until)
+        if before is not None:
+            where.append(Job.enqueued_at < before)
+        return where
+
+    def _matching_error(self, where: list, error: str, limit: int
+                        ) -> "list[str]":
+        Job = self.Job
+        window = (Job.select(Job.id, Job.enqueued_at, Job.error, Job.reason)
+                  .where(*where)
+                  .order_by(Job.enqueued_at.desc(), Job.id.desc())
+                  .limit(ERROR_WINDOW).alias("w"))
+        text = peewee.fn.COALESCE(window.c.error, "").concat(" ").concat(
+            peewee.fn.COALESCE(window.c.reason, ""))
+        query = (peewee.Select([window], [window.c.id])
+                 .where(text.contains(error))
+                 .order_by(window.c.enqueued_at.desc(), window.c.id.desc())
+                 .limit(limit).bind(self.db))
+        return [r[0] for r in self._read(lambda: list(query.tuples()))]
+
+    def get_many(self, job_ids: "Iterable[str]") -> "dict[str, dict]":
+        """Stored rows of these jobs, by id (missing ones left out)."""
+        Job = self.Job
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        columns = [getattr(Job, c) for c in _JOB_COLUMNS if c != "payload"]
+        rows = self._read(lambda: list(Job.select(*columns).where(
+            Job.app == self.app_name, Job.id.in_(ids)).dicts()))
+        return {r["id"]: normalize(r) for r in rows}
+
+    def task_names(self) -> "list[str]":
+        """Every task name in the store, sorted: one index seek per name
+        (a loose scan of the ``(app, task, enqueued_at)`` index)."""
+        rows = self._raw(
+            "with recursive t(name) as (select (select task from hueyq_job "
+            "where app = %s and task is not null order by task limit 1) "
+            "union all select (select task from hueyq_job where app = %s and"
+            " task > t.name order by task limit 1) from t where t.name is "
+            "not null) select name from t where name is not null",
+            (self.app_name, self.app_name))
+        return [name for (name,) in rows]
 
     def count_states(self, queue: str) -> "dict[str, int]":
         """Jobs of a queue per state, over the whole store."""
@@ -404,6 +602,32 @@ class Store:
                 series[min(int(index), minutes - 1)] += count
         return series
 
+    def series(self, queue: str, start: float, bucket: int, buckets: int
+               ) -> dict:
+        """Per bucket of ``bucket`` seconds from ``start``, oldest first:
+        jobs that ended ``complete`` and ``failed``, and the mean and longest
+        run time of the completions. One grouped read of the (app, queue,
+        finished_at, state, duration) index."""
+        out = {"complete": [0] * buckets, "failed": [0] * buckets,
+               "mean_runtime": [None] * buckets,
+               "max_runtime": [None] * buckets}
+        rows = self._raw(
+            "select cast(finished_at - %s as integer) / %s, state, count(*), "
+            "avg(duration), max(duration) from hueyq_job where app = %s and "
+            "queue = %s and finished_at > %s and finished_at <= %s and state "
+            "in ('complete', 'failed') group by 1, 2",
+            (start, int(bucket), self.app_name, queue, start,
+             start + bucket * buckets))
+        for index, state, count, mean, longest in rows:
+            if index is None:
+                continue
+            i = min(max(int(index), 0), buckets - 1)
+            out[state][i] += count
+            if state == "complete" and mean is not None:
+                out["mean_runtime"][i] = float(mean)
+                out["max_runtime"][i] = float(longest)
+        return out
+
     def _raw(self, sql: str, params: tuple) -> list:
         """Rows of a read written for both databases (``%s`` markers)."""
         if not isinstance(self.db, peewee.PostgresqlDatabase):
@@ -431,6 +655,8 @@ class Store:
 
     def _read(self, query):
         try:
+            if isinstance(self.db, _ExistingSqlite):
+                self.db.refresh()
             return query()
         except peewee.PeeweeException as exc:
             self._reset()
@@ -507,6 +733,11 @@ def merge_changes(changes: Iterable[dict]) -> "list[dict]":
             elif value is not None:
                 current[key] = value
     return list(merged.values())
+
+
+def _successor(prefix: str) -> str:
+    """The smallest string above every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _row(job: dict) -> tuple:

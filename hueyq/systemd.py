@@ -24,8 +24,11 @@ from hueyq.profile import Profile, sqlite_path
 
 #: Where --install writes units.
 UNIT_DIR = "/etc/systemd/system"
-#: Headroom for the supervisor, consumers' interpreters and page cache.
-MEMORY_OVERHEAD = 256 << 20
+#: What MemoryMax= allows beyond the queues' budgets: the supervisor (in
+#: no queue's budget) and the moment the watchdog needs to act on a queue
+#: that went over its memory_limit. Everything above MemoryMax= is left to
+#: the operating system and other services.
+MEMORY_OVERHEAD = 192 << 20
 #: Seconds systemd waits for READY and for a WATCHDOG ping.
 WATCHDOG_SEC = 30
 
@@ -46,12 +49,48 @@ def hueyq_executable() -> str:
 
 
 def memory_max(profile: Profile) -> "int | None":
-    """A MemoryMax= a tenth above the budgets plus fixed headroom, rounded
-    up to MiB; None when a queue has no memory_limit."""
+    """MemoryMax=: the sum of the queues' budgets plus MEMORY_OVERHEAD,
+    rounded up to MiB; None when a queue has no memory_limit. On the
+    ``jetson`` profile that is 6.5 GiB + 192 MiB, leaving 1.1 GiB of an
+    8 GiB device to the operating system."""
     budget = profile.memory_budget()
     if budget is None:
         return None
-    return int(math.ceil((budget * 1.1 + MEMORY_OVERHEAD) / (1 << 20))) << 20
+    return int(math.ceil((budget + MEMORY_OVERHEAD) / (1 << 20))) << 20
+
+
+def check_app(app_spec: str, workdir: str) -> None:
+    """ConfigurationError unless ``app_spec`` imports from ``workdir`` (as
+    the unit will run it) and holds an App; nothing is created meanwhile."""
+    from hueyq import files
+    from hueyq.app import load_app
+    from hueyq.exceptions import ConfigurationError
+    _check_value("--app", app_spec)
+    _check_value("--workdir", workdir)
+    if workdir not in sys.path:
+        sys.path.insert(0, workdir)
+    try:
+        with files.access(files.READ):
+            load_app(app_spec)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # the user's module may raise anything
+        raise ConfigurationError("--app: importing %s from %s failed: %s: %s"
+                                 % (app_spec, workdir, type(exc).__name__,
+                                    exc)) from None
+
+
+def check_user(user: str) -> None:
+    """ConfigurationError unless ``user`` exists on this machine."""
+    import pwd
+    from hueyq.exceptions import ConfigurationError
+    _check_value("--user", user)
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigurationError("--user: no user %r on this machine (create "
+                                 "it first: sudo useradd --system %s)"
+                                 % (user, user)) from None
 
 
 def units(profile: Profile, profile_arg: str, app_spec: str,

@@ -140,3 +140,86 @@ def test_doctor_flags_an_evicting_redis_and_the_server_profile_refuses_it(tmp_pa
         assert nosecret.returncode == 2 and "requires a secret" in nosecret.stderr
     finally:
         server.stop()
+
+
+def typed(text, *args, env=None, cwd=None):
+    """The command with ``text`` typed on its standard input."""
+    full = dict(os.environ, PYTHONPATH=str(HERE), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "hueyq", *args], input=text,
+                          capture_output=True, text=True, env=full, cwd=cwd,
+                          timeout=60)
+
+
+def test_status_and_jobs_speak_the_glossarys_words(app, env, tmp_path, inline):
+    app.tasks.fail("x")
+    inline(app, "low").run()
+    waiting = app.tasks.echo("never seen by a consumer")
+    out = cli("status", env=env, cwd=tmp_path).stdout
+    header = next(l for l in out.splitlines() if l.startswith("queue"))
+    assert header.split() == ["queue", "prio", "pending", "scheduled",
+                              "running", "retryable", "paused", "complete/1h",
+                              "failed/1h", "success", "p95"]
+    low = next(l for l in out.splitlines() if l.startswith("low")).split()
+    assert low[5] == "1" and low[8] == "1"       # retryable, failed/1h
+    listed = cli("jobs", env=env, cwd=tmp_path).stdout.splitlines()
+    assert listed[1].split()[:4] == [waiting.id, "echo", "high", "pending"]
+    assert listed[2].split()[3] == "failed"
+    data = json.loads(cli("jobs", "--json", env=env, cwd=tmp_path).stdout)
+    assert data[0]["id"] == waiting.id and "enqueued_at" in data[0]
+    assert "created_at" not in data[0]
+
+
+def test_jobs_search_options(app, env, tmp_path, inline):
+    done = app.tasks.echo("done")
+    inline(app, "high").run()
+    failed = app.tasks.fail("Disk full")
+    inline(app, "low").run()
+    fresh = app.tasks.echo("fresh")
+
+    def listed(*args):
+        result = cli("jobs", "--json", *args, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return [j["id"] for j in json.loads(result.stdout)]
+    assert listed("--task", "echo") == [fresh.id, done.id]
+    assert listed("--id", failed.id[:6]) == [failed.id]
+    assert listed("--error", "DISK") == [failed.id]
+    assert listed("--since", "1h", "--task", "fail") == [failed.id]
+    assert listed("--until", "1h") == []
+    assert listed("--since", str(app.job(fresh.id).enqueued_at)) == [fresh.id]
+    assert listed("--since", "2000-01-01", "--state", "complete") == [done.id]
+    bad = cli("jobs", "--since", "yesterday", env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and "'yesterday' is not a time" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_bulk_retry_and_delete_ask_first(app, env, tmp_path, inline):
+    jobs = [app.tasks.fail("boom") for _ in range(3)]
+    inline(app, "low").run()
+    no = typed("n\n", "retry", "--state", "failed", "--task", "fail",
+               env=env, cwd=tmp_path)
+    assert no.returncode == 1
+    assert "Retry 3 failed jobs matching task=fail? [y/N]" in no.stdout
+    assert {app.job(j.id).state for j in jobs} == {"failed"}
+    yes = typed("y\n", "retry", "--state", "failed", "--task", "fail",
+                env=env, cwd=tmp_path)
+    assert yes.returncode == 0, yes.stderr
+    assert "3 of 3 matching jobs retried" in yes.stdout
+    assert {app.job(j.id).state for j in jobs} == {"pending"}
+    inline(app, "low").run()
+    closed = typed("", "delete", "--state", "failed", env=env, cwd=tmp_path)
+    assert closed.returncode == 1 and app.count_jobs(state="failed") == 3
+    gone = cli("delete", "--state", "failed", "--id", jobs[0].id, "--yes",
+               env=env, cwd=tmp_path)
+    assert gone.returncode == 0 and "1 of 1 matching jobs deleted" in \
+        gone.stdout
+    assert app.count_jobs(state="failed") == 2
+    assert cli("delete", "--yes", "--state", "dead", env=env,
+               cwd=tmp_path).stdout == "no dead jobs match\n"
+    nothing = cli("delete", "--yes", env=env, cwd=tmp_path)
+    assert nothing.returncode == 2 and "choose the jobs" in nothing.stderr
+    both = cli("retry", jobs[1].id, "--state", "failed", env=env, cwd=tmp_path)
+    assert both.returncode == 2 and "not both" in both.stderr
+    wrong = cli("retry", "--state", "complete", env=env, cwd=tmp_path)
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    actions = [e["action"] for e in app.store.watchdog_events(limit=5)]
+    assert actions[:2] == ["delete", "retry"]

@@ -213,12 +213,62 @@ def test_queue_stats_after_work(full_app, inline):
     inline(app, "high").run()
     inline(app, "low").run()
     stats = app.queue_stats()
-    assert stats["high"]["completed"] == 6 and stats["high"]["failed"] == 0
+    assert stats["high"]["complete_recent"] == 6
+    assert stats["high"]["failed_recent"] == 0
     assert stats["high"]["success_rate"] == 1.0
     assert stats["high"]["p95_runtime"] is not None
-    assert stats["low"]["failed"] == 1 and stats["low"]["success_rate"] == 0.0
-    assert stats["low"]["dead"] == 1
+    assert stats["low"]["failed_recent"] == 1
+    assert stats["low"]["success_rate"] == 0.0
+    assert stats["low"]["retryable"] == 1  # the failed job's kept message
     listed = app.jobs(queue="high", limit=3)
     assert len(listed) == 3 and all(j.state == "complete" for j in listed)
     assert [j.id for j in app.jobs(state="failed")] == \
         [app.jobs(queue="low")[0].id]
+
+
+def test_bulk_retry_and_delete_of_the_matching_failed_jobs(full_app, inline):
+    app = full_app
+    boom = [app.tasks.fail("boom %d" % i) for i in range(3)]
+    other = app.tasks.fail("disk full")
+    kept = app.tasks.chore("/dev/null", "t")
+    inline(app, "low").run(limit=4)
+    assert app.queue_stats()["low"]["retryable"] == 4
+    with pytest.raises(InvalidState, match="failed or dead"):
+        app.retry_matching(state="complete")
+    result = app.retry_matching(state="failed", error="boom")
+    assert (result.action, result.matched, result.done, result.remaining) == \
+        ("retry", 3, 3, 0)
+    assert {app.job(j.id).state for j in boom} == {"pending"}
+    assert app.job(other.id).state == "failed"
+    event = app.store.watchdog_events(limit=1)[0]
+    assert (event["action"], event["reason"]) == (
+        "retry", "user: 3 failed jobs (error=boom)")
+    inline(app, "low").run()       # the three fail again, the chore runs
+    assert app.job(kept.id).state == "complete"
+    assert app.count_jobs(state="failed") == 4
+    gone = app.delete_matching(state="failed", task="fail",
+                               id_prefix=boom[0].id[:8])
+    assert (gone.matched, gone.done) == (1, 1)
+    with pytest.raises(JobNotFound):
+        app.job(boom[0].id)
+    assert app.queue_stats()["low"]["retryable"] == 3
+    rest = app.delete_matching()          # every failed and dead job
+    assert rest.done == 3 and app.count_jobs(state="failed") == 0
+    assert app.queue_stats()["low"]["retryable"] == 0
+    assert app.job(kept.id).state == "complete"
+    assert [e["action"] for e in app.store.watchdog_events(limit=2)] == \
+        ["delete", "delete"]
+    assert app.retry_matching().matched == 0
+
+
+def test_bulk_actions_are_bounded(full_app, inline, monkeypatch):
+    from hueyq import control
+    app = full_app
+    for i in range(5):
+        app.tasks.fail("x%d" % i)
+    inline(app, "low").run()
+    monkeypatch.setattr(control, "BULK_LIMIT", 2)
+    result = app.retry_matching(state="failed")
+    assert (result.matched, result.done, result.remaining) == (5, 2, 3)
+    assert str(result) == ("2 of 5 matching jobs retried; 3 more match: run "
+                           "it again")

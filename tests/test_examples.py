@@ -125,7 +125,7 @@ def test_chat_replies_promptly_while_a_low_backlog_drains(example, runtime,
     assert summary["low_pending_when_chats_done"] > 0, \
         "the chat jobs waited for the low backlog to drain"
     low = app.queue_stats()["low"]
-    assert low["completed"] > 0
+    assert low["complete_recent"] > 0
     print("\nchat enqueue-to-start during a low backlog: p50 %.1f ms, p99 "
           "%.1f ms; %d low jobs still pending"
           % (summary["enqueue_to_start_p50_ms"],
@@ -263,7 +263,7 @@ def test_maintenance_periodic_cleanup_warm_model_and_report(example, runtime):
     report = Path(run(["producer.py", "report"], rt).strip())
     data = json.loads(report.read_text())
     assert report.parent.name == "reports"
-    assert data["queues"]["high"]["completed"] >= 2
+    assert data["queues"]["high"]["complete_recent"] >= 2
     assert rt.terminate() == 0
 
 
@@ -283,8 +283,9 @@ def test_jetson_profile_loads_and_fits_in_8_gb():
     assert all(q.worker_type == "process" for q in profile.queues.values()
                if q.worker_memory_hard), "hard limits need process workers"
     units = subprocess.run([sys.executable, "-m", "hueyq", "systemd",
-                            "--profile", path, "--app", "tasks", "--user",
-                            "hueyq", "--web"], capture_output=True, text=True,
+                            "--profile", path, "--app", "tasks",
+                            "--workdir", str(EXAMPLES / "chat"), "--user",
+                            "daemon", "--web"], capture_output=True, text=True,
                            timeout=60)
     assert units.returncode == 0, units.stderr
     assert "# ---- hueyq-edge.service" in units.stdout

@@ -22,12 +22,24 @@ def cli(*args, env=None, cwd=None):
                           env=dict(os.environ, **(env or {})), timeout=60)
 
 
+def user_project(root) -> str:
+    """A user's project with an App in myproject/tasks.py; its folder."""
+    package = root / "myproject"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text(
+        "import hueyq\napp = hueyq.App()\n\n@app.task()\n"
+        "def chat(text):\n    return text\n")
+    return str(root)
+
+
 @pytest.mark.parametrize("profile, extra", [("jetson", ["--web"]), ("server", [])])
 def test_units_match_the_golden_files(tmp_path, profile, extra):
     env = {"HUEYQ_SECRET": "not-in-the-unit", "HUEYQ_REDIS_URL":
-           "redis://127.0.0.1:6379/0"}
+           "redis://127.0.0.1:6379/0",
+           "PYTHONPATH": user_project(tmp_path / "project")}
     result = cli("systemd", "--profile", profile, "--app", "myproject.tasks",
-                 "--user", "hueyq", "--exec", "/opt/hueyq/bin/hueyq",
+                 "--user", "daemon", "--exec", "/opt/hueyq/bin/hueyq",
                  "--workdir", "/srv/app", *extra, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     golden = GOLDEN / ("%s.units" % profile)
@@ -51,6 +63,9 @@ def test_units_follow_the_profile():
     assert budget == int(6.5 * 1024 ** 3)
     limit = systemd.memory_max(jetson)
     assert "MemoryMax=%dM" % (limit >> 20) in text and limit > budget
+    # The backstop leaves an 8 GB device's operating system over a GiB.
+    assert limit == budget + systemd.MEMORY_OVERHEAD
+    assert 8 * 1024 ** 3 - limit > 1024 ** 3
     assert "ReadWritePaths=/var/lib/hueyq" in text
     assert "ExecStart=/x/hueyq run --profile jetson --app m.tasks" in text
     assert "After=network-online.target hueyq-hueyq.service" in web.text
@@ -61,7 +76,7 @@ def test_install_writes_units_that_systemd_accepts(tmp_path):
         pytest.skip("systemd-analyze is not installed")
     target = tmp_path / "units"
     result = cli("systemd", "--profile", "jetson", "--app", "hueyq.demo",
-                 "--user", "hueyq", "--web", "--install", "--dir", str(target),
+                 "--user", "daemon", "--web", "--install", "--dir", str(target),
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "systemctl enable --now hueyq-hueyq.service hueyq-hueyq-web.service" \
@@ -148,18 +163,24 @@ def test_the_runtime_speaks_the_notify_protocol(notify_socket, profile_path,
 
 @pytest.mark.parametrize("option, value", [
     ("--app", "myproject.tasks\nExecStartPre=/bin/sh -c 'id > /tmp/pwned'"),
-    ("--user", "hueyq\nUser=root"),
+    ("--user", "daemon\nUser=root"),
     ("--user", "two words"),
-    ("--workdir", "/srv/app\n[Service]\nExecStartPost=/bin/true"),
+    ("--workdir", "{project}\n[Service]\nExecStartPost=/bin/true"),
     ("--exec", "/opt/hueyq/bin/hueyq\rUser=root")])
 def test_a_value_that_would_become_a_directive_is_refused(tmp_path, option,
                                                           value):
-    args = {"--app": "myproject.tasks", "--user": "hueyq",
-            "--workdir": "/srv/app", "--exec": "/opt/hueyq/bin/hueyq"}
-    args[option] = value
+    project = user_project(tmp_path / "project")
+    args = {"--app": "myproject.tasks", "--user": "daemon",
+            "--workdir": project, "--exec": "/opt/hueyq/bin/hueyq"}
+    fine = cli("systemd", "--profile", "jetson", *[
+        x for kv in args.items() for x in kv], cwd=project)
+    assert fine.returncode == 0, fine.stderr
+    args[option] = value.format(project=project)
     result = cli("systemd", "--profile", "jetson", *[
-        x for kv in args.items() for x in kv], cwd=tmp_path)
+        x for kv in args.items() for x in kv], cwd=project)
     assert result.returncode == 2, result.stdout
+    assert "control character" in result.stderr or "not a user name" in \
+        result.stderr, result.stderr
     assert option in result.stderr and "Traceback" not in result.stderr
     assert "[Service]" not in result.stdout
 
@@ -172,3 +193,28 @@ def test_units_keep_the_state_directory_private():
                               executable="/x/hueyq", workdir="/w"):
         assert "UMask=0027" in unit.text.splitlines()
         assert "StateDirectoryMode=0750" in unit.text.splitlines()
+
+
+def test_systemd_refuses_an_app_that_does_not_import_and_an_unknown_user(
+        tmp_path):
+    project = user_project(tmp_path / "project")
+    broken = cli("systemd", "--profile", "jetson", "--app", "myproject.nope",
+                 cwd=project)
+    assert broken.returncode == 2
+    assert broken.stderr.count("\n") == 1 and "Traceback" not in broken.stderr
+    assert "--app: cannot import 'myproject.nope'" in broken.stderr
+    (tmp_path / "project" / "myproject" / "bad.py").write_text("1/0\n")
+    raising = cli("systemd", "--profile", "jetson", "--app", "myproject.bad",
+                  cwd=project)
+    assert raising.returncode == 2 and "ZeroDivisionError" in raising.stderr
+    assert raising.stderr.count("\n") == 1
+    nobody = cli("systemd", "--profile", "jetson", "--app", "myproject.tasks",
+                 "--user", "no-such-user-hq", cwd=project)
+    assert nobody.returncode == 2 and nobody.stderr.count("\n") == 1
+    assert "--user: no user 'no-such-user-hq'" in nobody.stderr
+    fine = cli("systemd", "--profile", "jetson", "--app", "myproject.tasks",
+               "--user", "daemon", cwd=project)
+    assert fine.returncode == 0, fine.stderr
+    assert "User=daemon" in fine.stdout
+    # Checking the app created nothing beside the project.
+    assert sorted(os.listdir(project)) == ["myproject"]

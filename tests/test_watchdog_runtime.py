@@ -176,7 +176,7 @@ def test_status_shows_each_worker_memory_and_current_job(
     worker = wait_for(busy, 20, message="a busy medium worker")
     assert worker["jobs"][0]["id"] == long.id
     assert worker["memory"] > 1 << 20 and worker["memory_kind"] in ("pss", "rss")
-    assert worker["hard_limit"] == 1 << 30
+    assert worker["worker_memory_hard"] == 1 << 30
     out = subprocess.run([sys.executable, "-m", "hueyq", "status", "--json"],
                          env=rt.env, cwd=tmp_path, capture_output=True, text=True)
     report = json.loads(out.stdout)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from hueyq import health
-from hueyq.webui import create_app
+from hueyq.webui import STREAM_LIMIT, create_app
 from hueyq.webui.serve import (WebServer, check_bind, gunicorn_options,
                                is_loopback)
 
@@ -61,8 +61,9 @@ def fake_runtime(app, pid=4242, memory=300 << 20, jobs=()):
         "heartbeat": now, "interval": 1.0, "queues": list(app.queues),
         "workers": [{"queue": "high", "pid": pid + 1, "kind": "consumer",
                      "worker_type": "thread", "threads": 2, "memory": memory,
-                     "rss": memory, "memory_kind": "pss", "soft_limit": None,
-                     "hard_limit": 1 << 30, "gpu": None}]}, ttl=60)
+                     "rss": memory, "memory_kind": "pss",
+                     "worker_memory_soft": None,
+                     "worker_memory_hard": 1 << 30, "gpu": None}]}, ttl=60)
 
 
 def events_of(body: str) -> "list[tuple[str, dict]]":
@@ -98,7 +99,7 @@ def test_queues_in_priority_order_with_throughput(app, client, inline):
     doc = response.get_json()
     assert list(doc["queues"]) == list(app.queues)
     high = doc["queues"]["high"]
-    assert high["name"] == "high" and high["completed"] == 3
+    assert high["name"] == "high" and high["complete_recent"] == 3
     assert len(high["throughput"]) == 60 and sum(high["throughput"]) == 3
     assert high["success_rate"] == 1.0 and high["mean_runtime"] is not None
     assert doc["queues"]["medium"]["pending"] == 1
@@ -161,7 +162,7 @@ def test_history_pages_by_before_across_queues(app, client, inline):
     assert len(rest["jobs"]) == 3 and rest["next"] is None
     ids = [j["id"] for j in first["jobs"] + rest["jobs"]]
     assert len(set(ids)) == 8
-    created = [j["created_at"] for j in first["jobs"] + rest["jobs"]]
+    created = [j["enqueued_at"] for j in first["jobs"] + rest["jobs"]]
     assert created == sorted(created, reverse=True)
     only = client.get("/api/jobs?queue=medium&state=complete").get_json()
     assert {j["queue"] for j in only["jobs"]} == {"medium"}
@@ -190,7 +191,8 @@ def test_pages_and_api_stay_bounded_at_scale(make_app, tmp_path, app_name):
 
     queues = client.get("/api/queues").get_json()["queues"]
     assert queues["medium"]["pending"] == 10_000
-    assert queues["low"]["completed"] + queues["low"]["failed"] > 40_000
+    assert queues["low"]["complete_recent"] + queues["low"]["failed_recent"] \
+        > 40_000
     doc = client.get("/api/queues/medium/jobs?state=pending").get_json()
     assert len(doc["jobs"]) == 50 and doc["next"] == {"offset": 50}
     assert [j["id"] for j in doc["jobs"]] == pending[:50]
@@ -266,7 +268,7 @@ def test_workers_with_memory_budgets_and_current_jobs(app, client):
     doc = client.get("/api/workers").get_json()
     worker = doc["workers"][0]
     assert worker["pid"] == 4243 and worker["memory"] == 300 << 20
-    assert worker["hard_limit"] == 1 << 30 and worker["jobs"] == []
+    assert worker["worker_memory_hard"] == 1 << 30 and worker["jobs"] == []
     assert doc["runtimes"][0]["alive"] and "workers" not in doc["runtimes"][0]
 
 
@@ -426,8 +428,9 @@ def test_stream_topics_and_one_job(app, client, inline):
 
 def test_stream_shows_a_change(app, web):
     from hueyq.webui import stream as stream_module
-    body = stream_module.events(app, {"queues": stream_module.TOPICS["queues"]},
-                                interval=0.01, lifetime=5)
+    hub = stream_module.Hub(app, interval=0.01, limit=5)
+    sub = hub.subscribe({"queues": stream_module.TOPICS["queues"]})
+    body = stream_module.events(hub, sub, lifetime=5)
     assert next(body).startswith("retry:")
     first = next(body)
     assert '"pending":0' in first
@@ -435,6 +438,7 @@ def test_stream_shows_a_change(app, web):
     second = next(body)
     assert second.startswith("event: queues") and '"pending":1' in second
     body.close()
+    assert hub.streams == 0
 
 
 # ---------------------------------------------------------------- metrics
@@ -709,7 +713,7 @@ def test_gunicorn_application_is_configured_from_the_profile(app):
     cfg = server.cfg
     assert cfg.bind == [app.profile.web.bind]
     assert cfg.workers == app.profile.web.workers
-    assert cfg.threads == app.profile.web.threads
+    assert cfg.threads == app.profile.web.threads + STREAM_LIMIT
     assert cfg.worker_class_str == "gthread"
     wsgi = server.load()
     assert wsgi.extensions["hueyq"].app is app and wsgi.secret_key == "key"
@@ -802,3 +806,164 @@ def test_sign_in_limiter_counts_per_client_and_in_all():
     for client in ("c", "d", "e"):      # 2 + 3 in the window: everyone
         limiter.failed(client)
     assert limiter.retry_after("z") == 30
+
+
+# ---------------------------------------------------------------- search
+
+def test_the_all_listing_has_jobs_no_consumer_has_seen(app, client, inline):
+    done = app.tasks.echo("done")
+    inline(app, "high").run()
+    fresh = app.tasks.add(1, 2)
+    doc = client.get("/api/jobs").get_json()
+    assert [j["id"] for j in doc["jobs"]] == [fresh.id, done.id]
+    assert [j["state"] for j in doc["jobs"]] == ["pending", "complete"]
+    one = client.get("/api/queues/medium/jobs").get_json()
+    assert [j["id"] for j in one["jobs"]] == [fresh.id]
+    paged = client.get("/api/jobs?limit=1").get_json()
+    assert paged["next"] == {"before": paged["jobs"][0]["enqueued_at"]}
+    rest = client.get("/api/jobs?limit=1&before=%r"
+                      % paged["next"]["before"]).get_json()
+    assert [j["id"] for j in rest["jobs"]] == [done.id]
+
+
+def test_search_terms_of_the_api(app, client, inline):
+    done = app.tasks.echo("done")
+    failed = app.tasks.fail("Disk full")
+    inline(app, "high").run()
+    inline(app, "low").run()
+    fresh = app.tasks.echo("fresh")
+
+    def found(query):
+        response = client.get("/api/jobs?" + query)
+        assert response.status_code == 200, response.get_json()
+        return [j["id"] for j in response.get_json()["jobs"]]
+    assert found("task=echo") == [fresh.id, done.id]
+    assert found("task=echo&state=pending") == [fresh.id]
+    assert found("id=" + failed.id[:7]) == [failed.id]
+    assert found("error=disk") == [failed.id]
+    since = app.job(fresh.id).enqueued_at
+    assert found("since=%r" % since) == [fresh.id]
+    assert found("until=%r" % since) == [failed.id, done.id]
+    assert found("queue=low&state=failed&task=fail") == [failed.id]
+    doc = client.get("/api/queues/high/jobs?task=echo&limit=1").get_json()
+    assert doc["task"] == "echo" and doc["next"] == {
+        "before": doc["jobs"][0]["enqueued_at"]}
+    for bad, word in (("since=today", "since"), ("until=x", "until"),
+                      ("task=" + "x" * 201, "task")):
+        response = client.get("/api/jobs?" + bad)
+        assert response.status_code == 400 and word in \
+            response.get_json()["detail"]
+    tasks = client.get("/api/tasks").get_json()["tasks"]
+    assert app.job(done.id).task in tasks and app.job(failed.id).task in tasks
+
+
+def test_bulk_retry_and_delete_over_the_api(app, client, inline):
+    failed = [app.tasks.fail("boom %d" % i) for i in range(3)]
+    inline(app, "low").run()
+    preview = client.get("/api/jobs/bulk?state=failed&error=boom").get_json()
+    assert (preview["matched"], preview["states"], preview["limit"]) == \
+        (3, ["failed"], 1000)
+    assert client.get("/api/jobs/bulk?state=pending").status_code == 400
+    assert client.post("/api/jobs/bulk/retry?state=failed").status_code == 403
+    assert client.get("/api/jobs/bulk/retry").status_code == 405
+    done = post(client, "/api/jobs/bulk/retry?state=failed&error=boom+1")
+    assert done.status_code == 200
+    assert done.get_json() == {"action": "retry", "matched": 1, "done": 1,
+                               "skipped": [], "remaining": 0}
+    assert app.job(failed[1].id).state == "pending"
+    deleted = post(client, "/api/jobs/bulk/delete?state=failed").get_json()
+    assert (deleted["matched"], deleted["done"]) == (2, 2)
+    assert client.get("/api/jobs/" + failed[0].id).status_code == 404
+    events = client.get("/api/events?limit=2").get_json()["events"]
+    assert [e["action"] for e in events] == ["delete", "retry"]
+    assert events[1]["reason"] == "user: 1 failed jobs (error=boom 1)"
+
+
+def test_bulk_controls_are_refused_read_only(make_app, tmp_path, app_name):
+    app = sqlite_app(make_app, tmp_path, app_name, web={"read_only": True})
+    client = build(app).test_client()
+    for path in ("/api/jobs/bulk/retry", "/api/jobs/bulk/delete"):
+        response = post(client, path + "?state=failed")
+        assert response.status_code == 403
+        assert response.get_json()["error"] == "read_only"
+    assert client.get("/api/jobs/bulk?state=dead").status_code == 200
+
+
+def test_series_per_window(app, client, inline):
+    for i in range(3):
+        app.tasks.echo(i)
+    inline(app, "high").run()
+    for window, bucket, count in (("1h", 60, 60), ("24h", 900, 96),
+                                  ("7d", 3600, 168)):
+        doc = client.get("/api/series?window=" + window).get_json()
+        assert (doc["window"], doc["bucket"]) == (window, bucket)
+        assert doc["end"] - doc["start"] == doc["seconds"] == bucket * count
+        high = doc["queues"]["high"]
+        assert len(high["complete"]) == count and sum(high["complete"]) == 3
+        assert high["complete"][-1] == 3 or high["complete"][-2] == 3
+        assert max(v or 0 for v in high["max_runtime"]) > 0
+        assert list(doc["queues"]) == list(app.queues)
+    one = client.get("/api/series?queue=low").get_json()
+    assert list(one["queues"]) == ["low"]
+    assert client.get("/api/series?window=2h").status_code == 400
+    assert client.get("/api/series?queue=nope").status_code == 404
+
+
+def test_streams_are_bounded_with_a_clear_503(app):
+    client = build(app, HUEYQ_STREAM_LIMIT=2, HUEYQ_STREAM_LIFETIME=30
+                   ).test_client()
+    first = client.get("/api/stream?topics=queues", buffered=False)
+    second = client.get("/api/stream?topics=health", buffered=False)
+    assert first.status_code == second.status_code == 200
+    third = client.get("/api/stream")
+    assert third.status_code == 503
+    assert third.get_json()["error"] == "too_many_streams"
+    assert "2 live streams are open" in third.get_json()["detail"]
+    assert third.headers["Retry-After"] == "5"
+    assert client.get("/api/queues").status_code == 200
+    first.close()
+    again = client.get("/api/stream?topics=health", buffered=False)
+    assert again.status_code == 200
+    lines = []
+    for chunk in again.response:
+        lines.append(chunk.decode() if isinstance(chunk, bytes) else chunk)
+        if "event: health" in lines[-1]:
+            break
+    health = json.loads(lines[-1].split("data: ", 1)[1])
+    assert health["status"] == 503 and health["healthy"] is False
+    second.close()
+    again.close()
+    hub = client.application.extensions["hueyq"].hub
+    assert hub.streams == 0
+
+
+def test_many_streams_share_one_read_per_topic(app, monkeypatch):
+    from hueyq.webui import stream as stream_module
+    reads = []
+    build_queues = stream_module.TOPICS["queues"][0]
+
+    def counted(a):
+        reads.append(time.monotonic())
+        return build_queues(a)
+    monkeypatch.setitem(stream_module.TOPICS, "queues", (counted, 1))
+    hub = stream_module.Hub(app, interval=0.05, limit=50)
+    subs = [hub.subscribe({"queues": stream_module.TOPICS["queues"]})
+            for _ in range(20)]
+    bodies = [stream_module.events(hub, s, lifetime=0.6) for s in subs]
+    first = [next(b) and next(b) for b in bodies]
+    assert all(f.startswith("event: queues") for f in first)
+    assert len(reads) == 1          # twenty streams, one read
+    app.tasks.echo(1)
+    import threading
+    seen = []
+
+    def drain(body):
+        seen.append(sum(1 for text in body if '"pending":1' in text))
+    threads = [threading.Thread(target=drain, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == [1] * 20
+    assert len(reads) <= 0.6 / 0.05 + 2     # one per interval, not per stream
+    assert hub.streams == 0

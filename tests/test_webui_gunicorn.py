@@ -120,3 +120,104 @@ def test_run_with_web_serves_the_ui_beside_the_runtime(web_profile, runtime,
         {"high", "medium", "gpu", "low"}
     assert rt.terminate() == 0
     wait_for(lambda: not up(base + "/api/queues"), 20, message="the web UI to stop")
+
+
+def open_streams(base, count, topics=""):
+    """``count`` real server-sent event connections, each past its headers
+    and first event."""
+    import socket
+    host, port = base.split("//")[1].split(":")
+    query = "?topics=" + topics if topics else ""
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)), timeout=20)
+        sock.sendall(("GET /api/stream%s HTTP/1.1\r\nHost: %s:%s\r\n"
+                      "Accept: text/event-stream\r\n\r\n"
+                      % (query, host, port)).encode())
+        socks.append(sock)
+    for sock in socks:
+        data = b""
+        while b"\r\n\r\n" not in data or b"event: " not in data:
+            chunk = sock.recv(65536)
+            assert chunk, "a stream closed: %r" % data[:200]
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]
+        sock.setblocking(False)
+    return socks
+
+
+def drain_streams(socks, stop):
+    """Read whatever the streams send until ``stop`` is set; returns the
+    bytes each one got."""
+    import selectors
+    got = {s.fileno(): 0 for s in socks}
+    selector = selectors.DefaultSelector()
+    for sock in socks:
+        selector.register(sock, selectors.EVENT_READ)
+    while not stop.is_set():
+        for key, _ in selector.select(0.2):
+            try:
+                got[key.fd] += len(key.fileobj.recv(65536))
+            except BlockingIOError:
+                pass
+    selector.close()
+    return got
+
+
+def timed(url, count=20):
+    import statistics
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        status, _, _ = request(url, timeout=10)
+        times.append((time.perf_counter() - start) * 1000)
+        assert status in (200, 503), (url, status)
+    return statistics.median(times), max(times)
+
+
+def test_a_hundred_open_streams_do_not_starve_the_api(web_profile, tmp_path,
+                                                      make_app, runtime):
+    import threading
+    profile, base = web_profile
+    make_app(profile)
+    rt = runtime(profile)
+    rt.wait_ready()
+    proc, log = start_web(profile, tmp_path, "--app", "apps.basic")
+    socks = []
+    try:
+        wait_for(lambda: up(base + "/api/queues"), 20, message="gunicorn")
+        wait_for(lambda: request(base + "/api/health")[0] == 200, 30,
+                 message="a healthy runtime")
+        before = {path: timed(base + path, 10)
+                  for path in ("/api/queues", "/api/health", "/metrics")}
+        socks = open_streams(base, 100)
+        stop = threading.Event()
+        got = {}
+        reader = threading.Thread(target=lambda: got.update(
+            drain_streams(socks, stop)))
+        reader.start()
+        during = {path: timed(base + path)
+                  for path in ("/api/queues", "/api/health", "/metrics")}
+        stop.set()
+        reader.join(10)
+        print("\nmedian / max ms without streams: %s; with 100 open streams:"
+              " %s" % ({p: "%.1f / %.1f" % v for p, v in before.items()},
+                       {p: "%.1f / %.1f" % v for p, v in during.items()}))
+        for path, (median, _) in during.items():
+            assert median < 100, (path, during)
+        assert len(got) == 100
+        for sock in socks:          # every stream is still open
+            try:
+                assert sock.recv(65536) != b"", "a stream was closed"
+            except BlockingIOError:
+                pass
+    finally:
+        for sock in socks:
+            sock.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

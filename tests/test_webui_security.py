@@ -365,7 +365,7 @@ def test_schemathesis_finds_no_500_and_every_answer_matches_the_schema(
             check()
         except Exception as exc:  # one report for every failing operation
             failures.append("%s: %s" % (operation.label, exc))
-    assert operations == 17
+    assert operations >= 17
     assert not failures, "\n\n".join(failures)
 
 

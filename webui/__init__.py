@@ -22,15 +22,21 @@ STREAM_INTERVAL = 1.0
 #: A stream ends after this long and the browser reconnects, so that no
 #: gunicorn thread is held for ever.
 STREAM_LIFETIME = 300.0
+#: Streams one web server process keeps open at once (each holds a thread;
+#: ``hueyq web`` gives every gunicorn worker this many threads more than
+#: ``web.threads``); past it a stream is answered 503.
+STREAM_LIMIT = 128
 
 
 @dataclasses.dataclass
 class WebState:
-    """What the web app knows: the hueyq App and the web settings."""
+    """What the web app knows: the hueyq App, the web settings, and what
+    the live streams share (:class:`hueyq.webui.stream.Hub`)."""
     app: Any
     token: "str | None"
     read_only: bool
     registry: Any = None
+    hub: Any = None
 
 
 def state() -> WebState:
@@ -55,12 +61,16 @@ def create_app(hueyq_app: Any = None, *, secret_key: "str | None" = None,
     web.config.update(
         SESSION_COOKIE_NAME="hueyq_session", SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax", HUEYQ_STREAM_INTERVAL=STREAM_INTERVAL,
-        HUEYQ_STREAM_LIFETIME=STREAM_LIFETIME)
+        HUEYQ_STREAM_LIFETIME=STREAM_LIFETIME,
+        HUEYQ_STREAM_LIMIT=STREAM_LIMIT)
     web.config.update(config or {})
     settings = hueyq_app.profile.web
     web.secret_key = auth.session_secret(hueyq_app, secret_key)
-    web.extensions["hueyq"] = WebState(app=hueyq_app, token=settings.token,
-                                       read_only=settings.read_only)
+    from hueyq.webui.stream import Hub
+    web.extensions["hueyq"] = WebState(
+        app=hueyq_app, token=settings.token, read_only=settings.read_only,
+        hub=Hub(hueyq_app, web.config["HUEYQ_STREAM_INTERVAL"],
+                web.config["HUEYQ_STREAM_LIMIT"]))
     auth.init_app(web)
     errors.init_app(web)
     metrics.init_app(web)

@@ -13,7 +13,7 @@ import dataclasses
 import flask
 from werkzeug.exceptions import BadRequest
 
-from hueyq import __version__, health
+from hueyq import __version__
 from hueyq.store import STATES
 from hueyq.webui import auth, payloads, state, stream
 
@@ -58,6 +58,21 @@ def _state_arg() -> "str | None":
     return value
 
 
+def _search_args() -> dict:
+    """The search terms of a job listing: task, id (a prefix), error (text),
+    since and until (enqueue times, seconds since the epoch)."""
+    args = flask.request.args
+    terms = {}
+    for word in ("task", "id", "error"):
+        value = (args.get(word) or "").strip()
+        if len(value) > 200:
+            raise BadRequest("%s is longer than 200 characters" % word)
+        terms[word] = value or None
+    terms["since"] = _float_arg("since")
+    terms["until"] = _float_arg("until")
+    return terms
+
+
 # ------------------------------------------------------------------ reads
 
 @bp.get("/queues")
@@ -93,8 +108,37 @@ def _jobs(name: "str | None"):
         _app(), queue=name, state=_state_arg(),
         limit=_int_arg("limit", 50, 1, payloads.MAX_LIMIT),
         before=_float_arg("before"),
-        offset=_int_arg("offset", 0, 0, 100_000))
+        offset=_int_arg("offset", 0, 0, 100_000), **_search_args())
     return payloads.stamped(found)
+
+
+@bp.get("/jobs/bulk")
+def bulk_preview():
+    """How many failed or dead jobs ``POST /api/jobs/bulk/retry|delete``
+    with the same terms would act on."""
+    return payloads.stamped(payloads.bulk_preview(
+        _app(), state=_bulk_state(), queue=_queue_arg(), **_search_args()))
+
+
+@bp.get("/tasks")
+def tasks():
+    """Task names, for searches."""
+    return payloads.stamped(payloads.tasks(_app()))
+
+
+@bp.get("/series")
+def series():
+    """Per queue, completions, failures and run times per bucket over
+    ``?window=1h|24h|7d`` (``?queue=`` for one)."""
+    window = flask.request.args.get("window") or "1h"
+    if window not in payloads.WINDOWS:
+        raise BadRequest("window must be one of %s, got %r"
+                         % (", ".join(payloads.WINDOWS), window))
+    return payloads.stamped(payloads.series(_app(), window, _queue_arg()))
+
+
+def _queue_arg() -> "str | None":
+    return flask.request.args.get("queue") or None
 
 
 @bp.get("/jobs/<job_id>")
@@ -120,8 +164,8 @@ def events():
 @bp.get("/health")
 def health_report():
     """200 when the backend answers and a runtime is alive, else 503."""
-    report = health.check(_app(), require_runtime=True)
-    return report.as_dict(), 200 if report.healthy else 503
+    report = payloads.health(_app())
+    return report, report["status"]
 
 
 @bp.get("/session")
@@ -173,6 +217,43 @@ def retry(job_id: str):
     """Run a failed, cancelled, expired or dead job again."""
     app = _app()
     return payloads.job_dict(app, app.retry(job_id))
+
+
+@bp.post("/jobs/bulk/retry")
+@auth.control
+def bulk_retry():
+    """Retry the failed or dead jobs matching the query's terms (those of
+    ``GET /api/jobs``; ``state`` failed or dead, or none for both), newest
+    first, at most 1,000 at once."""
+    from hueyq import control
+    result = control.retry_many(_app(), **_bulk_args())
+    return payloads.bulk(result)
+
+
+@bp.post("/jobs/bulk/delete")
+@auth.control
+def bulk_delete():
+    """Delete the failed or dead jobs matching the query's terms, as
+    ``bulk/retry`` chooses them: records, history, results, kept messages."""
+    from hueyq import control
+    result = control.delete_many(_app(), **_bulk_args())
+    return payloads.bulk(result)
+
+
+def _bulk_args() -> dict:
+    terms = _search_args()
+    terms["id_prefix"] = terms.pop("id")
+    return dict(terms, state=_bulk_state(), queue=_queue_arg())
+
+
+def _bulk_state() -> "str | None":
+    from hueyq.control import BULK_STATES
+    value = _state_arg()
+    if value is not None and value not in BULK_STATES:
+        raise BadRequest("bulk retry and delete act on failed or dead jobs "
+                         "(state=failed, state=dead, or no state for both), "
+                         "not %s" % value)
+    return value
 
 
 @bp.post("/queues/<name>/pause")

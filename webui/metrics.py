@@ -17,11 +17,11 @@ from prometheus_client.registry import Collector
 
 from hueyq import __version__
 
-#: Backend message states exported per queue.
-_LIVE = ("pending", "scheduled", "running", "dead")
-#: Job outcomes of the last hour exported per queue (stat key, label).
-_RECENT = (("completed", "complete"), ("failed", "failed"),
-           ("cancelled", "cancelled"), ("dead_recent", "dead"))
+#: Live job states exported per queue (``queue_stats`` keys).
+_LIVE = ("pending", "scheduled", "running")
+#: Job states a job ends in, exported per queue for the last hour (the
+#: ``<state>_recent`` keys of ``queue_stats``).
+_FINISHED = ("complete", "failed", "cancelled", "expired", "dead")
 
 
 class HueyqCollector(Collector):
@@ -46,8 +46,15 @@ class HueyqCollector(Collector):
         yield from self._workers(app.workers())
 
     def _queues(self, stats: dict) -> Iterator:
-        jobs = GaugeMetricFamily("hueyq_queue_jobs", "Messages in the backend "
-                                 "by state", labels=["queue", "state"])
+        jobs = GaugeMetricFamily("hueyq_queue_jobs", "Jobs in the backend by "
+                                 "live state", labels=["queue", "state"])
+        retryable = GaugeMetricFamily(
+            "hueyq_queue_retryable", "Messages kept after their job failed, "
+            "was cancelled, drained, expired or died, so it can be retried",
+            labels=["queue"])
+        waiting = GaugeMetricFamily(
+            "hueyq_queue_waiting_for_memory", "Pending jobs (of the next "
+            "1,000) that wait for memory room", labels=["queue"])
         recent = GaugeMetricFamily("hueyq_queue_finished_last_hour",
                                    "Jobs that ended in the last hour, by "
                                    "outcome", labels=["queue", "state"])
@@ -62,14 +69,17 @@ class HueyqCollector(Collector):
         for queue, s in stats.items():
             for state in _LIVE:
                 jobs.add_metric([queue, state], s.get(state, 0))
-            for key, state in _RECENT:
-                recent.add_metric([queue, state], s.get(key) or 0)
+            retryable.add_metric([queue], s.get("retryable", 0))
+            waiting.add_metric([queue], s.get("waiting_for_memory") or 0)
+            for state in _FINISHED:
+                recent.add_metric([queue, state],
+                                  s.get(state + "_recent") or 0)
             paused.add_metric([queue], 1 if s["paused"] else 0)
             if s.get("mean_runtime") is not None:
                 mean.add_metric([queue], s["mean_runtime"])
             if s.get("p95_runtime") is not None:
                 p95.add_metric([queue], s["p95_runtime"])
-        yield from (jobs, recent, paused, mean, p95)
+        yield from (jobs, retryable, waiting, recent, paused, mean, p95)
 
     def _runtimes(self, runtimes: "list[dict]") -> Iterator:
         up = GaugeMetricFamily("hueyq_runtime_up", "1 while a runtime's "

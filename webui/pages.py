@@ -1,4 +1,4 @@
-"""The pages: a dashboard, a queue's jobs, one job.
+"""The pages: a dashboard, a job search, a queue's jobs, one job.
 
 Each page is a shell rendered by Jinja (autoescaped) that the one script,
 ``static/hueyq.js``, fills from the same JSON API scripts use and keeps live
@@ -26,6 +26,14 @@ def queue(name: str):
     state().app.huey(name)
     return flask.render_template("hueyq/queue.html", page="queue",
                                  queue=name, states=STATES)
+
+
+@bp.get("/jobs")
+def jobs():
+    """Every queue's jobs: search by task, id, state, queue, error and time,
+    page by page, and retry or delete the failed or dead ones found."""
+    return flask.render_template("hueyq/jobs.html", page="jobs", queue=None,
+                                 states=STATES)
 
 
 @bp.get("/jobs/<job_id>")

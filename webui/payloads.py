@@ -6,6 +6,8 @@ a script and the page read the same words. Every list takes a limit: nothing
 here reads a whole queue or the whole history.
 """
 
+import dataclasses
+import math
 import time
 
 from hueyq.backends import PAUSE_PREFIX, PENDING, RUNNING, SCHEDULED
@@ -15,6 +17,12 @@ from hueyq.store import Job
 MAX_LIMIT = 500
 #: Live states, paged by offset in the order they will run.
 LIVE_STATES = (PENDING, SCHEDULED, RUNNING)
+#: Chart windows: name -> (seconds, seconds per bucket).
+WINDOWS = {"1h": (3600, 60), "24h": (86400, 900), "7d": (604800, 3600)}
+#: Search terms of a job listing, as the API and the CLI name them, and the
+#: keyword of :meth:`hueyq.App.jobs` each one is.
+SEARCH = (("task", "task"), ("id", "id_prefix"), ("error", "error"),
+          ("since", "since"), ("until", "until"))
 
 
 def queues(app, minutes: int = 60) -> dict:
@@ -41,22 +49,79 @@ def _queue(app, name: str, stats: dict, minutes: int) -> dict:
 
 def jobs(app, queue: "str | None" = None, state: "str | None" = None,
          limit: int = 50, before: "float | None" = None,
-         offset: int = 0) -> dict:
+         offset: int = 0, **search) -> dict:
     """A page of jobs, newest first, and how to ask for the next page:
-    ``{"offset": n}`` for live states, ``{"before": ts}`` for the history."""
+    ``{"offset": n}`` for live states in run order, ``{"before": ts}``
+    otherwise. ``search`` holds the API's terms (task, id, error, since,
+    until)."""
     if queue is not None:
         app.huey(queue)
     limit = max(1, min(limit, MAX_LIMIT))
+    terms = {word: search.get(word) for word, _ in SEARCH}
     found = app.jobs(queue=queue, state=state, limit=limit, before=before,
-                     offset=offset)
+                     offset=offset, **{kw: terms[word] for word, kw in SEARCH})
     following = None
+    in_run_order = state in LIVE_STATES and not any(
+        v not in (None, "") for v in terms.values())
     if len(found) == limit:
-        if state in LIVE_STATES:
+        if in_run_order:
             following = {"offset": offset + limit}
-        elif found[-1].created_at is not None:
-            following = {"before": found[-1].created_at}
-    return {"jobs": [job_dict(app, j) for j in found], "queue": queue,
-            "state": state, "limit": limit, "next": following}
+        elif found[-1].enqueued_at is not None:
+            following = {"before": found[-1].enqueued_at}
+    return dict({"jobs": [job_dict(app, j) for j in found], "queue": queue,
+                 "state": state}, **terms, limit=limit, next=following)
+
+
+def bulk_preview(app, state: "str | None" = None,
+                 queue: "str | None" = None, **search) -> dict:
+    """How many failed or dead jobs a bulk retry or delete with these terms
+    would act on (at most ``limit`` of them at once)."""
+    from hueyq import control
+    states = control.bulk_states(state)
+    if queue is not None:
+        app.huey(queue)
+    matched = app.count_jobs(queue=queue, states=states,
+                             **{kw: search.get(word) for word, kw in SEARCH})
+    return {"matched": matched, "states": list(states),
+            "limit": control.BULK_LIMIT}
+
+
+def bulk(result) -> dict:
+    """What a bulk retry or delete did (a :class:`hueyq.control.BulkResult`)."""
+    out = dataclasses.asdict(result)
+    out["skipped"] = list(out["skipped"])
+    return out
+
+
+def series(app, window: str = "1h", queue: "str | None" = None) -> dict:
+    """Per queue over ``window`` (1h, 24h or 7d), oldest bucket first: jobs
+    that completed and failed per bucket, and the mean and longest run time
+    of the completions, in seconds."""
+    seconds, bucket = WINDOWS[window]
+    names = [queue] if queue else list(app.queues)
+    if queue is not None:
+        app.huey(queue)
+    end = math.ceil(time.time() / bucket) * bucket
+    start = end - seconds
+    count = seconds // bucket
+    return {"window": window, "seconds": seconds, "bucket": bucket,
+            "start": start, "end": end,
+            "queues": {q: app.store.series(q, start, bucket, count)
+                       for q in names}}
+
+
+def tasks(app) -> dict:
+    """Task names: registered in this process's app, and recorded in the
+    store."""
+    return {"tasks": sorted(set(app.task_names())
+                            | set(app.store.task_names()))}
+
+
+def health(app) -> dict:
+    """What ``/api/health`` answers, with the status it answers with."""
+    from hueyq import health as health_module
+    report = health_module.check(app, require_runtime=True)
+    return dict(report.as_dict(), status=200 if report.healthy else 503)
 
 
 def job(app, job_id: str) -> dict:

@@ -5,8 +5,12 @@ application API.
 every gunicorn worker through the environment), builds the App once to read
 its profile and to fail early on a bad ``--app``, refuses an unsafe bind,
 and hands over to gunicorn's arbiter. Workers are forked without the app
-preloaded: each opens its own backend and store connections, and SSE streams
-each hold one of a worker's threads (``web.threads``).
+preloaded: each opens its own backend and store connections. A server-sent
+event stream holds one of a worker's threads while it is open, so each
+worker gets ``web.threads`` threads for requests plus
+:data:`hueyq.webui.STREAM_LIMIT` for streams (which share one poll of the
+backend, :class:`hueyq.webui.stream.Hub`): open streams never starve the
+rest of the API.
 """
 
 import ipaddress
@@ -85,8 +89,9 @@ def check_bind(bind: str, token: "str | None", insecure: bool) -> None:
 
 def gunicorn_options(web) -> dict:
     """gunicorn settings from the profile's ``[web]`` table."""
+    from hueyq.webui import STREAM_LIMIT
     return {"bind": [web.bind], "workers": web.workers,
-            "threads": web.threads, "worker_class": "gthread",
+            "threads": web.threads + STREAM_LIMIT, "worker_class": "gthread",
             "timeout": WORKER_TIMEOUT, "graceful_timeout": GRACEFUL_TIMEOUT,
             "proc_name": "hueyq-web", "errorlog": "-", "loglevel": "info",
             "control_socket_disable": True}
@@ -96,14 +101,18 @@ def run_web(app_spec: "str | None", overrides: "dict | None" = None) -> int:
     """Serve the web UI until stopped; ``app_spec`` is ``module[:attr]`` or
     None for an App built from the profile alone. Returns an exit status."""
     import os
-    from hueyq import logs
+    from hueyq import files, logs
     from hueyq.app import App, load_app
     from hueyq.profile import export_overrides
     export_overrides(overrides or {})
-    hueyq_app = load_app(app_spec) if app_spec else App(require_secret=False)
+    # The web UI changes state (controls) but never creates the files.
+    with files.access(files.EXISTING):
+        hueyq_app = load_app(app_spec) if app_spec else \
+            App(require_secret=False)
     web = hueyq_app.profile.web
     logs.setup(logs.choose_format(None, hueyq_app.profile.runtime.log_format))
     check_bind(web.bind, web.token, web.insecure)
+    hueyq_app.any_storage.ping()
     secret_key = None
     if not web.token and not os.environ.get("HUEYQ_WEB_SECRET_KEY"):
         secret_key = secrets.token_hex(32)  # shared by this server's workers

@@ -1,22 +1,29 @@
 """Live updates: ``GET /api/stream`` as server-sent events.
 
-Each connection polls the backend and the store every
-``HUEYQ_STREAM_INTERVAL`` seconds and sends a topic only when its document
-changed, as an event named after the topic whose data is the same JSON the
-matching API endpoint answers (plus ``now``, the server's clock). A
-comment line every few seconds keeps proxies from closing an idle stream
-and tells a closed one apart. The stream ends after
-``HUEYQ_STREAM_LIFETIME`` (the browser's EventSource reconnects by itself),
-so a gunicorn thread is never held for ever. A backend or store that stops
-answering becomes a ``problem`` event; the stream goes on polling.
+Every stream of one web process shares a :class:`Hub`: once per
+``HUEYQ_STREAM_INTERVAL`` one of the streams (whichever finds the documents
+due first) reads each topic that any stream follows, and every stream sends
+the topics it follows whose document changed, as an event named after the
+topic whose data is the same JSON the matching API endpoint answers (plus
+``now``, the server's clock). So a hundred open tabs cost one read per topic
+per interval, not a hundred, and the rest of the API keeps answering. A
+stream holds one server thread while it is open: the hub admits at most
+``HUEYQ_STREAM_LIMIT`` at once (past that: 503 ``too_many_streams``), a
+comment line every few seconds tells a closed one apart, and each ends after
+``HUEYQ_STREAM_LIFETIME`` (the browser's EventSource reconnects by itself).
+A backend or store that stops answering becomes a ``problem`` event; the
+stream goes on.
 """
 
+import collections
 import json
 import logging
+import threading
 import time
 from typing import Callable, Iterator
 
 import flask
+from werkzeug.exceptions import ServiceUnavailable
 
 from hueyq.exceptions import HueyqError
 from hueyq.webui import payloads
@@ -24,13 +31,14 @@ from hueyq.webui.errors import describe
 
 logger = logging.getLogger("hueyq.webui.stream")
 
-#: Topic -> (document builder, send every N polls).
+#: Topic -> (document builder, read every N intervals).
 TOPICS: "dict[str, tuple[Callable, int]]" = {
     "queues": (payloads.queues, 1),
     "running": (payloads.running, 1),
     "failures": (payloads.failures, 2),
     "workers": (payloads.workers, 2),
     "events": (payloads.events, 3),
+    "health": (payloads.health, 3),
 }
 #: Seconds of silence after which a keep-alive comment is sent.
 KEEPALIVE = 10.0
@@ -38,10 +46,131 @@ KEEPALIVE = 10.0
 RETRY_MS = 1500
 
 
+class TooManyStreams(ServiceUnavailable):
+    """Every stream this web process admits is open."""
+    name = "Too Many Streams"
+
+
+class Subscription:
+    """One open stream: the topics it follows and the versions it sent."""
+
+    def __init__(self, keys: "tuple[str, ...]") -> None:
+        self.keys = keys
+        self.sent: "dict[str, int]" = {}
+        self.closed = False
+
+
+class Hub:
+    """The documents every stream of one web process shares (see the
+    module docstring): at most ``limit`` streams, documents read every
+    ``interval`` seconds by whichever stream finds them due."""
+
+    def __init__(self, app, interval: float, limit: int) -> None:
+        self.app = app
+        self.interval = interval
+        self.limit = limit
+        self._cond = threading.Condition()
+        self._building = threading.Lock()
+        self._builders: "dict[str, tuple[Callable, int]]" = {}
+        self._followers: "collections.Counter[str]" = collections.Counter()
+        self._docs: "dict[str, tuple[str, str, int]]" = {}
+        self._due = 0.0
+        self._round = 0
+        self.streams = 0
+
+    def subscribe(self, builders: "dict[str, tuple[Callable, int]]"
+                  ) -> Subscription:
+        """Admit one stream following ``builders``' topics (topic -> (build,
+        read every N intervals)), or raise TooManyStreams."""
+        with self._cond:
+            if self.streams >= self.limit:
+                raise TooManyStreams(
+                    "%d live streams are open on this web server process, "
+                    "the most it serves; close a tab or try again shortly"
+                    % self.streams, retry_after=5)
+            self.streams += 1
+            self._builders.update(builders)
+            self._followers.update(list(builders))
+            if any(k not in self._docs for k in builders):
+                self._due = 0.0  # a new topic is read at once
+            return Subscription(tuple(builders))
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Let a stream go (twice is harmless)."""
+        with self._cond:
+            if sub.closed:
+                return
+            sub.closed = True
+            self.streams -= 1
+            self._followers.subtract(sub.keys)
+            for key in sub.keys:
+                if self._followers[key] <= 0:
+                    del self._followers[key]
+                    self._docs.pop(key, None)
+                    self._builders.pop(key, None)
+
+    def wait(self, sub: Subscription, timeout: float
+             ) -> "list[tuple[str, str]]":
+        """(event, JSON) of each of ``sub``'s topics changed since it last
+        asked, waiting at most ``timeout`` seconds for one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._refresh()
+            with self._cond:
+                changed = []
+                for key in sub.keys:
+                    doc = self._docs.get(key)
+                    if doc is not None and sub.sent.get(key) != doc[2]:
+                        sub.sent[key] = doc[2]
+                        changed.append((doc[0], doc[1]))
+                now = time.monotonic()
+                if changed or now >= deadline:
+                    return changed
+                if self._building.locked():
+                    pause = self.interval
+                else:
+                    pause = self._due - now
+                self._cond.wait(max(0.001, min(deadline - now, pause)))
+
+    def _refresh(self) -> None:
+        """Read the topics that are due, if no other stream is doing it."""
+        if time.monotonic() < self._due or \
+                not self._building.acquire(blocking=False):
+            return
+        try:
+            with self._cond:
+                if time.monotonic() < self._due:
+                    return
+                round_, self._round = self._round, self._round + 1
+                todo = {k: b for k, b in self._builders.items()
+                        if k not in self._docs or round_ % b[1] == 0}
+            built = {k: _document(self.app, k, b[0]) for k, b in todo.items()}
+            with self._cond:
+                for key, (event, text) in built.items():
+                    old = self._docs.get(key)
+                    if key not in self._followers or \
+                            (old is not None and old[1] == text):
+                        continue
+                    if event == "problem":
+                        logger.warning("stream topic %s: %s", key, text)
+                    self._docs[key] = (event, text, (old[2] + 1) if old else 1)
+                self._due = time.monotonic() + self.interval
+                self._cond.notify_all()
+        finally:
+            self._building.release()
+
+
+def hub() -> Hub:
+    """This web app's hub."""
+    from hueyq.webui import state
+    return state().hub
+
+
 def response(app, topics: "list[str] | None" = None,
              job_id: "str | None" = None) -> flask.Response:
     """The streaming response for ``topics`` (all by default) and, with
-    ``job_id``, that job; ValueError for an unknown topic."""
+    ``job_id``, that job; ValueError for an unknown topic, TooManyStreams
+    past the limit."""
     chosen = list(TOPICS) if topics is None else topics
     unknown = [t for t in chosen if t not in TOPICS]
     if unknown:
@@ -49,41 +178,39 @@ def response(app, topics: "list[str] | None" = None,
                          % (", ".join(map(repr, unknown)), ", ".join(TOPICS)))
     builders = {t: TOPICS[t] for t in chosen}
     if job_id:
-        builders["job"] = (lambda a: payloads.job(a, job_id), 1)
-    config = flask.current_app.config
-    body = events(app, builders, config["HUEYQ_STREAM_INTERVAL"],
-                  config["HUEYQ_STREAM_LIFETIME"])
-    return flask.Response(body, mimetype="text/event-stream",
-                          headers={"X-Accel-Buffering": "no"})
+        builders["job:" + job_id] = (lambda a: payloads.job(a, job_id), 1)
+    shared = hub()
+    sub = shared.subscribe(builders)
+    body = events(shared, sub, flask.current_app.config[
+        "HUEYQ_STREAM_LIFETIME"])
+    out = flask.Response(body, mimetype="text/event-stream",
+                         headers={"X-Accel-Buffering": "no"})
+    # The server closes the body when the client goes, even one that was
+    # never iterated.
+    out.call_on_close(lambda: shared.unsubscribe(sub))
+    return out
 
 
-def events(app, builders: dict, interval: float, lifetime: float
-           ) -> Iterator[str]:
-    """Server-sent event text: each topic when it changes, until
-    ``lifetime`` has passed."""
-    yield "retry: %d\n\n" % RETRY_MS
-    last: "dict[str, str]" = {}
-    deadline = time.monotonic() + lifetime
-    quiet_since = time.monotonic()
-    poll = 0
-    while True:
-        for name, (build, every) in builders.items():
-            if poll % every:
-                continue
-            event, text = _document(app, name, build)
-            if last.get(name) != text:
-                last[name] = text
+def events(shared: Hub, sub: Subscription, lifetime: float) -> Iterator[str]:
+    """Server-sent event text: each of ``sub``'s topics when it changes,
+    until ``lifetime`` has passed."""
+    try:
+        yield "retry: %d\n\n" % RETRY_MS
+        deadline = time.monotonic() + lifetime
+        quiet_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            wait = min(deadline - now, KEEPALIVE - (now - quiet_since))
+            for event, text in shared.wait(sub, max(0.0, wait)):
                 quiet_since = time.monotonic()
-                if event == "problem":
-                    logger.warning("stream topic %s: %s", name, text)
                 yield _event(event, text)
-        poll += 1
-        if time.monotonic() - quiet_since >= KEEPALIVE:
-            quiet_since = time.monotonic()
-            yield ": keep-alive\n\n"
-        if time.monotonic() + interval > deadline:
-            return
-        time.sleep(interval)
+            if time.monotonic() - quiet_since >= KEEPALIVE:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+    finally:
+        shared.unsubscribe(sub)
 
 
 def _document(app, name: str, build: Callable) -> "tuple[str, str]":
@@ -91,12 +218,18 @@ def _document(app, name: str, build: Callable) -> "tuple[str, str]":
     naming the topic when it cannot be read (not ``error``, which an
     EventSource uses for its own connection errors)."""
     from hueyq.app import backend_errors
+    event = "job" if name.startswith("job:") else name
     try:
-        return name, _json(build(app))
+        return event, _json(build(app))
     except (HueyqError, *backend_errors()) as exc:
         status, code, detail = describe(exc)
-        return "problem", _json({"topic": name, "error": code,
-                               "detail": detail, "status": status})
+        return "problem", _json({"topic": event, "error": code,
+                                 "detail": detail, "status": status})
+    except Exception:  # a topic must fail alone, never every stream
+        logger.exception("stream topic %s failed", name)
+        return "problem", _json({"topic": event, "error": "internal_error",
+                                 "detail": "internal server error (see the "
+                                 "web log)", "status": 500})
 
 
 def _json(document: dict) -> str:

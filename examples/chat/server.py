@@ -49,7 +49,7 @@ def create_app() -> Flask:
         response = jsonify({
             "id": found.id, "state": found.state, "progress": found.progress,
             "message": found.message, "result": found.result,
-            "error": found.error, "enqueued_at": found.created_at,
+            "error": found.error, "enqueued_at": found.enqueued_at,
             "started_at": found.started_at, "finished_at": found.finished_at})
         response.headers["Cache-Control"] = "no-store"
         return response

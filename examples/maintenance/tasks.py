@@ -118,7 +118,8 @@ def nightly_report() -> str:
     report = {
         "generated_at": now.isoformat(timespec="seconds"),
         "queues": {q: {k: s.get(k) for k in (
-            "pending", "completed", "failed", "dead", "success_rate",
+            "pending", "complete_recent", "failed_recent", "dead_recent",
+            "retryable", "success_rate",
             "mean_runtime", "p95_runtime")} for q, s in stats.items()},
         "recent_failures": [{"id": j.id, "task": j.task, "error": j.error}
                             for j in app.jobs(state="failed", limit=20)]}

@@ -716,9 +716,16 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
         health_check_interval=1, max_tasks=config.max_tasks or None,
         shutdown_timeout=app.profile.runtime.grace_period)
     consumer.run()
-    handed = hand_back(app, queue, os.getpid())
-    if handed:
-        logger.warning("handed %d unfinished tasks back to %s", handed, queue)
+    from hueyq.app import backend_errors
+    try:
+        handed = hand_back(app, queue, os.getpid())
+    except backend_errors() as exc:
+        logger.error("could not hand back this consumer's tasks (the "
+                     "supervisor recovers them): %s", app.explain(exc))
+    else:
+        if handed:
+            logger.warning("handed %d unfinished tasks back to %s", handed,
+                           queue)
     recorder.close()
     return 0
 
@@ -739,8 +746,11 @@ def _remember_signal(signum, frame) -> None:
     _early_signal.append(signum)
 
 
-def main(argv: "list[str] | None" = None) -> int:
-    """Entry point of a consumer process (started by the supervisor)."""
+def main(argv: "list[str] | None" = None,
+         early_signals: "list[int] | None" = None) -> int:
+    """Entry point of a consumer process (started by the supervisor);
+    ``early_signals`` are stop signals that arrived before this ran."""
+    _early_signal.extend(early_signals or ())
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _remember_signal)
     parser = argparse.ArgumentParser(prog="python -m hueyq.runtime.consumer")

@@ -22,7 +22,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -31,9 +30,10 @@ from huey.utils import Error
 
 from hueyq import __version__, control
 from hueyq.backends import DEAD, DONE, PENDING
-from hueyq.exceptions import ConfigurationError, StoreUnavailable
-from hueyq.profile import redact_url
-from hueyq.runtime import SCHEDULER_PROCESS_NAME, notify
+from hueyq.exceptions import (AlreadyRunning, ConfigurationError,
+                              StoreUnavailable)
+from hueyq.profile import redact_url, sqlite_path
+from hueyq.runtime import SCHEDULER_PROCESS_NAME, main_command, notify
 from hueyq.runtime.watchdog import (Action, LeaseSample, Proc, Samples,
                                     Sampler, Watchdog)
 logger = logging.getLogger("hueyq.supervisor")
@@ -100,6 +100,12 @@ class Supervisor:
         self._admission: "dict[str, int]" = {}
         self._notifying = bool(os.environ.get("NOTIFY_SOCKET"))
         self._next_status = 0.0
+        self._files: "dict[str, tuple]" = {}
+        self._web_failures = 0
+        self._web_next = 0.0
+        #: Exit status of run(): 1 when the runtime stopped on a fault.
+        self.exit_status = 0
+        self._fault: "str | None" = None
 
     # ------------------------------------------------------------ main loop
 
@@ -124,8 +130,7 @@ class Supervisor:
         for slot in self.slots:
             self._start(slot)
         if self.web_command:
-            self.web = subprocess.Popen(self.web_command,
-                                        start_new_session=True)
+            self._start_web()
         notify.notify("READY=1", "STATUS=running %d consumers"
                       % len(self.slots))
         next_tick = time.monotonic()
@@ -139,7 +144,7 @@ class Supervisor:
             self._wake.wait(delay)
             self._wake.clear()
         self.shutdown()
-        return 0
+        return self.exit_status
 
     def _install_signals(self) -> None:
         def handler(signum, frame):
@@ -149,9 +154,11 @@ class Supervisor:
             signal.signal(sig, handler)
 
     def preflight(self) -> None:
-        """Refuse to start on a backend that would lose tasks."""
+        """Refuse to start on a backend that would lose tasks, or beside
+        another runtime of this app on the same backend."""
         storage = self.app.any_storage
         storage.ping()
+        self._claim(storage)
         if hasattr(storage, "eviction_policy"):
             policy = storage.eviction_policy()
             if policy != "noeviction":
@@ -169,12 +176,64 @@ class Supervisor:
         except StoreUnavailable as exc:
             logger.warning("%s; job records are buffered until it answers",
                            exc)
+        self._files = self._identities()
+
+    def _claim(self, storage) -> None:
+        holder = storage.claim("pid %d on host %s" % (self.pid, self.host))
+        if holder is not None:
+            raise AlreadyRunning(
+                "another runtime of app %s already works on %s: %s; stop it "
+                "first (hueyq status shows it)" % (self.app.name,
+                                                   storage.describe(), holder))
+        for record in self.app.runtimes():
+            pid = record.get("pid")
+            if record.get("host") == self.host and pid != self.pid and \
+                    record["alive"] and psutil.pid_exists(pid or 0):
+                raise AlreadyRunning(
+                    "another runtime of app %s already runs as host %s (pid "
+                    "%s) on %s: stop it, or give this one a host id of its "
+                    "own (HUEYQ_HOST_ID) to run a second host"
+                    % (self.app.name, self.host, pid, storage.describe()))
+
+    def _identities(self) -> "dict[str, tuple | None]":
+        """The files this runtime works on, by (device, inode)."""
+        found = {self.app.any_storage.describe():
+                 self.app.any_storage.identity()}
+        url = self.profile.store.url
+        if url.startswith("sqlite:"):
+            path = sqlite_path(url)
+            try:
+                st = os.stat(path)
+                found["job store %s" % path] = (st.st_dev, st.st_ino)
+            except FileNotFoundError:
+                found["job store %s" % path] = None
+        return {k: v for k, v in found.items() if v is not None}
+
+    def _check_files(self) -> None:
+        """Stop (exit status 1) once a file this runtime works on was
+        deleted or replaced: producers can no longer see the old one, and a
+        service manager restarts the runtime on the new file."""
+        now = self._identities()
+        for what, identity in self._files.items():
+            if now.get(what) != identity:
+                logger.error("%s was %s under the running runtime; stopping "
+                             "(exit status 1) so that a restart opens the new "
+                             "file", what, "replaced" if what in now
+                             else "deleted")
+                self.exit_status = 1
+                self._fault = "%s %s" % (what, "replaced" if what in now
+                                         else "deleted")
+                self._signals.append(signal.SIGTERM)
+                return
 
     def tick(self) -> None:
         """One round of supervision."""
         now = time.monotonic()
         self._reap(now)
         self._start_due(now)
+        self._guard("files", self._check_files)
+        if self.web_command:
+            self._watch_web(now)
         self._guard("recovery", self.recover)
         self._guard("watchdog", lambda: self.watch(now))
         self._guard("status", self.publish)
@@ -203,8 +262,8 @@ class Supervisor:
     # ------------------------------------------------------------ consumers
 
     def _command(self, slot: Slot) -> "list[str]":
-        cmd = [sys.executable, "-m", "hueyq.runtime.consumer", "--app",
-               self.spec, "--queue", slot.queue, "--index", str(slot.index)]
+        cmd = main_command("hueyq.runtime.consumer", "--app", self.spec,
+                           "--queue", slot.queue, "--index", str(slot.index))
         if self.log_format:
             cmd += ["--log-format", self.log_format]
         return cmd
@@ -219,6 +278,30 @@ class Supervisor:
         self._known_pids.add(slot.proc.pid)
         logger.info("started consumer %s[%d] pid %d", slot.queue, slot.index,
                     slot.proc.pid)
+
+    def _start_web(self) -> None:
+        self.web = subprocess.Popen(self.web_command, start_new_session=True)
+        self._web_started = time.monotonic()
+        logger.info("started the web server, pid %d", self.web.pid)
+
+    def _watch_web(self, now: float) -> None:
+        """Restart a web server that died, with the consumers' back-off."""
+        if self.web is not None and self.web.poll() is None:
+            return
+        if self.web is not None:
+            if now - self._web_started > self.profile.runtime \
+                    .restart_backoff_max * 2:
+                self._web_failures = 0
+            self._web_failures += 1
+            delay = min(self.profile.runtime.restart_backoff_max,
+                        0.5 * 2 ** (self._web_failures - 1))
+            logger.warning("web server pid %d exited with %s; restarting in "
+                           "%.1fs", self.web.pid,
+                           _exit_text(self.web.returncode), delay)
+            self.web = None
+            self._web_next = now + delay
+        if now >= self._web_next:
+            self._start_web()
 
     def _reap(self, now: float) -> None:
         for slot in list(self.slots):
@@ -562,8 +645,10 @@ class Supervisor:
                 "threads": config.workers if config.worker_type == "thread"
                 else 1, "memory": p.memory, "rss": p.rss,
                 "memory_kind": samples.method,
-                "soft_limit": config.worker_memory_soft if runs_tasks else None,
-                "hard_limit": config.worker_memory_hard if runs_tasks else None,
+                "worker_memory_soft": config.worker_memory_soft
+                if runs_tasks else None,
+                "worker_memory_hard": config.worker_memory_hard
+                if runs_tasks else None,
                 "gpu": gpu.get("gpu:%s:%d" % (self.host, p.pid))})
         return {
             "host": self.host, "pid": self.pid, "app": self.app.name,
@@ -597,7 +682,7 @@ class Supervisor:
     def shutdown(self) -> None:
         """Stop consumers gracefully, hand back what is left, clean up."""
         grace = self.profile.runtime.grace_period
-        name = signal.Signals(self._signals[0]).name
+        name = self._fault or signal.Signals(self._signals[0]).name
         logger.info("%s: stopping; running tasks get up to %s to finish",
                     name, "%gs" % grace)
         notify.notify("STOPPING=1")

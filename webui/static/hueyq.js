@@ -183,15 +183,60 @@
 
   /* ------------------------------------------------------------ live */
 
-  function live(query, handlers) {
+  /* The header says "live" only while the stream is connected and
+   * /api/health says the runtime is up; a 503 shows its reasons in a banner. */
+  var liveState = { stream: "connecting", health: null };
+
+  function showLive() {
     var status = document.getElementById("live");
+    if (!status) return;
+    var h = liveState.health, text, kind;
+    if (liveState.stream !== "open") {
+      text = liveState.stream; kind = liveState.stream === "connecting" ? "" : "off";
+    } else if (h === null) {
+      text = "connecting"; kind = "";
+    } else if (h.healthy) {
+      text = "live"; kind = "on";
+    } else {
+      var down = (h.reasons || []).some(function (r) { return r.indexOf("no runtime alive") === 0; });
+      text = down ? "runtime down" : "unhealthy"; kind = "bad";
+    }
+    setText(status, text);
+    status.className = "live" + (kind ? " " + kind : "");
+    status.dataset.state = text;
+    var banner = document.getElementById("health-banner");
+    if (!banner) return;
+    var bad = h !== null && !h.healthy;
+    banner.hidden = !bad;
+    if (bad) {
+      var reasons = h.reasons && h.reasons.length ? h.reasons : ["no reason given"];
+      banner.replaceChildren(el("strong", { text: "Not healthy (/api/health answers " + (h.status || 503) + "): " }),
+        el("ul", {}, reasons.map(function (r) { return el("li", { text: r }); })));
+    }
+  }
+
+  function renderHealth(doc) {
+    liveState.health = doc;
+    showLive();
+  }
+
+  function checkHealth() {
+    /* 503 is an answer here, not a failure: read its reasons. */
+    return fetch("/api/health", { headers: { "Accept": "application/json" }, credentials: "same-origin",
+                                  cache: "no-store" }).then(function (response) {
+      return response.json().then(function (doc) {
+        if (response.status === 200 || response.status === 503) {
+          renderHealth(Object.assign({ status: response.status }, doc));
+        }
+      });
+    }).catch(function () {});
+  }
+
+  function live(query, handlers) {
     var source = new EventSource("/api/stream" + query);
-    source.onopen = function () {
-      if (status) { status.textContent = "live"; status.className = "live on"; }
-    };
-    source.onerror = function () {
-      if (status) { status.textContent = "reconnecting"; status.className = "live off"; }
-    };
+    handlers = Object.assign({ health: renderHealth }, handlers);
+    source.onopen = function () { liveState.stream = "open"; showLive(); checkHealth(); };
+    source.onerror = function () { liveState.stream = "reconnecting"; showLive(); };
     Object.keys(handlers).forEach(function (name) {
       source.addEventListener(name, function (event) {
         var doc = JSON.parse(event.data);
@@ -209,41 +254,149 @@
       flash(doc.topic + ": " + doc.detail, "error");
     });
     window.addEventListener("pagehide", function () { source.close(); });
+    checkHealth();
     return source;
   }
 
-  /* ------------------------------------------------------------ queues */
+  /* ------------------------------------------------------------ charts */
 
-  function throughputChart(series) {
-    var n = series.length || 1;
-    var max = Math.max.apply(null, series.concat([1]));
-    var svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("viewBox", "0 0 " + n + " 20");
-    svg.setAttribute("preserveAspectRatio", "none");
-    svg.setAttribute("class", "chart");
-    svg.setAttribute("role", "img");
-    var total = series.reduce(function (a, b) { return a + b; }, 0);
-    svg.setAttribute("aria-label", total + " completed in the last " + n + " minutes");
-    var title = document.createElementNS(SVG, "title");
-    title.textContent = total + " completed in the last " + n + " min (peak " + max + "/min)";
-    svg.appendChild(title);
-    var base = document.createElementNS(SVG, "line");
-    base.setAttribute("x1", "0"); base.setAttribute("x2", String(n));
-    base.setAttribute("y1", "19.9"); base.setAttribute("y2", "19.9");
-    base.setAttribute("class", "axis");
-    svg.appendChild(base);
-    series.forEach(function (value, i) {
-      if (!value) return;
-      var h = Math.max(0.8, 19 * value / max);
-      var bar = document.createElementNS(SVG, "rect");
-      bar.setAttribute("x", String(i + 0.1));
-      bar.setAttribute("width", "0.8");
-      bar.setAttribute("y", String(20 - h));
-      bar.setAttribute("height", String(h));
-      svg.appendChild(bar);
+  var WINDOWS = {
+    "1h": { unit: "jobs/min", tick: function (t) { return clockTime(t); } },
+    "24h": { unit: "jobs/15 min", tick: function (t) { return clockTime(t); } },
+    "7d": { unit: "jobs/h", tick: function (t) { return new Date(t * 1000).toLocaleDateString([], { month: "short", day: "numeric" }); } }
+  };
+  var chartWindow = "1h";
+  var seriesDoc = null;
+
+  function clockTime(t) {
+    return new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function svgEl(tag, attrs, text) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  /* A chart 300 x 110 (user units) with a y axis (0, half, top and a unit)
+   * and an x axis (start, middle, end times of the window). */
+  var CW = 300, CH = 110, PL = 44, PR = 6, PT = 14, PB = 18;
+
+  function chartFrame(label, unit, top, format, doc) {
+    var svg = svgEl("svg", { viewBox: "0 0 " + CW + " " + CH, "class": "chart", role: "img", "aria-label": label });
+    svg.appendChild(svgEl("title", {}, label));
+    svg.appendChild(svgEl("text", { x: PL, y: 10, "class": "unit" }, unit));
+    [0, 0.5, 1].forEach(function (f) {
+      var y = CH - PB - f * (CH - PB - PT);
+      svg.appendChild(svgEl("line", { x1: PL, x2: CW - PR, y1: y, y2: y, "class": f ? "grid-line" : "axis" }));
+      svg.appendChild(svgEl("text", { x: PL - 4, y: y + 3, "class": "tick y" }, format(top * f)));
+    });
+    var tick = WINDOWS[doc.window].tick;
+    [[doc.start, "start"], [(doc.start + doc.end) / 2, "middle"], [doc.end, "end"]].forEach(function (pair, i) {
+      var x = PL + i * (CW - PL - PR) / 2;
+      svg.appendChild(svgEl("text", { x: x, y: CH - 4, "class": "tick x x-" + pair[1] }, tick(pair[0])));
+    });
+    svg.appendChild(svgEl("line", { x1: PL, x2: PL, y1: PT, y2: CH - PB, "class": "axis" }));
+    return svg;
+  }
+
+  function tickDuration(v) {
+    if (!v) return "0";
+    if (v < 1) return String(Math.round(v * 10000) / 10) + " ms";
+    return duration(v);
+  }
+
+  function niceTop(value) {
+    if (!(value > 0)) return 1;
+    var power = Math.pow(10, Math.floor(Math.log(value) / Math.LN10));
+    var steps = [1, 2, 2.5, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (steps[i] * power >= value) return steps[i] * power;
+    return 10 * power;
+  }
+
+  function count(n) { return n >= 10000 ? Math.round(n / 1000) + "k" : String(Math.round(n * 10) / 10); }
+
+  function throughputChart(s, doc) {
+    var n = s.complete.length || 1;
+    var totals = s.complete.map(function (c, i) { return c + (s.failed[i] || 0); });
+    var top = niceTop(Math.max.apply(null, totals.concat([1])));
+    var done = s.complete.reduce(function (a, b) { return a + b; }, 0);
+    var failed = s.failed.reduce(function (a, b) { return a + b; }, 0);
+    var label = "Throughput over the last " + doc.window + ": " + done + " complete, " + failed + " failed (" +
+      WINDOWS[doc.window].unit + ")";
+    var svg = chartFrame(label, "throughput, " + WINDOWS[doc.window].unit, top, count, doc);
+    var width = (CW - PL - PR) / n, height = CH - PB - PT;
+    totals.forEach(function (total, i) {
+      if (!total) return;
+      var x = PL + i * width + width * 0.1, w = Math.max(0.6, width * 0.8);
+      var hc = height * s.complete[i] / top, hf = height * (s.failed[i] || 0) / top;
+      if (hc) svg.appendChild(svgEl("rect", { x: x, width: w, y: CH - PB - hc, height: Math.max(0.8, hc), "class": "complete" }));
+      if (hf) svg.appendChild(svgEl("rect", { x: x, width: w, y: CH - PB - hc - hf, height: Math.max(0.8, hf), "class": "failed" }));
     });
     return svg;
   }
+
+  function runtimeChart(s, doc) {
+    var values = s.max_runtime.filter(function (v) { return v !== null; });
+    var top = niceTop(Math.max.apply(null, values.concat([0.001])));
+    var n = s.mean_runtime.length || 1;
+    var label = "Run time of completions over the last " + doc.window + " (mean and longest per bucket)";
+    var svg = chartFrame(label, "run time: mean, longest", top, tickDuration, doc);
+    var width = (CW - PL - PR) / n, height = CH - PB - PT;
+    [["max_runtime", "longest"], ["mean_runtime", "mean"]].forEach(function (pair) {
+      var points = [];
+      s[pair[0]].forEach(function (v, i) {
+        if (v === null) return;
+        points.push((PL + (i + 0.5) * width).toFixed(1) + "," + (CH - PB - height * v / top).toFixed(1));
+      });
+      if (points.length > 1) svg.appendChild(svgEl("polyline", { points: points.join(" "), "class": "line " + pair[1] }));
+      points.forEach(function (p) {
+        var xy = p.split(",");
+        svg.appendChild(svgEl("circle", { cx: xy[0], cy: xy[1], r: 1.6, "class": "dot " + pair[1] }));
+      });
+    });
+    return svg;
+  }
+
+  function renderCharts() {
+    if (!seriesDoc) return;
+    document.querySelectorAll("article.card[data-queue]").forEach(function (card) {
+      var s = seriesDoc.queues[card.dataset.queue];
+      if (!s || !card.charts) return;
+      var key = seriesDoc.window + ":" + seriesDoc.end + ":" + JSON.stringify(s);
+      if (card.charts.dataset.key === key) return;
+      card.charts.dataset.key = key;
+      card.charts.replaceChildren(throughputChart(s, seriesDoc), runtimeChart(s, seriesDoc));
+    });
+  }
+
+  function refreshSeries() {
+    var query = "?window=" + chartWindow + (onlyQueue ? "&queue=" + encodeURIComponent(onlyQueue) : "");
+    return api("GET", "/api/series" + query).then(function (doc) {
+      if (doc.window !== chartWindow) return;
+      seriesDoc = doc;
+      renderCharts();
+    }).catch(function (error) { flash("charts: " + error.message, "error"); });
+  }
+
+  function chartWindows() {
+    var buttons = document.querySelectorAll(".window button[data-window]");
+    if (!buttons.length) return;
+    buttons.forEach(function (button) {
+      button.addEventListener("click", function () {
+        chartWindow = button.dataset.window;
+        buttons.forEach(function (b) { b.setAttribute("aria-pressed", b === button ? "true" : "false"); });
+        refreshSeries();
+      });
+    });
+    refreshSeries();
+    (function again() {
+      setTimeout(function () { refreshSeries().then(again); }, chartWindow === "1h" ? 15000 : 60000);
+    })();
+  }
+
+  /* ------------------------------------------------------------ queues */
 
   function stat(label) {
     var value = el("dd");
@@ -259,14 +412,14 @@
     card.appendChild(el("h3", {}, [link, " ", card.badge]));
     card.stats = {};
     var grid = el("dl", { className: "stats" });
-    [["pending", "pending"], ["running", "running"], ["completed", "done 1 h"],
-     ["failed", "failed 1 h"], ["success", "success"], ["mean", "mean run"]].forEach(function (pair) {
+    [["pending", "pending"], ["running", "running"], ["complete_recent", "complete 1 h"],
+     ["failed_recent", "failed 1 h"], ["success", "success"], ["mean", "mean run"]].forEach(function (pair) {
       card.stats[pair[0]] = stat(pair[1]);
       grid.appendChild(card.stats[pair[0]]);
     });
     card.appendChild(grid);
-    card.chart = el("div", { className: "chart-box" });
-    card.appendChild(card.chart);
+    card.charts = el("div", { className: "chart-box" });
+    card.appendChild(card.charts);
     card.foot = el("p", { className: "card-foot" });
     card.appendChild(card.foot);
     card.actions = el("div", { className: "actions" });
@@ -278,22 +431,16 @@
     var s = card.stats;
     setText(s.pending.value, q.pending);
     setText(s.running.value, q.running);
-    setText(s.completed.value, q.completed);
-    setText(s.failed.value, q.failed);
+    setText(s.complete_recent.value, q.complete_recent);
+    setText(s.failed_recent.value, q.failed_recent);
     setText(s.success.value, percent(q.success_rate));
     setText(s.mean.value, duration(q.mean_runtime));
-    s.failed.classList.toggle("bad", q.failed > 0);
+    s.failed_recent.classList.toggle("bad", q.failed_recent > 0);
     var paused = q.paused_by || [];
     card.classList.toggle("paused", paused.length > 0);
     card.badge.hidden = paused.length === 0;
     setText(card.badge, paused.length ? "paused" + (paused.join(",") === "user" ? "" : " by " + paused.join(", ")) : "");
-    var series = q.throughput || [];
-    var key = series.join(",");
-    if (card.chart.dataset.series !== key) {
-      card.chart.dataset.series = key;
-      card.chart.replaceChildren(throughputChart(series));
-    }
-    setText(card.foot, "scheduled " + q.scheduled + " · dead " + q.dead + " · " + q.workers + " " +
+    setText(card.foot, "scheduled " + q.scheduled + " · retryable " + q.retryable + " · " + q.workers + " " +
             q.worker_type + (q.workers === 1 ? " worker" : " workers") + " · p95 " + duration(q.p95_runtime) +
             (q.waiting_for_memory ? " · " + q.waiting_for_memory + " waiting for memory (" +
              size(Math.max(q.memory_room, 0)) + " left)" : ""));
@@ -323,6 +470,7 @@
     if (onlyQueue) list = list.filter(function (q) { return q.name === onlyQueue; });
     if (box.firstElementChild && box.firstElementChild.tagName === "P") box.replaceChildren();
     sync(box, list, function (q) { return q.name; }, createCard, updateCard);
+    renderCharts();
   }
 
   function refreshQueues() {
@@ -442,12 +590,12 @@
 
   function updateWorker(tr, w, budgets) {
     var budget = budgets[w.queue] || {};
-    var limit = w.hard_limit || w.soft_limit || budget.memory_limit || null;
+    var limit = w.worker_memory_hard || w.worker_memory_soft || budget.memory_limit || null;
     var pct = limit ? 100 * w.memory / limit : null;
     tr.bar.fill.style.width = (pct === null ? 0 : Math.min(100, pct)) + "%";
     tr.bar.setAttribute("aria-valuenow", pct === null ? "0" : String(Math.round(pct)));
     tr.bar.classList.toggle("unknown", pct === null);
-    tr.bar.classList.toggle("warn", !!(w.soft_limit && w.memory > w.soft_limit));
+    tr.bar.classList.toggle("warn", !!(w.worker_memory_soft && w.memory > w.worker_memory_soft));
     setText(tr.bar.label, size(w.memory) + (limit ? " / " + size(limit) : "") +
             (w.memory_kind ? " " + String(w.memory_kind).toUpperCase() : ""));
     var jobs = (w.jobs || []).map(function (j) {
@@ -508,44 +656,136 @@
     api("GET", "/api/events?limit=20").then(renderEvents).catch(function () {});
     live("", { queues: renderQueues, running: renderRunning, failures: renderFailures,
                workers: renderWorkers, events: renderEvents });
+    chartWindows();
     setInterval(tickElapsed, 1000);
   }
 
-  function queuePage() {
-    var name = body.dataset.queue;
+  /* ------------------------------------------------------------ search */
+
+  var TERMS = ["queue", "state", "task", "id", "error", "since", "until"];
+
+  function epochOf(local) {
+    var t = new Date(local).getTime();
+    return isNaN(t) ? null : String(t / 1000);
+  }
+
+  /* The API query for the page's URL: the form's terms, times in Unix
+   * seconds (the form shows them as local date and time). */
+  function searchQuery(params) {
+    var query = new URLSearchParams();
+    TERMS.forEach(function (k) {
+      var v = params.get(k);
+      if (!v) return;
+      if (k === "since" || k === "until") v = epochOf(v);
+      if (v) query.set(k, v);
+    });
+    return query;
+  }
+
+  function termsText(params) {
+    return ["queue", "task", "id", "error", "since", "until"].filter(function (k) { return params.get(k); })
+      .map(function (k) { return k + "=" + params.get(k); }).join(" ");
+  }
+
+  function jobRow(job, withQueue) {
+    var bar = progressBar();
+    setProgress(bar, job.progress, job.message);
+    var cells = [el("td", {}, [jobLink(job)])];
+    if (withQueue) cells.push(el("td", { text: job.queue }));
+    cells.push(el("td", {}, [stateBadge(job.state)]), el("td", { className: "wide" }, [bar]),
+               el("td", { text: ago(job.enqueued_at), title: when(job.enqueued_at) }),
+               el("td", { className: "wide reason", text: job.waiting || job.error || job.reason || "" }));
+    return el("tr", { "data-job": job.id }, cells);
+  }
+
+  function bulkButtons(params, reload) {
+    var box = document.getElementById("bulk");
+    var state = params.get("state") || "";
+    if (!box || readOnly || (state !== "failed" && state !== "dead")) return;
+    box.hidden = false;
+    var terms = searchQuery(params);
+    var text = termsText(params);
+    [["bulk-retry", "retry", "Retry"], ["bulk-delete", "delete", "Delete"]].forEach(function (b) {
+      var button = box.querySelector("[data-action=" + b[0] + "]");
+      button.textContent = b[2] + " matching " + state;
+      button.addEventListener("click", function () {
+        button.disabled = true;
+        api("GET", "/api/jobs/bulk?" + terms.toString()).then(function (doc) {
+          if (!doc.matched) { flash("No " + state + " jobs match.", "info"); return null; }
+          var n = Math.min(doc.matched, doc.limit);
+          var question = b[2] + " " + n + " " + state + (n === 1 ? " job" : " jobs") +
+            (text ? " matching " + text : "") + (doc.matched > n ? " (the newest " + n + " of " + doc.matched + ")" : "") +
+            (b[1] === "delete" ? "? Their records, history and kept messages are removed." : "?");
+          if (!window.confirm(question)) return null;
+          return api("POST", "/api/jobs/bulk/" + b[1] + "?" + terms.toString()).then(function (result) {
+            flash(result.done + " of " + result.matched + " " + state + " jobs " + (b[1] === "retry" ? "retried" : "deleted") +
+                  (result.skipped.length ? ", " + result.skipped.length + " skipped (" + result.skipped[0].detail + ")" : "") +
+                  (result.remaining ? "; " + result.remaining + " more match" : ""), "ok");
+            reload();
+          });
+        }).catch(function (error) { flash(b[2] + " failed: " + error.message, "error"); })
+          .then(function () { button.disabled = false; });
+      });
+    });
+  }
+
+  function searchPage() {
+    var name = body.dataset.queue || null;
     var params = new URLSearchParams(window.location.search);
+    var form = document.getElementById("search");
+    TERMS.forEach(function (k) {
+      var input = form.elements[k];
+      if (input && params.get(k) && input.type !== "hidden") input.value = params.get(k);
+    });
     var state = params.get("state") || "";
     document.querySelectorAll(".tabs a").forEach(function (a) {
       a.classList.toggle("active", a.dataset.state === state);
+      var keep = new URLSearchParams(params);
+      keep.delete("offset"); keep.delete("before"); keep.delete("queue");
+      if (a.dataset.state) keep.set("state", a.dataset.state); else keep.delete("state");
+      a.href = "?" + keep.toString();
     });
-    var query = new URLSearchParams();
-    if (state) query.set("state", state);
+    var query = searchQuery(params);
+    if (name) query.delete("queue");
     query.set("limit", "50");
     ["offset", "before"].forEach(function (k) { if (params.get(k)) query.set(k, params.get(k)); });
-    var first = new URLSearchParams();
-    if (state) first.set("state", state);
+    var first = new URLSearchParams(params);
+    first.delete("offset"); first.delete("before");
+    if (name) first.delete("queue");
     document.getElementById("first-page").href = "?" + first.toString();
+    api("GET", "/api/tasks").then(function (doc) {
+      var list = document.getElementById("task-names");
+      list.replaceChildren.apply(list, doc.tasks.map(function (t) { return el("option", { value: t }); }));
+    }).catch(function () {});
+    var path = name ? "/api/queues/" + encodeURIComponent(name) + "/jobs?" : "/api/jobs?";
+    function load() {
+      return api("GET", path + query.toString()).then(function (doc) {
+        var tbody = document.getElementById("jobs").tBodies[0];
+        tbody.replaceChildren.apply(tbody, doc.jobs.map(function (job) { return jobRow(job, !name); }));
+        showEmpty("jobs-empty", doc.jobs.length === 0);
+        var next = document.getElementById("next-page");
+        if (doc.next) {
+          var nextQuery = new URLSearchParams(first);
+          Object.keys(doc.next).forEach(function (k) { nextQuery.set(k, doc.next[k]); });
+          next.href = "?" + nextQuery.toString();
+        }
+        next.hidden = !doc.next;
+      }).catch(function (error) { flash(error.message, "error"); });
+    }
+    load();
+    bulkButtons(params, load);
+  }
+
+  function queuePage() {
     refreshQueues();
-    live("?topics=queues", { queues: renderQueues });
-    api("GET", "/api/queues/" + encodeURIComponent(name) + "/jobs?" + query.toString()).then(function (doc) {
-      var tbody = document.getElementById("jobs").tBodies[0];
-      tbody.replaceChildren.apply(tbody, doc.jobs.map(function (job) {
-        var bar = progressBar();
-        setProgress(bar, job.progress, job.message);
-        return el("tr", { "data-job": job.id }, [
-          el("td", {}, [jobLink(job)]), el("td", {}, [stateBadge(job.state)]), el("td", {}, [bar]),
-          el("td", { text: ago(job.created_at), title: when(job.created_at) }),
-          el("td", { className: "wide reason", text: job.error || job.reason || "" })]);
-      }));
-      showEmpty("jobs-empty", doc.jobs.length === 0);
-      var next = document.getElementById("next-page");
-      if (doc.next) {
-        var nextQuery = new URLSearchParams(first);
-        Object.keys(doc.next).forEach(function (k) { nextQuery.set(k, doc.next[k]); });
-        next.href = "?" + nextQuery.toString();
-      }
-      next.hidden = !doc.next;
-    }).catch(function (error) { flash(error.message, "error"); });
+    live("?topics=queues,health", { queues: renderQueues });
+    chartWindows();
+    searchPage();
+  }
+
+  function jobsPage() {
+    live("?topics=health", {});
+    searchPage();
   }
 
   var ACTIVE = ["pending", "scheduled", "running", "retrying"];
@@ -591,7 +831,7 @@
     field(fields, "redeliveries", job.redeliveries || null);
     field(fields, "priority", job.priority || null);
     field(fields, "worker", job.worker);
-    field(fields, "enqueued", job.created_at && when(job.created_at));
+    field(fields, "enqueued", job.enqueued_at && when(job.enqueued_at));
     field(fields, "scheduled for", job.eta && when(job.eta));
     field(fields, "started", job.started_at && when(job.started_at));
     field(fields, "finished", job.finished_at && when(job.finished_at));
@@ -618,9 +858,9 @@
 
   function jobPage() {
     refreshJob();
-    live("?topics=&job=" + encodeURIComponent(body.dataset.jobId), { job: renderJob });
+    live("?topics=health&job=" + encodeURIComponent(body.dataset.jobId), { job: renderJob });
   }
 
-  var pages = { dashboard: dashboard, queue: queuePage, job: jobPage };
+  var pages = { dashboard: dashboard, queue: queuePage, jobs: jobsPage, job: jobPage };
   if (pages[body.dataset.page]) pages[body.dataset.page]();
 })();
