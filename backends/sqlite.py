@@ -832,6 +832,10 @@ class SqliteBackend(HueyViews, SqliteStorage):
         """Journal mode, synchronous level, file location, WAL and free disk."""
         findings = []
         mode = self.sql("pragma journal_mode", results=True)[0][0]
+        if self.access == files.READ:
+            # A reader may see the file as immutable, which reports its own
+            # journal mode: the file header says what the writers use.
+            mode = files.journal_mode(self.filename) or mode
         sync = self.sql("pragma synchronous", results=True)[0][0]
         findings.append(Finding("ok" if mode == "wal" else "error",
                                 "sqlite.journal_mode",

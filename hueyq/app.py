@@ -494,9 +494,7 @@ class App:
                     id_prefix=search["id_prefix"], since=search["since"],
                     states=states))
             except backend_errors() as exc:
-                raise BackendUnavailable("cannot list the jobs of %s: %s"
-                                         % (storage.describe(), exc)) \
-                    from None
+                raise BackendUnavailable(storage.explain(exc)) from None
         if search["until"] is not None:
             found = [m for m in found
                      if (m.enqueued_at or 0) < search["until"]]
@@ -550,7 +548,7 @@ class App:
                 for j in jobs]
 
     def queue_stats(self, window: float = 3600.0) -> "dict[str, dict]":
-        """Per queue, in the words of docs/glossary.md: the backend's
+        """Per queue, in the words of the glossary (docs/ARCHITECTURE.md): the backend's
         ``pending``, ``scheduled`` and ``running`` jobs and ``retryable``
         messages (kept after a job failed, was cancelled, drained, expired or
         died, so it can be retried); ``paused`` (and ``paused_by``); the jobs
