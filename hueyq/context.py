@@ -35,8 +35,9 @@ class JobContext:
     interval: float = 0.5
     #: Retries a backend write until it succeeds (the worker's); None: plain.
     hold: "Callable[[Callable[[], Any]], Any] | None" = None
-    #: Whether the task's body has returned or raised.
+    #: Whether the task's body has returned or raised, and when.
     ran: bool = False
+    ran_at: "float | None" = None
     progress: "float | None" = None
     message: "str | None" = None
     _last_write: float = field(default=0.0, repr=False)

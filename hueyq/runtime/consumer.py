@@ -272,6 +272,8 @@ class Worker(huey_consumer.Worker):
                 if lease.owner == self.owner:
                     self.storage.requeue(lease.handle, "worker thread died",
                                          count=False)
+        except _backend_errors() as exc:
+            logger.warning("could not recover this worker's leases: %s", exc)
         except Exception:
             self._logger.exception("could not recover this worker's leases")
 
@@ -439,7 +441,9 @@ class Worker(huey_consumer.Worker):
             self._interrupted = True
         if outcome is None:
             self.ctx.recorder.done(lease.handle)
-        finished = time.time()
+        # When the task ended, not when its outcome was stored (a backend
+        # that was away may have held it).
+        finished = job.ran_at or time.time()
         error, tb = describe_error(exc, [n for n, _ in trail])
         self.ctx.recorder.job(_end_change(task.id, state, started, finished,
                                           error, tb, reason, lease.seq))
@@ -490,6 +494,8 @@ class Worker(huey_consumer.Worker):
         try:
             self.storage.put_record("gpu:%s:%d" % (self.ctx.host, os.getpid()),
                                     stats, ttl=120)
+        except _backend_errors() as exc:
+            logger.warning("could not publish GPU memory figures: %s", exc)
         except Exception:
             self._logger.exception("could not publish GPU memory figures")
 
@@ -719,7 +725,7 @@ def _mark_when_run(task, job) -> None:
         try:
             return body()
         finally:
-            job.ran = True
+            job.ran, job.ran_at = True, time.time()
     task.execute = execute
 
 
