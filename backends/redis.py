@@ -9,6 +9,16 @@ and a JSON summary in ``info``. Every move between sets is one Lua script, so
 taking a message into a lease, acking it, recovering it and promoting due
 messages are atomic, and a dropped connection cannot lose a message: workers
 block on a separate ``wake`` list of tokens, never on the queue itself.
+
+A lease takes the next number of the app's ``seq`` counter (``Lease.seq``,
+which orders the job's records without wall clocks). Records carry the
+Redis server's time, so their age does not depend on any host's clock.
+
+A Redis that reached ``maxmemory`` under ``noeviction`` refuses commands that
+may grow memory; the client raises :class:`~hueyq.exceptions.BackendFull`
+("Redis is out of memory: ...") for them, and reads avoid MULTI (which Redis
+refuses then). A script whose first write frees memory (``zrem``, ``hdel``)
+is let finish by Redis, so leases, acks and the heartbeat go on.
 """
 
 import json
@@ -20,12 +30,45 @@ from hueyq.backends import (DEAD, DONE, PAUSE_PREFIX, PENDING, RUNNING,
                             SCHEDULED, Finding, HueyViews, Lease, MessageInfo,
                             message_fields, split_name)
 from hueyq.envelope import epoch
-from hueyq.exceptions import BackendUnavailable, ConfigurationError
+from hueyq.exceptions import (BackendFull, BackendUnavailable,
+                              ConfigurationError)
+from hueyq.units import format_size
 
 try:
-    from redis.exceptions import RedisError
+    import redis
+    from redis.client import Pipeline
+    from redis.exceptions import OutOfMemoryError, RedisError
 except ImportError:  # pragma: no cover - the redis extra is missing
     RedisError = None
+
+
+def _full(exc: Exception) -> BackendFull:
+    return BackendFull("Redis is out of memory: %s (free memory or raise "
+                       "maxmemory; hueyq doctor shows the figures)" % exc)
+
+
+if RedisError is not None:
+    class _Pipeline(Pipeline):
+        def execute(self, raise_on_error: bool = True):
+            try:
+                return super().execute(raise_on_error)
+            except OutOfMemoryError as exc:
+                raise _full(exc) from None
+
+    class _Client(redis.Redis):
+        """redis-py's client, raising BackendFull for Redis's OOM errors."""
+
+        def execute_command(self, *args, **options):
+            try:
+                return super().execute_command(*args, **options)
+            except OutOfMemoryError as exc:
+                raise _full(exc) from None
+
+        def pipeline(self, transaction=True, shard_hint=None):
+            return _Pipeline(self.connection_pool, self.response_callbacks,
+                             transaction, shard_hint)
+else:  # pragma: no cover
+    _Client = None
 
 # KEYS: pending sched msg info ids wake seq
 # ARGV: data priority task_id name eta now meta state
@@ -81,7 +124,7 @@ local function finish(hid, outcome, reason, now)
 end
 """
 
-# KEYS: running msg info ids pending dead wake done results paused flags
+# KEYS: running msg info ids pending dead wake done results paused flags seq
 # ARGV: owner now ack_hid ack_outcome ack_reason
 _LEASE = _FINISH + """
 local now = tonumber(ARGV[2])
@@ -122,25 +165,28 @@ local info = cjson.decode(redis.call('hget', KEYS[3], hid))
 info.state = 'running'
 info.owner = ARGV[1]
 info.updated_at = now
+info.lease_seq = redis.call('incr', KEYS[12])
 redis.call('hset', KEYS[3], hid, cjson.encode(info))
 local revoked = redis.call('hexists', KEYS[9], 'r:' .. info.task_id) +
   redis.call('hexists', KEYS[9], 'rt:' .. info.name)
 return {hid, info.task_id, redis.call('hget', KEYS[2], hid),
         info.redeliveries, info.last_error or false,
-        tostring(info.enqueued_at), revoked}
+        tostring(info.enqueued_at), revoked, info.lease_seq}
 """
 
 # KEYS: running msg info ids pending dead wake done results
 # ARGV: hid outcome reason now
 _ACK = _FINISH + "return finish(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))"
 
-# KEYS: running msg info pending paused   ARGV: owner now name limit
+# KEYS: running msg info pending paused seq   ARGV: owner now name limit
+# Suspects (recovered from a crash) are left for a lease of their own.
 _LEASE_BATCH = """
 if redis.call('hlen', KEYS[5]) > 0 then return {} end
 local limit = tonumber(ARGV[4])
 local now = tonumber(ARGV[2])
 local taken, scanned, offset = 0, 0, 0
 local out = {}
+local seq = nil
 while taken < limit and scanned < 1000 do
   local hids = redis.call('zrange', KEYS[4], offset, offset + 99)
   if #hids == 0 then break end
@@ -148,12 +194,16 @@ while taken < limit and scanned < 1000 do
   for _, hid in ipairs(hids) do
     scanned = scanned + 1
     local info = cjson.decode(redis.call('hget', KEYS[3], hid))
-    if taken < limit and info.name == ARGV[3] then
+    local suspect = type(info.last_error) == 'string' and
+      string.sub(info.last_error, 1, 8) == 'suspect:'
+    if taken < limit and info.name == ARGV[3] and not suspect then
       redis.call('zrem', KEYS[4], hid)
       redis.call('zadd', KEYS[1], now, hid)
+      if not seq then seq = redis.call('incr', KEYS[6]) end
       info.state = 'running'
       info.owner = ARGV[1]
       info.updated_at = now
+      info.lease_seq = seq
       redis.call('hset', KEYS[3], hid, cjson.encode(info))
       taken = taken + 1
       table.insert(out, hid)
@@ -161,6 +211,7 @@ while taken < limit and scanned < 1000 do
       table.insert(out, redis.call('hget', KEYS[2], hid))
       table.insert(out, info.redeliveries)
       table.insert(out, info.last_error or '')
+      table.insert(out, seq)
     else
       skipped = skipped + 1
     end
@@ -244,6 +295,23 @@ end
 return moved
 """
 
+# The first write frees nothing but lets a full Redis (noeviction) finish
+# the script: the heartbeat replaces a record of the same size and must not
+# stop while Redis is out of memory. KEYS: records  ARGV: key value ttl
+# ("expires" is for readers of earlier versions.)
+_PUT_RECORD = """
+redis.call('hdel', KEYS[1], ' ')
+local t = redis.call('time')
+local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local expires = 'null'
+if ARGV[3] ~= 'null' then
+  expires = string.format('%.6f', tonumber(at) + tonumber(ARGV[3]))
+end
+redis.call('hset', KEYS[1], ARGV[1], '{"at": ' .. at .. ', "ttl": ' ..
+  ARGV[3] .. ', "expires": ' .. expires .. ', "value": ' .. ARGV[2] .. '}')
+return 1
+"""
+
 # KEYS: running info   ARGV: hid last_error
 _ANNOTATE = """
 if not redis.call('zscore', KEYS[1], ARGV[1]) then return 0 end
@@ -252,6 +320,25 @@ info.last_error = ARGV[2]
 redis.call('hset', KEYS[2], ARGV[1], cjson.encode(info))
 return 1
 """
+
+def _memory_finding(memory: dict) -> Finding:
+    used = memory.get("used_memory", 0)
+    limit = memory.get("maxmemory", 0)
+    if not limit:
+        return Finding("ok", "redis.memory", "memory %s (no maxmemory)"
+                       % format_size(used))
+    figures = "%s used of maxmemory %s" % (format_size(used),
+                                           format_size(limit))
+    if used >= limit:
+        return Finding("error", "redis.memory", "Redis is out of memory: %s; "
+                       "it refuses enqueues and results until memory is "
+                       "freed (read or delete results, drain a queue) or "
+                       "maxmemory is raised" % figures)
+    if used > 0.9 * limit:
+        return Finding("warning", "redis.memory", "%s: at maxmemory Redis "
+                       "refuses enqueues and results" % figures)
+    return Finding("ok", "redis.memory", figures)
+
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -281,6 +368,7 @@ class RedisBackend(HueyViews, RedisStorage):
     """One queue of an app in Redis, with leases and wake-ups."""
 
     priority = True
+    redis_client = _Client
 
     def __init__(self, name: str, url: "str | None" = None,
                  connection_pool=None, read_timeout: float = 1.0,
@@ -311,7 +399,8 @@ class RedisBackend(HueyViews, RedisStorage):
         scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
                    "lease_batch": _LEASE_BATCH,
                    "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
-                   "annotate": _ANNOTATE, "delete_dead": _DELETE_DEAD}
+                   "annotate": _ANNOTATE, "delete_dead": _DELETE_DEAD,
+                   "put_record": _PUT_RECORD}
         self._scripts = {k: self.conn.register_script(v)
                          for k, v in scripts.items()}
 
@@ -365,7 +454,7 @@ class RedisBackend(HueyViews, RedisStorage):
         for hid, raw in zip(hids, infos):
             if raw:
                 current[json.loads(raw)["task_id"]] = hid
-        pipe = self.conn.pipeline()
+        pipe = self.conn.pipeline(transaction=False)
         pipe.hdel(self.keys["msg"], *hids)
         pipe.hdel(self.keys["info"], *hids)
         if current:
@@ -392,14 +481,15 @@ class RedisBackend(HueyViews, RedisStorage):
         row = self._scripts["lease"](
             keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
                             "wake", "done") + [self.result_key] +
-            self._keys("paused", "flags"),
+            self._keys("paused", "flags", "seq"),
             args=[owner, time.time(), handle, outcome or "", reason or ""])
         if not row:
             return None
-        hid, task_id, data, redeliveries, last_error, enqueued, revoked = row
+        hid, task_id, data, redeliveries, last_error, enqueued, revoked, \
+            seq = row
         return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
                      last_error.decode() if last_error else None,
-                     float(enqueued), bool(revoked))
+                     float(enqueued), bool(revoked), int(seq))
 
     def _ack_keys(self) -> list:
         return self._keys("running", "msg", "info", "ids", "pending", "dead",
@@ -409,16 +499,24 @@ class RedisBackend(HueyViews, RedisStorage):
                     ) -> "list[Lease]":
         """Take up to ``limit`` pending messages of task ``name`` at once."""
         out = self._scripts["lease_batch"](
-            keys=self._keys("running", "msg", "info", "pending", "paused"),
+            keys=self._keys("running", "msg", "info", "pending", "paused",
+                            "seq"),
             args=[owner, time.time(), name, int(limit)])
         return [Lease(out[i].decode(), out[i + 1].decode(), out[i + 2],
-                      int(out[i + 3]), out[i + 4].decode() or None)
-                for i in range(0, len(out), 5)]
+                      int(out[i + 3]), out[i + 4].decode() or None,
+                      seq=int(out[i + 5]))
+                for i in range(0, len(out), 6)]
+
+    def next_seq(self) -> int:
+        """Take the next number of the app's sequence (for a control's
+        record: after every delivery so far, before every later one)."""
+        return int(self.conn.incr(self.keys["seq"]))
 
     def ack_many(self, acks) -> None:
-        """End several leases (see SqliteBackend.ack)."""
+        """End several leases (see SqliteBackend.ack); each ack is atomic
+        (no MULTI, which a full Redis refuses)."""
         now = time.time()
-        pipe = self.conn.pipeline(transaction=True)
+        pipe = self.conn.pipeline(transaction=False)
         for handle, outcome, reason in acks:
             self._scripts["ack"](keys=self._ack_keys(),
                                  args=[handle, outcome or "", reason or "",
@@ -488,8 +586,12 @@ class RedisBackend(HueyViews, RedisStorage):
             keys=self._keys("sched", "pending", "info", "wake"), args=[now])
 
     def notify(self) -> None:
-        """Wake one waiting worker."""
-        self.conn.lpush(self.keys["wake"], 1)
+        """Wake one waiting worker (a hint: workers also poll, so a Redis
+        that refuses it, being full, costs a poll interval at most)."""
+        try:
+            self.conn.lpush(self.keys["wake"], 1)
+        except BackendFull:
+            pass
 
     def wait(self, timeout: float) -> None:
         """Block until a wake-up token arrives or ``timeout`` passes."""
@@ -508,7 +610,8 @@ class RedisBackend(HueyViews, RedisStorage):
             updated_at=info.get("updated_at"), eta=info.get("eta"),
             owner=info.get("owner"), redeliveries=info.get("redeliveries", 0),
             last_error=info.get("last_error"), reason=info.get("reason"),
-            meta=info.get("meta") or {}, size=info.get("size", 0))
+            meta=info.get("meta") or {}, size=info.get("size", 0),
+            lease_seq=info.get("lease_seq"))
 
     def _infos(self, hids: list) -> "list[MessageInfo]":
         if not hids:
@@ -539,7 +642,7 @@ class RedisBackend(HueyViews, RedisStorage):
 
     def counts(self) -> "dict[str, int]":
         """``{pending, scheduled, running, dead}`` for this queue."""
-        pipe = self.conn.pipeline()
+        pipe = self.conn.pipeline(transaction=False)
         for state in (PENDING, SCHEDULED, RUNNING, DEAD):
             pipe.zcard(self.keys[_SETS[state]])
         return dict(zip((PENDING, SCHEDULED, RUNNING, DEAD), pipe.execute()))
@@ -557,7 +660,7 @@ class RedisBackend(HueyViews, RedisStorage):
         """What admission leaves for tasks that declared ``memory=``: the
         supervisor's figure for the queue's budget less what its running
         tasks declared; None when the queue has no memory budget."""
-        pipe = self.conn.pipeline()
+        pipe = self.conn.pipeline(transaction=False)
         pipe.hget(self._flag_key("admission"), "admission")
         pipe.zrange(self.keys["running"], 0, -1)
         budget, running = pipe.execute()
@@ -695,7 +798,7 @@ class RedisBackend(HueyViews, RedisStorage):
 
     def flags(self) -> "dict[str, dict]":
         """Every flag of this queue."""
-        pipe = self.conn.pipeline()
+        pipe = self.conn.pipeline(transaction=False)
         pipe.hgetall(self.keys["paused"])
         pipe.hgetall(self.keys["flags"])
         out = {}
@@ -707,22 +810,40 @@ class RedisBackend(HueyViews, RedisStorage):
 
     def put_record(self, key: str, value: dict, ttl: "float | None" = None
                    ) -> None:
-        """Store a small JSON document for the whole app, with a lifetime."""
-        expires = time.time() + ttl if ttl else None
-        self.conn.hset(self.keys["records"], key,
-                       json.dumps({"value": value, "expires": expires}))
+        """Store a small JSON document for the whole app, with a lifetime
+        counted on the Redis server's clock (no host's clock takes part)."""
+        self._scripts["put_record"](
+            keys=[self.keys["records"]],
+            args=[key, json.dumps(value), "null" if ttl is None else
+                  repr(float(ttl))])
 
     def records(self, prefix: str = "") -> "dict[str, dict]":
         """Live records of this app whose key starts with ``prefix``."""
-        now = time.time()
+        return {key: value for key, (value, _) in
+                self.record_ages(prefix).items()}
+
+    def record_ages(self, prefix: str = ""
+                    ) -> "dict[str, tuple[dict, float]]":
+        """``{key: (record, age)}`` of the live records under ``prefix``; the
+        age in seconds since it was written, on the Redis server's clock."""
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.time()
+        pipe.hgetall(self.keys["records"])
+        (seconds, micros), raws = pipe.execute()
+        now = seconds + micros / 1e6
         out, stale = {}, []
-        for key, raw in self.conn.hgetall(self.keys["records"]).items():
+        for key, raw in raws.items():
             key = key.decode()
             doc = json.loads(raw)
-            if doc["expires"] is not None and doc["expires"] < now:
+            if "at" in doc:
+                age, ttl = now - doc["at"], doc.get("ttl")
+            else:  # written by an earlier version: a wall-clock expiry
+                live = doc.get("expires") is None or doc["expires"] > now
+                age, ttl = (0.0, None) if live else (float("inf"), 0.0)
+            if ttl is not None and age > ttl:
                 stale.append(key)
             elif key.startswith(prefix):
-                out[key] = doc["value"]
+                out[key] = (doc["value"], age)
         if stale:
             self.conn.hdel(self.keys["records"], *stale)
         return out
@@ -735,13 +856,14 @@ class RedisBackend(HueyViews, RedisStorage):
 
     def health(self, require_noeviction: bool = False,
                require_aof: bool = False) -> "list[Finding]":
-        """Version, eviction policy, persistence and evicted keys."""
+        """Version, memory, eviction policy, persistence and evicted keys."""
         server = self.conn.info("server")
         memory = self.conn.info("memory")
         persistence = self.conn.info("persistence")
         stats = self.conn.info("stats")
         findings = [Finding("ok", "redis.version",
-                            "Redis %s" % server.get("redis_version", "?"))]
+                            "Redis %s" % server.get("redis_version", "?")),
+                    _memory_finding(memory)]
         policy = memory.get("maxmemory_policy", "noeviction")
         if policy == "noeviction":
             findings.append(Finding("ok", "redis.maxmemory_policy",
@@ -749,15 +871,17 @@ class RedisBackend(HueyViews, RedisStorage):
         else:
             findings.append(Finding(
                 "error", "redis.maxmemory_policy",
-                "maxmemory-policy %s can silently delete queued tasks; set "
-                "maxmemory-policy noeviction" % policy))
+                "maxmemory-policy %s: when memory runs out Redis deletes keys, "
+                "and will lose queued jobs; set maxmemory-policy noeviction"
+                % policy))
         aof = bool(persistence.get("aof_enabled"))
         if aof:
             findings.append(Finding("ok", "redis.persistence", "AOF on"))
         else:
             findings.append(Finding(
                 "error" if require_aof else "warning", "redis.persistence",
-                "AOF off: a Redis crash loses recent tasks (appendonly yes)"))
+                "AOF off (appendonly no): a Redis restart or crash will lose "
+                "the jobs queued since its last snapshot; set appendonly yes"))
         evicted = stats.get("evicted_keys", 0)
         findings.append(Finding("error" if evicted else "ok",
                                 "redis.evicted_keys",

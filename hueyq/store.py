@@ -12,8 +12,9 @@ SQLite by default, PostgreSQL for servers. Three tables:
 Consumers write through :class:`JobRecorder`, huey's buffered stats writer
 extended with job rows, so nothing is written on a task's hot path. Controls
 and the supervisor write synchronously with :meth:`Store.write`. A job row is
-only updated by a change at least as new as the row (``updated_at``), so a
-late buffered write cannot move a job back in time.
+only updated by a change at least as late as the row in the job's own order
+(``seq``, see :func:`change_seq`; no wall clock takes part), so neither a
+late buffered write nor a clock stepped back can move a job back.
 """
 
 import logging
@@ -28,7 +29,7 @@ from typing import Any, Iterable
 import peewee
 from huey.contrib import stats as huey_stats
 
-from hueyq import files
+from hueyq import defaults, files
 from hueyq.exceptions import ConfigurationError, StoreUnavailable
 from hueyq.profile import redact_url, sqlite_path
 
@@ -46,13 +47,26 @@ _JOB_COLUMNS = ("id", "app", "task", "queue", "state", "priority", "attempts",
                 "redeliveries", "progress", "message", "enqueued_at",
                 "started_at", "finished_at", "updated_at", "duration", "host",
                 "pid", "worker", "error", "traceback", "reason", "args",
-                "payload")
+                "payload", "seq")
 #: Columns an update adds to instead of replacing.
 _DELTA_COLUMNS = ("attempts",)
 #: Rows a recorder keeps for a store that does not answer.
 _MAX_BUFFER = 100_000
 #: Newest jobs an error-text search looks through (text has no index).
 ERROR_WINDOW = 10_000
+#: Where a change falls in its delivery (see :func:`change_seq`): a control
+#: (its own number), the delivery's start and progress, its end, and the
+#: supervisor's recovery of it.
+CONTROL, STARTED, ENDED, RECOVERED = 0, 2, 4, 6
+
+
+def change_seq(number: "int | None", step: int) -> "int | None":
+    """The place of a change in its job's order: the backend's sequence
+    number of the delivery or control it belongs to (``Lease.seq``,
+    ``next_seq()``), then its step within it. Every delivery takes a later
+    number than all before it, so a clock step can never reorder changes;
+    None (no number known) falls back to ``updated_at``."""
+    return None if number is None else number * 8 + step
 
 
 class _Job(peewee.Model):
@@ -79,6 +93,7 @@ class _Job(peewee.Model):
     reason = peewee.CharField(max_length=64, null=True)
     args = peewee.TextField(null=True)
     payload = peewee.BlobField(null=True)
+    seq = peewee.BigIntegerField(null=True)
 
     class Meta:
         table_name = "hueyq_job"
@@ -210,7 +225,8 @@ def open_database(url: str, access: str = files.CREATE) -> peewee.Database:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return peewee.SqliteDatabase(path, timeout=10, pragmas={
             "journal_mode": "wal", "synchronous": "normal",
-            "busy_timeout": 10000})
+            "busy_timeout": 10000,
+            "journal_size_limit": defaults.SQLITE_JOURNAL_SIZE_LIMIT})
     check_driver(url)
     return peewee.PostgresqlDatabase(url.replace("postgres://",
                                                  "postgresql://", 1))
@@ -265,6 +281,7 @@ class Store:
                 self.db.execute_sql("create index if not exists "
                                     "hueyq_event_task_id on huey_event "
                                     "(task_id, ts)")
+                self._add_seq_column()
         except peewee.PeeweeException as exc:
             raise StoreUnavailable("job store %s: %s"
                                    % (redact_url(self.url), exc)) from None
@@ -281,10 +298,47 @@ class Store:
         scratch.close()
         return [sql for (sql,) in rows]
 
+    def _add_seq_column(self) -> None:
+        # Stores made by earlier versions lack the seq column.
+        if "seq" in {c.name for c in self.db.get_columns("hueyq_job")}:
+            return
+        if isinstance(self.db, peewee.PostgresqlDatabase):
+            self.db.execute_sql("alter table hueyq_job add column if not "
+                                "exists seq bigint")
+            return
+        try:
+            self.db.execute_sql("alter table hueyq_job add column seq bigint")
+        except peewee.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
+
     def close(self) -> None:
         """Close this thread's connection."""
         if not self.db.is_closed():
             self.db.close()
+
+    def checkpoint(self) -> bool:
+        """On SQLite, fold the WAL back into the database without waiting
+        for readers (see SqliteBackend.checkpoint); True when it was fully
+        folded back."""
+        if not isinstance(self.db, peewee.SqliteDatabase):
+            return False
+        try:
+            with self._lock:
+                busy, log, done = self.db.execute_sql(
+                    "pragma wal_checkpoint(passive)").fetchone()
+                if busy or done < log:
+                    return False
+                self.db.execute_sql("pragma busy_timeout=20")
+                try:
+                    self.db.execute_sql("pragma wal_checkpoint(truncate)")
+                finally:
+                    self.db.execute_sql("pragma busy_timeout=10000")
+        except peewee.PeeweeException as exc:
+            self._reset()
+            raise StoreUnavailable("cannot checkpoint the job store %s: %s"
+                                   % (redact_url(self.url), exc)) from None
+        return True
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
@@ -373,7 +427,9 @@ class Store:
                 assignments.append('"{0}" = coalesce(excluded."{0}", '
                                    'hueyq_job."{0}")'.format(col))
         sql = ("insert into hueyq_job (%s) values (%s) on conflict (id) do "
-               "update set %s where excluded.updated_at >= hueyq_job.updated_at"
+               "update set %s where case when excluded.seq is not null and "
+               "hueyq_job.seq is not null then excluded.seq >= hueyq_job.seq "
+               "else excluded.updated_at >= hueyq_job.updated_at end"
                % (", ".join('"%s"' % c for c in columns),
                   ", ".join([marker] * len(columns)), ", ".join(assignments)))
         rows = [_row(dict(job, app=self.app_name)) for job in jobs]
