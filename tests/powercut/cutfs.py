@@ -444,21 +444,6 @@ class Mount:
             self.proc = None
         self._detach()
 
-    def unmount(self) -> None:
-        """A clean unmount (nothing unsynced is written out either)."""
-        if self.proc is None:
-            return
-        subprocess.run(["fusermount3", "-u", self.mountpoint], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc.stdout.close()
-        self.proc = None
-        self._detach()
-
     def _detach(self) -> None:
         if os.path.ismount(self.mountpoint) or _dead_mount(self.mountpoint):
             subprocess.run(["fusermount3", "-u", "-z", self.mountpoint],
