@@ -133,6 +133,7 @@ def test_recorder_keeps_rows_while_the_store_is_down(tmp_path, postgres_url):
     assert recorder._jobs == [] and recorder.store.get("a")["state"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_finished_job_is_on_disk_before_its_message_goes(
         tmp_path, cutfs, make_app, inline):
     """The recorder forgets a finished message only once the store's record

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow   # each test mounts cutfs: a process of its own
+
 
 def write(path, data: bytes, sync: bool = False, mode: str = "wb") -> None:
     with open(path, mode) as fh:
