@@ -15,8 +15,14 @@ and the supervisor write synchronously with :meth:`Store.write`. A job row is
 only updated by a change at least as late as the row in the job's own order
 (``seq``, see :func:`change_seq`; no wall clock takes part), so neither a
 late buffered write nor a clock stepped back can move a job back.
+
+On SQLite the store commits with ``synchronous=NORMAL``, which a power cut
+may undo; a write that a forgotten message depends on (the record of a
+finished job) is made durable first (``write(..., durable=True)``), so a job
+is never in neither place.
 """
 
+import contextlib
 import logging
 import math
 import os
@@ -358,32 +364,50 @@ class Store:
 
     # ------------------------------------------------------------ writes
 
-    def write(self, jobs: Iterable[dict] = (), events: Iterable[dict] = ()
-              ) -> None:
+    def write(self, jobs: Iterable[dict] = (), events: Iterable[dict] = (),
+              durable: bool = False) -> None:
         """Upsert job changes and append events in one transaction.
 
         A job change is a dict with ``id`` and ``updated_at`` and any job
         columns; None leaves a column as it is, ``attempts`` adds.
+        ``durable``: the commit is on disk when this returns, and so is
+        every commit before it (SQLite: this one transaction runs with
+        ``synchronous=FULL``; PostgreSQL commits durably anyway).
         """
         jobs = merge_changes(jobs)
         events = list(events)
         if not jobs and not events:
             return
         try:
-            with self._lock, self.db.atomic():
-                if jobs:
-                    self._upsert(jobs)
-                if events:
-                    self._insert_events(events)
-        except (peewee.IntegrityError, peewee.DataError) as exc:
-            # One bad row must not block every later write: keep the rest.
-            logger.error("job store rejected a batch (%s); writing it row by "
-                         "row", exc)
-            self._write_each(jobs, events)
+            with self._synchronous(durable):
+                try:
+                    with self._lock, self.db.atomic():
+                        if jobs:
+                            self._upsert(jobs)
+                        if events:
+                            self._insert_events(events)
+                except (peewee.IntegrityError, peewee.DataError) as exc:
+                    # One bad row must not block every later write.
+                    logger.error("job store rejected a batch (%s); writing "
+                                 "it row by row", exc)
+                    self._write_each(jobs, events)
         except peewee.PeeweeException as exc:
             self._reset()
             raise StoreUnavailable("cannot write to the job store %s: %s"
                                    % (redact_url(self.url), exc)) from None
+
+    @contextlib.contextmanager
+    def _synchronous(self, durable: bool):
+        # In WAL mode a FULL commit syncs the log, and with it every NORMAL
+        # commit before it; the connection goes back to NORMAL after.
+        if not durable or not isinstance(self.db, peewee.SqliteDatabase):
+            yield
+            return
+        self.db.execute_sql("pragma synchronous=full")
+        try:
+            yield
+        finally:
+            self.db.execute_sql("pragma synchronous=normal")
 
     def _insert_events(self, events: list) -> None:
         # Raw executemany: peewee's query builder costs more than the insert
@@ -438,6 +462,54 @@ class Store:
             cursor.executemany(sql, rows)
         finally:
             cursor.close()
+
+    def unsettled(self, limit: int = 10_000) -> "list[dict]":
+        """Rows of jobs recorded as not finished (pending, scheduled,
+        running, retrying), oldest change first: what :meth:`repair` may
+        have to correct after a crash."""
+        Job = self.Job
+        return self._read(lambda: list(
+            Job.select(Job.id, Job.task, Job.queue, Job.state, Job.updated_at,
+                       Job.finished_at)
+            .where(Job.app == self.app_name,
+                   Job.state.in_(("pending", "scheduled", "running",
+                                  "retrying")))
+            .order_by(Job.updated_at).limit(limit).dicts()))
+
+    def repair(self, row: dict, state: str, detail: str,
+               finished_at: "float | None" = None,
+               reason: "str | None" = None) -> bool:
+        """Set a job's state to what the backend says, if its row is still
+        as it was read (``row``: state and ``updated_at``), with a
+        ``repaired`` event. The row keeps its ``updated_at``, so any real
+        change written later still applies. True if it was changed."""
+        Job = self.Job
+        changes = {Job.state: state}
+        if state in FINISHED:
+            changes[Job.finished_at] = row.get("finished_at") or finished_at \
+                or row["updated_at"]
+        if state == "complete":
+            changes[Job.progress] = 100.0
+        if reason is not None:
+            changes[Job.reason] = reason
+        queue = "%s.%s" % (self.app_name, row["queue"])
+        try:
+            with self._lock, self.db.atomic():
+                done = Job.update(changes).where(
+                    Job.id == row["id"], Job.app == self.app_name,
+                    Job.state == row["state"],
+                    Job.updated_at == row["updated_at"]).execute()
+                if done:
+                    self._insert_events([{
+                        "ts": time.time(), "queue": queue,
+                        "task_id": row["id"], "task": row.get("task") or "",
+                        "signal": "repaired", "duration": None,
+                        "error": detail, "args": None}])
+        except peewee.PeeweeException as exc:
+            self._reset()
+            raise StoreUnavailable("cannot write to the job store %s: %s"
+                                   % (redact_url(self.url), exc)) from None
+        return bool(done)
 
     def watchdog_event(self, **event: Any) -> None:
         """Record one watchdog action (pause, resume, recycle, kill...)."""
@@ -859,6 +931,12 @@ class JobRecorder(huey_stats.HueyStats):
     def _flush(self) -> None:
         # A finished message is forgotten one flush after its record was
         # written, by when its ack (riding the worker's next lease) is in.
+        # A flush that notes finished messages or forgets some commits
+        # durably first: the store's record of a job must be on disk before
+        # the queue forgets its message, or a power cut can leave the job
+        # in neither place (the queue file's next durable commit keeps the
+        # forgetting). A record noted just after its done() is in this
+        # batch or the next, which is then durable too.
         with self._flush_lock:
             with self._lock:
                 events, self._buf = self._buf, []
@@ -868,7 +946,8 @@ class JobRecorder(huey_stats.HueyStats):
             if not events and not jobs and not forgettable and not done:
                 return
             try:
-                self.store.write(jobs, events)
+                self.store.write(jobs, events,
+                                 durable=bool(done or forgettable))
             except Exception:
                 logger.exception("job store write failed; %d job changes and "
                                  "%d events kept for the next flush",

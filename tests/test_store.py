@@ -8,7 +8,7 @@ import pytest
 from hueyq.exceptions import StoreUnavailable
 from hueyq.store import JobRecorder, Store, merge_changes
 
-from conftest import free_port
+from conftest import free_port, write_profile
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -171,3 +171,28 @@ def test_a_store_of_an_earlier_version_gains_the_seq_column(tmp_path):
         assert (old.get("o")["state"], old.get("o")["seq"]) == ("complete", 12)
     finally:
         old.close()
+
+
+@pytest.mark.slow
+def test_a_finished_job_is_on_disk_before_its_message_goes(
+        tmp_path, cutfs, make_app, inline):
+    """The recorder forgets a finished message only once the store's record
+    of it is durable (issue 18 item 7): with the store on a filesystem that
+    drops whatever was not synced, a power cut after the message went
+    still finds the job complete."""
+    store_url = "sqlite://%s/store.db" % cutfs.mountpoint
+    profile = write_profile(tmp_path / "profile.toml",
+                            "sqlite://%s" % (tmp_path / "queue.db"), store_url,
+                            "t%s" % uuid.uuid4().hex[:8])
+    app = make_app(profile)
+    handles = [app.tasks.echo(i) for i in range(20)]
+    inline(app, "high").run()
+    assert all(app.storage("high").find(h.id) is None for h in handles)
+    cutfs.cut()
+    cutfs.mount()
+    after = Store(store_url, app.name, create=False)
+    try:
+        assert [(after.get(h.id) or {}).get("state") for h in handles] == \
+            ["complete"] * len(handles)
+    finally:
+        after.close()

@@ -11,6 +11,9 @@ session, told to die with its parent), and then, once per tick:
   a worker of this runtime that died running that job alone is charged with
   the crash (``max_redeliveries``); the jobs of a consumer that died running
   several are suspects, requeued uncounted, and run alone next;
+* sweeps, at start and every minute: finished messages a crashed worker
+  never forgot, and store rows a crash left disagreeing with the backend
+  (a job recorded running whose message is gone or done);
 * runs the watchdog (memory budgets, time limits, cancellation of process
   workers, autoscale) and applies its actions;
 * publishes a status record into the backend, folds the SQLite WAL back
@@ -35,7 +38,7 @@ import psutil
 from huey.utils import Error
 
 from hueyq import __version__, control
-from hueyq.backends import DEAD, DONE, PENDING
+from hueyq.backends import DEAD, DONE, PENDING, SCHEDULED
 from hueyq.exceptions import (AlreadyRunning, BackendUnavailable,
                               ConfigurationError, StoreUnavailable)
 from hueyq.owner import alive_here, boot_id, parse_owner, runtime_id
@@ -43,7 +46,7 @@ from hueyq.profile import redact_url, sqlite_path
 from hueyq.runtime import SCHEDULER_PROCESS_NAME, main_command, notify
 from hueyq.runtime.watchdog import (Action, LeaseSample, Proc, Samples,
                                     Sampler, Watchdog)
-from hueyq.store import ENDED, RECOVERED, change_seq
+from hueyq.store import ENDED, REASON_STATE, RECOVERED, change_seq
 
 logger = logging.getLogger("hueyq.supervisor")
 
@@ -114,6 +117,7 @@ class Supervisor:
         self._watchdog_ping = notify.watchdog_interval()
         self._next_sweep = 0.0
         self._next_checkpoint = 0.0
+        self._suspects: "dict[str, tuple]" = {}
         self._admission: "dict[str, int]" = {}
         self._notifying = bool(os.environ.get("NOTIFY_SOCKET"))
         self._next_status = 0.0
@@ -144,6 +148,8 @@ class Supervisor:
         if recovered:
             logger.warning("recovered %d leases left by dead workers",
                            recovered)
+        self._guard("sweep", self.sweep)
+        self._next_sweep = time.monotonic() + 60
         for slot in self.slots:
             self._start(slot)
         if self.web_command:
@@ -484,9 +490,10 @@ class Supervisor:
                 "signal": signal_name, "duration": None, "error": detail,
                 "args": None}
 
-    def _record(self, jobs: list, events: list) -> None:
+    def _record(self, jobs: list, events: list, durable: bool = False
+                ) -> None:
         try:
-            self.app.store.write(jobs, events)
+            self.app.store.write(jobs, events, durable=durable)
         except StoreUnavailable as exc:
             logger.warning("%s", exc)
 
@@ -507,7 +514,8 @@ class Supervisor:
     def sweep(self) -> int:
         """Finished messages a crashed worker never forgot: make sure the
         store knows they completed (its buffered record may have died with
-        it), then drop them."""
+        it; written durably, since the message goes next), then drop them.
+        Then :meth:`repair` the store. Returns how many messages went."""
         before = time.time() - 300
         dropped = 0
         for queue in self.app.queues:
@@ -521,8 +529,9 @@ class Supervisor:
                            "enqueued_at": m.enqueued_at,
                            "updated_at": m.updated_at,
                            "seq": change_seq(m.lease_seq, ENDED)}
-                          for m in stale if m.task_id], [])
+                          for m in stale if m.task_id], [], durable=True)
             dropped += storage.forget([m.handle for m in stale])
+        self.repair()
         return dropped
 
     def checkpoint(self) -> None:
@@ -530,6 +539,40 @@ class Supervisor:
         too (the WAL then stays near ``journal_size_limit``)."""
         from hueyq import maintenance
         maintenance.run_checkpoint(self.app)
+
+    def repair(self) -> int:
+        """Store rows that disagree with the backend after a crash or power
+        cut: a job recorded as not finished (running, retrying, pending,
+        scheduled) whose message is gone, done or dead, because its final
+        record was lost. Each row takes the backend's word
+        (:meth:`Store.repair`, only if unchanged since read). A row recorded
+        pending or scheduled is repaired only when the next sweep finds it
+        the same: ``retry`` writes that record just before its message is
+        back. Returns how many rows were repaired."""
+        repaired = 0
+        suspects, self._suspects = self._suspects, {}
+        for row in self.app.store.unsettled():
+            if row["queue"] not in self.app.queues:
+                continue
+            message = self.app.storage(row["queue"]).find(row["id"])
+            verdict = _settled(message)
+            if verdict is None:
+                continue
+            key = (row["state"], row["updated_at"])
+            if row["state"] in (PENDING, SCHEDULED) and \
+                    suspects.get(row["id"]) != key:
+                self._suspects[row["id"]] = key
+                continue
+            state, reason, detail = verdict
+            if self.app.store.repair(
+                    row, state, detail, reason=reason,
+                    finished_at=message.updated_at if message else None):
+                repaired += 1
+                logger.warning("job %s: recorded %s, %s; now %s", row["id"],
+                               row["state"], detail, state,
+                               extra={"queue": row["queue"],
+                                      "job_id": row["id"]})
+        return repaired
 
     # ------------------------------------------------------------ watchdog
 
@@ -805,6 +848,19 @@ class Supervisor:
                     and not alive_here(parse_owner(l.owner))]
             handed += storage.release(mine)
         return handed
+
+
+def _settled(message) -> "tuple[str, str | None, str] | None":
+    """(state, reason, why) of a job recorded as not finished whose newest
+    message says it is; None while the message is live."""
+    if message is None:
+        return "complete", None, "its message is gone (forgotten once done)"
+    if message.state == DONE:
+        return "complete", None, "its message is done"
+    if message.state == DEAD:
+        return (REASON_STATE.get(message.reason, "dead"), message.reason,
+                "its message is dead (%s)" % message.reason)
+    return None
 
 
 def _kind(proc: psutil.Process) -> str:
