@@ -11,7 +11,8 @@ killing it kills everything in the boot at once. It
   take the pids the last boot's workers had;
 * starts ``hueyq run`` and, with ``--produce``, the producer, both with
   the wall clock moved by ``--offset`` seconds (``--clockshift``, the
-  shim built from clockshift.c, preloaded; monotonic clocks stay true);
+  shim built from tests/clockshim.c, preloaded; monotonic clocks stay
+  true);
 * reaps orphans; passes SIGTERM on to the runtime and exits when it has.
 """
 
@@ -26,18 +27,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def build_clockshift(directory: str) -> str:
-    """Compile clockshift.c into ``directory``; the shim's path."""
-    out = os.path.join(directory, "clockshift.so")
+    """Compile tests/clockshim.c into ``directory``; the shim's path."""
+    out = os.path.join(directory, "clockshim.so")
     subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", out,
-                    os.path.join(HERE, "clockshift.c"), "-ldl"], check=True)
+                    os.path.join(os.path.dirname(HERE), "clockshim.c"),
+                    "-ldl"], check=True)
     return out
 
 
-def clock_env(offset: int, shim: str) -> dict:
-    """Environment that moves CLOCK_REALTIME by ``offset`` seconds."""
+def clock_env(offset: int, shim: str, directory: str, boot: int) -> dict:
+    """Environment that moves CLOCK_REALTIME (and /proc/stat's btime, as a
+    clock set after boot does) by ``offset`` seconds."""
     if not offset:
         return {}
-    return {"LD_PRELOAD": shim, "CLOCKSHIFT": str(offset)}
+    path = os.path.join(directory, "clock-%d.offset" % boot)
+    with open(path, "w") as fh:
+        fh.write("%d\n" % offset)
+    return {"LD_PRELOAD": shim, "HUEYQ_CLOCK_OFFSET_FILE": path}
 
 
 def main() -> int:
@@ -59,7 +65,8 @@ def main() -> int:
     for _ in range(args.daemons):
         subprocess.Popen(["sleep", "infinity"])
     env = dict(os.environ, POWERCUT_BOOT=str(args.boot),
-               **clock_env(args.offset, args.clockshift))
+               **clock_env(args.offset, args.clockshift, args.dir,
+                            args.boot))
     with open(os.path.join(args.dir, "runtime-%d.log" % args.boot),
               "ab") as log:
         runtime = subprocess.Popen(

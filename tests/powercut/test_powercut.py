@@ -34,25 +34,17 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 #: Power cuts per run (POWERCUT_CUTS overrides; POWERCUT_SEED replays one).
 CUTS = int(os.environ.get("POWERCUT_CUTS", "30"))
-#: Each boot's wall clock, in seconds from the host's. Consecutive boots
-#: differ, so between boots the clock steps forward and back; the last
-#: boot, which drains, runs behind the one before it. None is behind the
-#: host's own clock, which also dates process start times (psutil's
-#: create_time): today's supervisor compares those with lease times, which
-#: issue 18 item 1 removes; add negative offsets once it has.
+#: Each boot's wall clock, in seconds from the host's: behind, true and
+#: ahead. Consecutive boots differ, so between boots the clock steps forward
+#: and back; the last boot, which drains, runs behind the one before it.
 OFFSETS = tuple(int(o) for o in
-                os.environ.get("POWERCUT_OFFSETS", "0,3600,7200").split(","))
+                os.environ.get("POWERCUT_OFFSETS", "-3600,0,3600").split(","))
 MARATHONS = 2
 FINISHED = ("complete", "failed", "cancelled", "expired", "dead")
 #: What became of an accepted job that did not end complete.
 LOST = ("no record", "not run", "poison", "lease never recovered")
 #: A job that completed but whose store row says otherwise.
 STUCK = ("stuck record", "stuck by the clock")
-#: Outcomes that issue 18's items 1, 8 and 9 (another branch) fix: expected
-#: failures until then. Everything else fails the test.
-REL18 = "issue 18 items 1/8/9, branch rel18"
-REL18_OUTCOMES = ("poison", "lease never recovered", "stuck by the clock")
-
 PROFILE = """\
 app_name = "powercut"
 [backend]
@@ -365,9 +357,6 @@ def test_power_cuts_lose_no_accepted_job(machine, capsys):
         print("\n" + "\n".join(report))
     failures += final_failures(disk, outcome, runs, dups)
     assert not failures, "\n".join(report + failures)
-    rel18 = {k: len(outcome[k]) for k in REL18_OUTCOMES if outcome.get(k)}
-    if rel18:
-        pytest.xfail("%s: %s" % (REL18, _figures(rel18)))
 
 
 def cut_many(machine: Machine, rng: random.Random, failures: list
@@ -397,7 +386,7 @@ def cut_many(machine: Machine, rng: random.Random, failures: list
                                 read_runs(machine.root / "executions.log"))
         for kind, ids in lost.items():
             seen[kind] += len(ids)
-            if ids and kind not in REL18_OUTCOMES:
+            if ids:
                 failures.append("cut %d: %d accepted jobs in neither place "
                                 "(%s), e.g. %s" % (boot, len(ids), kind,
                                                    ids[0]))
