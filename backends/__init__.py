@@ -4,8 +4,11 @@ Every backend module subclasses huey's own storage for one queue (huey name
 ``<app>.<queue>``) and adds the same small interface:
 
 * leases: ``lease(owner, ack=None)`` moves the next pending message into a
-  lease owned by ``host:pid:worker`` in one atomic step (optionally acking the
-  previous one in the same step); ``ack``, ``release``, ``requeue``,
+  lease owned by ``host:pid:worker|stamp`` (:mod:`hueyq.owner`) in one
+  atomic step (optionally acking the previous one in the same step), and
+  numbers it from the app's sequence (``Lease.seq``, which orders the job's
+  records without wall clocks; ``next_seq()`` numbers a control);
+  ``ack``, ``release``, ``requeue``,
   ``annotate`` and ``leases()`` finish, hand back, recover and list them;
   ``relabel`` files a message that failed verification under its own id;
   ``forget`` and ``sweep_done`` drop finished messages;
@@ -16,8 +19,10 @@ Every backend module subclasses huey's own storage for one queue (huey name
   ``drain``, ``revive``, ``purge_dead``;
 * flags (``set_flag``, ``clear_flag``, ``flags``): a queue is paused while
   any ``paused:*`` flag is set, checked inside the dequeue itself;
-* records (``put_record``, ``records``): small JSON documents with a lifetime,
-  such as the supervisor's status;
+* records (``put_record``, ``records``, ``record_ages``): small JSON
+  documents with a lifetime, such as the supervisor's status; their age is
+  counted on the backend's own clock (this host's monotonic clock for a
+  SQLite file, the server's for Redis), never by comparing hosts' clocks;
 * ``health()``: findings about the backend's own configuration.
 
 Messages are hueyq envelopes (``hueyq.envelope``); backends read only the
@@ -34,6 +39,7 @@ import math
 from typing import Any
 
 from hueyq.exceptions import ConfigurationError
+from hueyq.owner import parse_owner
 
 logger = logging.getLogger("hueyq.backends")
 
@@ -71,6 +77,8 @@ class Lease:
     last_error: "str | None"
     enqueued_at: "float | None" = None
     revoked: "bool | None" = None
+    #: The app's sequence number of this delivery (see ``next_seq``).
+    seq: "int | None" = None
     size: "int | None" = None
 
     @property
@@ -105,6 +113,8 @@ class MessageInfo:
     reason: "str | None"
     meta: dict
     size: int
+    #: The sequence number of the message's latest delivery, if any.
+    lease_seq: "int | None" = None
 
     @classmethod
     def checked(cls, **fields: Any) -> "MessageInfo":
@@ -121,28 +131,31 @@ class MessageInfo:
         for key in ("redeliveries", "size"):
             value = _number(fields.get(key))
             fields[key] = int(value) if value is not None else 0
+        if "lease_seq" in fields:
+            value = _number(fields["lease_seq"])
+            fields["lease_seq"] = int(value) if value is not None else None
         fields["meta"] = clean_meta(fields.get("meta"))
         return cls(**fields)
 
     @property
     def host(self) -> "str | None":
-        """Host part of the lease owner ``host:pid:worker``."""
-        return self.owner.rsplit(":", 2)[0] if self.owner else None
+        """Host part of the lease owner ``host:pid:worker|stamp``."""
+        return parse_owner(self.owner).host
 
     @property
     def pid(self) -> "int | None":
         """Process id part of the lease owner."""
-        if not self.owner:
-            return None
-        try:
-            return int(self.owner.rsplit(":", 2)[1])
-        except (IndexError, ValueError):
-            return None
+        return parse_owner(self.owner).pid
 
     @property
     def worker(self) -> "str | None":
         """Worker part of the lease owner."""
-        return self.owner.rsplit(":", 2)[2] if self.owner else None
+        return parse_owner(self.owner).worker
+
+    @property
+    def holder(self) -> "str | None":
+        """The lease owner as people read it: ``host:pid:worker``."""
+        return parse_owner(self.owner).name if self.owner else None
 
 
 def _of(value: Any, kind: type, default: Any) -> Any:

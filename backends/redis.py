@@ -9,6 +9,16 @@ and a JSON summary in ``info``. Every move between sets is one Lua script, so
 taking a message into a lease, acking it, recovering it and promoting due
 messages are atomic, and a dropped connection cannot lose a message: workers
 block on a separate ``wake`` list of tokens, never on the queue itself.
+
+A lease takes the next number of the app's ``seq`` counter (``Lease.seq``,
+which orders the job's records without wall clocks). Records carry the
+Redis server's time, so their age does not depend on any host's clock.
+
+A Redis that reached ``maxmemory`` under ``noeviction`` refuses commands that
+may grow memory; the client raises :class:`~hueyq.exceptions.BackendFull`
+("Redis is out of memory: ...") for them, and reads avoid MULTI (which Redis
+refuses then). A script whose first write frees memory (``zrem``, ``hdel``)
+is let finish by Redis, so leases, acks and the heartbeat go on.
 """
 
 import json
@@ -21,12 +31,45 @@ from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             MessageInfo, message_fields, read_json, report_bad,
                             split_name)
 from hueyq.envelope import epoch
-from hueyq.exceptions import BackendUnavailable, ConfigurationError
+from hueyq.exceptions import (BackendFull, BackendUnavailable,
+                              ConfigurationError)
+from hueyq.units import format_size
 
 try:
-    from redis.exceptions import RedisError
+    import redis
+    from redis.client import Pipeline
+    from redis.exceptions import OutOfMemoryError, RedisError
 except ImportError:  # pragma: no cover - the redis extra is missing
     RedisError = None
+
+
+def _full(exc: Exception) -> BackendFull:
+    return BackendFull("Redis is out of memory: %s (free memory or raise "
+                       "maxmemory; hueyq doctor shows the figures)" % exc)
+
+
+if RedisError is not None:
+    class _Pipeline(Pipeline):
+        def execute(self, raise_on_error: bool = True):
+            try:
+                return super().execute(raise_on_error)
+            except OutOfMemoryError as exc:
+                raise _full(exc) from None
+
+    class _Client(redis.Redis):
+        """redis-py's client, raising BackendFull for Redis's OOM errors."""
+
+        def execute_command(self, *args, **options):
+            try:
+                return super().execute_command(*args, **options)
+            except OutOfMemoryError as exc:
+                raise _full(exc) from None
+
+        def pipeline(self, transaction=True, shard_hint=None):
+            return _Pipeline(self.connection_pool, self.response_callbacks,
+                             transaction, shard_hint)
+else:  # pragma: no cover
+    _Client = None
 
 # KEYS: pending sched msg info ids wake seq
 # ARGV: data priority task_id name eta now meta state
@@ -69,7 +112,8 @@ local function load_info(key, hid, state)
   if type(info.redeliveries) ~= 'number' then info.redeliveries = 0 end
   if type(info.meta) ~= 'table' or #info.meta > 0 then info.meta = {} end
   if type(info.meta.memory) ~= 'number' then info.meta.memory = nil end
-  for _, k in ipairs({'enqueued_at', 'updated_at', 'eta', 'size'}) do
+  for _, k in ipairs({'enqueued_at', 'updated_at', 'eta', 'size',
+                      'lease_seq'}) do
     if type(info[k]) ~= 'number' then info[k] = nil end
   end
   for _, k in ipairs({'state', 'owner', 'last_error', 'reason'}) do
@@ -125,7 +169,7 @@ local function finish(hid, outcome, reason, now)
 end
 """
 
-# KEYS: running msg info ids pending dead wake done results paused flags
+# KEYS: running msg info ids pending dead wake done results paused flags seq
 # ARGV: owner now ack_hid ack_outcome ack_reason lease_limit head_bytes
 _LEASE = _FINISH + _HEAD + """
 local now = tonumber(ARGV[2])
@@ -165,27 +209,30 @@ local info = load_info(KEYS[3], hid, 'pending')
 info.state = 'running'
 info.owner = ARGV[1]
 info.updated_at = now
+info.lease_seq = redis.call('incr', KEYS[12])
 redis.call('hset', KEYS[3], hid, cjson.encode(info))
 local revoked = redis.call('hexists', KEYS[9], 'r:' .. info.task_id) +
   redis.call('hexists', KEYS[9], 'rt:' .. info.name)
 local data, size = message_head(KEYS[2], hid, ARGV[6], ARGV[7])
 return {hid, info.task_id, data,
         info.redeliveries, info.last_error or false,
-        tostring(info.enqueued_at or now), revoked, size}
+        tostring(info.enqueued_at or now), revoked, info.lease_seq, size}
 """
 
 # KEYS: running msg info ids pending dead wake done results
 # ARGV: hid outcome reason now
 _ACK = _FINISH + "return finish(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))"
 
-# KEYS: running msg info pending paused
+# KEYS: running msg info pending paused seq
 # ARGV: owner now name limit lease_limit head_bytes
+# Suspects (recovered from a crash) are left for a lease of their own.
 _LEASE_BATCH = _INFO + _HEAD + """
 if redis.call('hlen', KEYS[5]) > 0 then return {} end
 local limit = tonumber(ARGV[4])
 local now = tonumber(ARGV[2])
 local taken, scanned, offset = 0, 0, 0
 local out = {}
+local seq = nil
 while taken < limit and scanned < 1000 do
   local hids = redis.call('zrange', KEYS[4], offset, offset + 99)
   if #hids == 0 then break end
@@ -193,12 +240,16 @@ while taken < limit and scanned < 1000 do
   for _, hid in ipairs(hids) do
     scanned = scanned + 1
     local info = load_info(KEYS[3], hid, 'pending')
-    if taken < limit and info.name == ARGV[3] then
+    local suspect = type(info.last_error) == 'string' and
+      string.sub(info.last_error, 1, 8) == 'suspect:'
+    if taken < limit and info.name == ARGV[3] and not suspect then
       redis.call('zrem', KEYS[4], hid)
       redis.call('zadd', KEYS[1], now, hid)
+      if not seq then seq = redis.call('incr', KEYS[6]) end
       info.state = 'running'
       info.owner = ARGV[1]
       info.updated_at = now
+      info.lease_seq = seq
       redis.call('hset', KEYS[3], hid, cjson.encode(info))
       taken = taken + 1
       table.insert(out, hid)
@@ -207,6 +258,7 @@ while taken < limit and scanned < 1000 do
       table.insert(out, data)
       table.insert(out, info.redeliveries)
       table.insert(out, info.last_error or '')
+      table.insert(out, seq)
       table.insert(out, size)
     else
       skipped = skipped + 1
@@ -291,6 +343,23 @@ end
 return moved
 """
 
+# The first write frees nothing but lets a full Redis (noeviction) finish
+# the script: the heartbeat replaces a record of the same size and must not
+# stop while Redis is out of memory. KEYS: records  ARGV: key value ttl
+# ("expires" is for readers of earlier versions.)
+_PUT_RECORD = """
+redis.call('hdel', KEYS[1], ' ')
+local t = redis.call('time')
+local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local expires = 'null'
+if ARGV[3] ~= 'null' then
+  expires = string.format('%.6f', tonumber(at) + tonumber(ARGV[3]))
+end
+redis.call('hset', KEYS[1], ARGV[1], '{"at": ' .. at .. ', "ttl": ' ..
+  ARGV[3] .. ', "expires": ' .. expires .. ', "value": ' .. ARGV[2] .. '}')
+return 1
+"""
+
 # KEYS: running info   ARGV: hid last_error
 _ANNOTATE = _INFO + """
 if not redis.call('zscore', KEYS[1], ARGV[1]) then return 0 end
@@ -311,6 +380,37 @@ redis.call('hset', KEYS[1], ARGV[1], cjson.encode(info))
 redis.call('hset', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
+
+
+def _memory_finding(memory: dict) -> Finding:
+    used = memory.get("used_memory", 0)
+    limit = memory.get("maxmemory", 0)
+    if not limit:
+        return Finding("ok", "redis.memory", "memory %s (no maxmemory)"
+                       % format_size(used))
+    figures = "%s used of maxmemory %s" % (format_size(used),
+                                           format_size(limit))
+    if used >= limit:
+        return Finding("error", "redis.memory", "Redis is out of memory: %s; "
+                       "it refuses enqueues and results until memory is "
+                       "freed (read or delete results, drain a queue) or "
+                       "maxmemory is raised" % figures)
+    if used > 0.9 * limit:
+        return Finding("warning", "redis.memory", "%s: at maxmemory Redis "
+                       "refuses enqueues and results" % figures)
+    return Finding("ok", "redis.memory", figures)
+
+
+def _record(doc) -> "dict | None":
+    """A stored record with its fields of the types readers expect."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("value"), dict):
+        return None
+    for key in ("at", "ttl", "expires"):
+        value = doc.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, (int, float))):
+            return None
+    return doc
 
 
 def _text(value) -> str:
@@ -341,6 +441,7 @@ class RedisBackend(HueyViews, RedisStorage):
     """One queue of an app in Redis, with leases and wake-ups."""
 
     priority = True
+    redis_client = _Client
 
     def __init__(self, name: str, url: "str | None" = None,
                  connection_pool=None, read_timeout: float = 1.0,
@@ -372,7 +473,7 @@ class RedisBackend(HueyViews, RedisStorage):
                    "lease_batch": _LEASE_BATCH,
                    "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
                    "annotate": _ANNOTATE, "relabel": _RELABEL,
-                   "delete_dead": _DELETE_DEAD}
+                   "delete_dead": _DELETE_DEAD, "put_record": _PUT_RECORD}
         self._scripts = {k: self.conn.register_script(v)
                          for k, v in scripts.items()}
 
@@ -427,7 +528,7 @@ class RedisBackend(HueyViews, RedisStorage):
             info = self._info(hid, raw) if raw else None
             if info is not None and info.task_id:
                 current[info.task_id] = hid
-        pipe = self.conn.pipeline()
+        pipe = self.conn.pipeline(transaction=False)
         pipe.hdel(self.keys["msg"], *hids)
         pipe.hdel(self.keys["info"], *hids)
         if current:
@@ -454,16 +555,16 @@ class RedisBackend(HueyViews, RedisStorage):
         row = self._scripts["lease"](
             keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
                             "wake", "done") + [self.result_key] +
-            self._keys("paused", "flags"),
+            self._keys("paused", "flags", "seq"),
             args=[owner, time.time(), handle, outcome or "", reason or "",
                   self._limit(), HEAD_BYTES])
         if not row:
             return None
         hid, task_id, data, redeliveries, last_error, enqueued, revoked, \
-            size = row
+            seq, size = row
         return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
                      last_error.decode() if last_error else None,
-                     float(enqueued), bool(revoked), size=int(size))
+                     float(enqueued), bool(revoked), int(seq), size=int(size))
 
     def _limit(self) -> str:
         return "" if self.lease_limit is None else str(int(self.lease_limit))
@@ -476,18 +577,25 @@ class RedisBackend(HueyViews, RedisStorage):
                     ) -> "list[Lease]":
         """Take up to ``limit`` pending messages of task ``name`` at once."""
         out = self._scripts["lease_batch"](
-            keys=self._keys("running", "msg", "info", "pending", "paused"),
+            keys=self._keys("running", "msg", "info", "pending", "paused",
+                            "seq"),
             args=[owner, time.time(), name, int(limit), self._limit(),
                   HEAD_BYTES])
         return [Lease(out[i].decode(), out[i + 1].decode(), out[i + 2],
                       int(out[i + 3]), out[i + 4].decode() or None,
-                      size=int(out[i + 5]))
-                for i in range(0, len(out), 6)]
+                      seq=int(out[i + 5]), size=int(out[i + 6]))
+                for i in range(0, len(out), 7)]
+
+    def next_seq(self) -> int:
+        """Take the next number of the app's sequence (for a control's
+        record: after every delivery so far, before every later one)."""
+        return int(self.conn.incr(self.keys["seq"]))
 
     def ack_many(self, acks) -> None:
-        """End several leases (see SqliteBackend.ack)."""
+        """End several leases (see SqliteBackend.ack); each ack is atomic
+        (no MULTI, which a full Redis refuses)."""
         now = time.time()
-        pipe = self.conn.pipeline(transaction=True)
+        pipe = self.conn.pipeline(transaction=False)
         for handle, outcome, reason in acks:
             self._scripts["ack"](keys=self._ack_keys(),
                                  args=[handle, outcome or "", reason or "",
@@ -563,8 +671,12 @@ class RedisBackend(HueyViews, RedisStorage):
             keys=self._keys("sched", "pending", "info", "wake"), args=[now])
 
     def notify(self) -> None:
-        """Wake one waiting worker."""
-        self.conn.lpush(self.keys["wake"], 1)
+        """Wake one waiting worker (a hint: workers also poll, so a Redis
+        that refuses it, being full, costs a poll interval at most)."""
+        try:
+            self.conn.lpush(self.keys["wake"], 1)
+        except BackendFull:
+            pass
 
     def wait(self, timeout: float) -> None:
         """Block until a wake-up token arrives or ``timeout`` passes."""
@@ -593,7 +705,8 @@ class RedisBackend(HueyViews, RedisStorage):
             updated_at=info.get("updated_at"), eta=info.get("eta"),
             owner=info.get("owner"), redeliveries=info.get("redeliveries", 0),
             last_error=info.get("last_error"), reason=info.get("reason"),
-            meta=info.get("meta") or {}, size=info.get("size", 0))
+            meta=info.get("meta") or {}, size=info.get("size", 0),
+            lease_seq=info.get("lease_seq"))
 
     def _infos(self, hids: list, state: "str | None" = None
                ) -> "list[MessageInfo]":
@@ -627,7 +740,7 @@ class RedisBackend(HueyViews, RedisStorage):
 
     def counts(self) -> "dict[str, int]":
         """``{pending, scheduled, running, dead}`` for this queue."""
-        pipe = self.conn.pipeline()
+        pipe = self.conn.pipeline(transaction=False)
         for state in (PENDING, SCHEDULED, RUNNING, DEAD):
             pipe.zcard(self.keys[_SETS[state]])
         return dict(zip((PENDING, SCHEDULED, RUNNING, DEAD), pipe.execute()))
@@ -645,7 +758,7 @@ class RedisBackend(HueyViews, RedisStorage):
         """What admission leaves for tasks that declared ``memory=``: the
         supervisor's figure for the queue's budget less what its running
         tasks declared; None when the queue has no memory budget."""
-        pipe = self.conn.pipeline()
+        pipe = self.conn.pipeline(transaction=False)
         pipe.hget(self._flag_key("admission"), "admission")
         pipe.zrange(self.keys["running"], 0, -1)
         budget, running = pipe.execute()
@@ -787,7 +900,7 @@ class RedisBackend(HueyViews, RedisStorage):
 
     def flags(self) -> "dict[str, dict]":
         """Every flag of this queue."""
-        pipe = self.conn.pipeline()
+        pipe = self.conn.pipeline(transaction=False)
         pipe.hgetall(self.keys["paused"])
         pipe.hgetall(self.keys["flags"])
         out = {}
@@ -803,29 +916,44 @@ class RedisBackend(HueyViews, RedisStorage):
 
     def put_record(self, key: str, value: dict, ttl: "float | None" = None
                    ) -> None:
-        """Store a small JSON document for the whole app, with a lifetime."""
-        expires = time.time() + ttl if ttl else None
-        self.conn.hset(self.keys["records"], key,
-                       json.dumps({"value": value, "expires": expires}))
+        """Store a small JSON document for the whole app, with a lifetime
+        counted on the Redis server's clock (no host's clock takes part)."""
+        self._scripts["put_record"](
+            keys=[self.keys["records"]],
+            args=[key, json.dumps(value), "null" if ttl is None else
+                  repr(float(ttl))])
 
     def records(self, prefix: str = "") -> "dict[str, dict]":
         """Live records of this app whose key starts with ``prefix``."""
-        now = time.time()
+        return {key: value for key, (value, _) in
+                self.record_ages(prefix).items()}
+
+    def record_ages(self, prefix: str = ""
+                    ) -> "dict[str, tuple[dict, float]]":
+        """``{key: (record, age)}`` of the live records under ``prefix``; the
+        age in seconds since it was written, on the Redis server's clock."""
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.time()
+        pipe.hgetall(self.keys["records"])
+        (seconds, micros), raws = pipe.execute()
+        now = seconds + micros / 1e6
         out, stale = {}, []
-        for key, raw in self.conn.hgetall(self.keys["records"]).items():
+        for key, raw in raws.items():
             key = key.decode(errors="replace")
-            doc = read_json(raw, "record %s of %s" % (key, self.app_name))
-            expires = doc.get("expires") if isinstance(doc, dict) else None
-            if not isinstance(doc, dict) or not isinstance(
-                    doc.get("value"), dict) or not (expires is None or (
-                        isinstance(expires, (int, float)))):
-                if doc is not None:
-                    report_bad("record %s of %s" % (key, self.app_name))
+            doc = _record(read_json(raw, "record %s of %s" % (
+                key, self.app_name)))
+            if doc is None:
+                report_bad("record %s of %s" % (key, self.app_name))
                 continue
-            if expires is not None and expires < now:
+            if "at" in doc:
+                age, ttl = now - doc["at"], doc.get("ttl")
+            else:  # written by an earlier version: a wall-clock expiry
+                live = doc.get("expires") is None or doc["expires"] > now
+                age, ttl = (0.0, None) if live else (float("inf"), 0.0)
+            if ttl is not None and age > ttl:
                 stale.append(key)
             elif key.startswith(prefix):
-                out[key] = doc["value"]
+                out[key] = (doc["value"], age)
         if stale:
             self.conn.hdel(self.keys["records"], *stale)
         return out
@@ -838,13 +966,14 @@ class RedisBackend(HueyViews, RedisStorage):
 
     def health(self, require_noeviction: bool = False,
                require_aof: bool = False) -> "list[Finding]":
-        """Version, eviction policy, persistence and evicted keys."""
+        """Version, memory, eviction policy, persistence and evicted keys."""
         server = self.conn.info("server")
         memory = self.conn.info("memory")
         persistence = self.conn.info("persistence")
         stats = self.conn.info("stats")
         findings = [Finding("ok", "redis.version",
-                            "Redis %s" % server.get("redis_version", "?"))]
+                            "Redis %s" % server.get("redis_version", "?")),
+                    _memory_finding(memory)]
         policy = memory.get("maxmemory_policy", "noeviction")
         if policy == "noeviction":
             findings.append(Finding("ok", "redis.maxmemory_policy",
@@ -852,15 +981,17 @@ class RedisBackend(HueyViews, RedisStorage):
         else:
             findings.append(Finding(
                 "error", "redis.maxmemory_policy",
-                "maxmemory-policy %s can silently delete queued tasks; set "
-                "maxmemory-policy noeviction" % policy))
+                "maxmemory-policy %s: when memory runs out Redis deletes keys, "
+                "and will lose queued jobs; set maxmemory-policy noeviction"
+                % policy))
         aof = bool(persistence.get("aof_enabled"))
         if aof:
             findings.append(Finding("ok", "redis.persistence", "AOF on"))
         else:
             findings.append(Finding(
                 "error" if require_aof else "warning", "redis.persistence",
-                "AOF off: a Redis crash loses recent tasks (appendonly yes)"))
+                "AOF off (appendonly no): a Redis restart or crash will lose "
+                "the jobs queued since its last snapshot; set appendonly yes"))
         evicted = stats.get("evicted_keys", 0)
         findings.append(Finding("error" if evicted else "ok",
                                 "redis.evicted_keys",

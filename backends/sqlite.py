@@ -15,6 +15,15 @@ Writers, in every thread and process, take turns on a lock file beside the
 database (``<db>.lock``, :class:`WriterLock`) rather than in SQLite's
 sleeping busy handler.
 
+The WAL is bounded: every connection sets ``journal_size_limit``, so once a
+long reader is gone the next completed checkpoint cuts the file back, and
+the supervisor checkpoints periodically (:meth:`SqliteBackend.checkpoint`,
+which never waits for readers); ``health()`` names the processes whose read
+transactions keep a checkpoint from completing (from ``/proc/locks``).
+
+Records (the runtime's heartbeat) carry the boot id and this host's
+monotonic clock, so their age never depends on the wall clock.
+
 Idle workers sleep on a FIFO beside the database (``<db>.<app>.<queue>.wake``)
 that producers write one byte to after each commit, so an idle queue starts a
 new task within a millisecond or two without polling; a slow poll
@@ -37,6 +46,7 @@ import time
 from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
+from hueyq import defaults
 from hueyq import files
 from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             RUNNING, SCHEDULED, Finding, HueyViews, Lease,
@@ -44,6 +54,7 @@ from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable
+from hueyq.owner import boot_id
 from hueyq.units import format_size
 
 logger = logging.getLogger("hueyq.backends.sqlite")
@@ -59,7 +70,7 @@ _TABLES = [
     " priority real not null default 0, eta real, enqueued_at real,"
     " updated_at real, owner text, redeliveries integer not null default 0,"
     " last_error text, reason text, meta text, memory integer not null"
-    " default 0, data blob not null)",
+    " default 0, data blob not null, lease_seq integer)",
     "create index if not exists hueyq_message_pending on hueyq_message"
     " (queue, priority desc, id) where state = 'pending'",
     "create index if not exists hueyq_message_scheduled on hueyq_message"
@@ -81,7 +92,14 @@ _HAS_WORK = ("select 1 from hueyq_message where queue = ? and state = 'pending'"
              " and " + _NOT_PAUSED + " limit 1")
 _RETURNING = (" returning id, task_id, data, redeliveries, last_error,"
               " enqueued_at, exists(select 1 from kv where queue = ?4 and key"
-              " in ('r:' || task_id, 'rt:' || name))")
+              " in ('r:' || task_id, 'rt:' || name)), lease_seq")
+# A lease takes the next number of the app's sequence (huey's counter
+# table), which orders the job's records without wall clocks.
+_NEXT_SEQ = ("(select coalesce(max(value), 0) + 1 from counter where queue ="
+             " ?4 and key = 'hueyq:seq')")
+_BUMP_SEQ = ("insert into counter (queue, key, value) values (?, 'hueyq:seq',"
+             " 1) on conflict (queue, key) do update set value = value + 1"
+             " returning value")
 # A lease takes only a message within the lease limit (?5). SQLite rewrites
 # every row it updates, so a forged giant is never updated: it is taken by
 # SqliteBackend._take_oversized, which replaces it by a row of its first
@@ -90,7 +108,8 @@ _FITS_LIMIT = " and length(data) <= ?5"
 #: The lease limit of a backend that has none.
 _NO_LIMIT = 1 << 62
 _LEASE = ("update hueyq_message set state = 'running', owner = ?1,"
-          " updated_at = ?2 where id = (select id from hueyq_message"
+          " updated_at = ?2, lease_seq = " + _NEXT_SEQ + " where id = (select"
+          " id from hueyq_message"
           " where queue = ?3 and state = 'pending'" + _FITS_LIMIT +
           " order by priority desc, id limit 1) and not exists (select 1 from"
           " hueyq_flag where queue = ?3 and name glob 'paused:*')" + _RETURNING)
@@ -102,14 +121,15 @@ _FITS = (" and (memory = 0 or memory <= coalesce((select cast(value as"
          " 9000000000000000000) - (select coalesce(sum(memory), 0) from"
          " hueyq_message where queue = ?3 and state = 'running'))")
 _ADMISSION_LEASE = (
-    "update hueyq_message set state = 'running', owner = ?1, updated_at = ?2"
-    " where id = (select id from hueyq_message where queue = ?3 and state ="
+    "update hueyq_message set state = 'running', owner = ?1, updated_at = ?2,"
+    " lease_seq = " + _NEXT_SEQ + " where id = (select id from hueyq_message"
+    " where queue = ?3 and state ="
     " 'pending'" + _FITS + _FITS_LIMIT + " order by priority desc, id"
     " limit 1) and not exists (select 1 from hueyq_flag where queue = ?3 and"
     " name glob 'paused:*')" + _RETURNING)
 _INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
                  " updated_at, eta, owner, redeliveries, last_error, reason,"
-                 " meta, length(data)")
+                 " meta, length(data), lease_seq")
 _ORDER = {PENDING: "priority desc, id", SCHEDULED: "eta, id",
           RUNNING: "updated_at, id", DEAD: "updated_at desc, id desc",
           DONE: "updated_at desc, id desc"}
@@ -260,9 +280,12 @@ class SqliteBackend(HueyViews, SqliteStorage):
             super().__init__(name, filename=filename, fsync=True,
                              journal_mode="wal", timeout=timeout,
                              create_tables=access == files.CREATE, **kwargs)
+            if access == files.CREATE:
+                self._migrate()
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot open the SQLite backend %s: %s"
                                      % (filename, exc)) from None
+        self._puts = 0
         # huey's key/value methods (results, revokes, locks) use self.name:
         # one namespace per app, so a result is found from any queue.
         self.name = self.app_name
@@ -315,7 +338,22 @@ class SqliteBackend(HueyViews, SqliteStorage):
         conn = super()._create_connection()
         if self.synchronous != "full":
             conn.execute("pragma synchronous=%s" % self.synchronous)
+        conn.execute("pragma journal_size_limit=%d"
+                     % defaults.SQLITE_JOURNAL_SIZE_LIMIT)
         return conn
+
+    def _migrate(self) -> None:
+        # Files made by earlier versions lack newer columns.
+        columns = {row[1] for row in self.sql(
+            "pragma table_info(hueyq_message)", results=True)}
+        if "lease_seq" in columns:
+            return
+        try:
+            self.sql("alter table hueyq_message add column lease_seq integer",
+                     commit=True)
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
 
     def consumer_side(self) -> None:
         """Commit this process's work with ``synchronous=NORMAL``.
@@ -426,6 +464,8 @@ class SqliteBackend(HueyViews, SqliteStorage):
                 row = conn.execute(*self._lease_sql(owner, now)).fetchone()
                 if row is None and self.lease_limit:
                     row = self._take_oversized(conn, owner, now)
+                if row is not None:
+                    conn.execute(_BUMP_SEQ, (self.name,)).fetchall()
                 conn.execute("commit")
             except BaseException:
                 if conn.in_transaction:
@@ -436,7 +476,7 @@ class SqliteBackend(HueyViews, SqliteStorage):
         if isinstance(row, Lease):
             return row
         return Lease(row[0], row[1], row[2], row[3], row[4], row[5],
-                     bool(row[6]))
+                     bool(row[6]), row[7])
 
     def _lease_sql(self, owner: str, now: float) -> tuple:
         params = (owner, now, self.qname, self.name,
@@ -448,19 +488,31 @@ class SqliteBackend(HueyViews, SqliteStorage):
         """Take up to ``limit`` pending messages of task ``name`` at once."""
         now = time.time()
         with self.db(commit=True) as curs:
-            curs.execute("update hueyq_message set state = 'running', owner = ?,"
-                         " updated_at = ? where id in (select id from"
-                         " hueyq_message where queue = ? and state = 'pending'"
-                         " and name = ? and length(data) <= ? order by"
-                         " priority desc, id limit ?)"
-                         " and " + _NOT_PAUSED + " returning id, task_id, data,"
-                         " redeliveries, last_error",
-                         (owner, now, self.qname, name,
-                          self.lease_limit or _NO_LIMIT, int(limit),
-                          self.qname))
+            curs.execute("update hueyq_message set state = 'running', owner ="
+                         " ?1, updated_at = ?2, lease_seq = " + _NEXT_SEQ +
+                         " where id in (select id from hueyq_message where"
+                         " queue = ?3 and state = 'pending' and name = ?5 and"
+                         " coalesce(last_error, '') not like 'suspect:%'"
+                         " and length(data) <= ?7"
+                         " order by priority desc, id limit ?6) and not exists"
+                         " (select 1 from hueyq_flag where queue = ?3 and name"
+                         " glob 'paused:*') returning id, task_id, data,"
+                         " redeliveries, last_error, lease_seq",
+                         (owner, now, self.qname, self.name, name, int(limit),
+                          self.lease_limit or _NO_LIMIT))
             rows = curs.fetchall()
+            if rows:
+                curs.execute(_BUMP_SEQ, (self.name,)).fetchall()
         rows.sort(key=lambda r: r[0])
-        return [Lease(*row) for row in rows]
+        return [Lease(r[0], r[1], r[2], r[3], r[4], seq=r[5]) for r in rows]
+
+    def next_seq(self) -> int:
+        """Take the next number of the app's sequence (for a control's
+        record: it falls after every delivery so far, before every later
+        one)."""
+        with self.db(commit=True) as curs:
+            curs.execute(_BUMP_SEQ, (self.name,))
+            return curs.fetchone()[0]
 
     def _take_oversized(self, conn, owner: str, now: float
                         ) -> "Lease | None":
@@ -486,13 +538,15 @@ class SqliteBackend(HueyViews, SqliteStorage):
         row = conn.execute(
             "insert into hueyq_message (queue, task_id, name, state, priority,"
             " eta, enqueued_at, updated_at, owner, redeliveries, meta, memory,"
-            " data) select queue, task_id, name, 'running', priority, eta,"
-            " enqueued_at, ?, ?, redeliveries, meta, memory, ? from"
-            " hueyq_message where id = ? returning id, task_id, redeliveries,"
-            " enqueued_at", (now, owner, head, handle)).fetchone()
+            " data, lease_seq) select queue, task_id, name, 'running',"
+            " priority, eta, enqueued_at, ?, ?, redeliveries, meta, memory, ?,"
+            " (select coalesce(max(value), 0) + 1 from counter where queue = ?"
+            " and key = 'hueyq:seq') from hueyq_message where id = ?"
+            " returning id, task_id, redeliveries, enqueued_at, lease_seq",
+            (now, owner, head, self.name, handle)).fetchone()
         conn.execute("delete from hueyq_message where id = ?", (handle,))
         return Lease(row[0], row[1], head, row[2], None, row[3], None,
-                     size=size)
+                     row[4], size=size)
 
     def ack_many(self, acks) -> None:
         """End several leases in one transaction (see :meth:`ack`)."""
@@ -730,7 +784,8 @@ class SqliteBackend(HueyViews, SqliteStorage):
             handle=row[0], queue=self.queue, task_id=row[2], name=row[3],
             state=row[4], priority=row[5], enqueued_at=row[6],
             updated_at=row[7], eta=row[8], owner=row[9], redeliveries=row[10],
-            last_error=row[11], reason=row[12], meta=meta, size=row[14])
+            last_error=row[11], reason=row[12], meta=meta, size=row[14],
+            lease_seq=row[15])
 
     def find(self, task_id: str) -> "MessageInfo | None":
         """The message of a job: its lease first, else its newest row."""
@@ -894,34 +949,59 @@ class SqliteBackend(HueyViews, SqliteStorage):
 
     def put_record(self, key: str, value: dict, ttl: "float | None" = None
                    ) -> None:
-        """Store a small JSON document for the whole app, with a lifetime."""
+        """Store a small JSON document for the whole app, with a lifetime
+        counted on this host's monotonic clock (``expires``, on the wall
+        clock, is kept for older readers only)."""
+        doc = {"value": value, "boot": boot_id(), "at": time.monotonic(),
+               "ttl": ttl}
         expires = time.time() + ttl if ttl else None
         self.sql("insert or replace into hueyq_record (key, value, expires)"
                  " values (?, ?, ?)",
-                 ("%s:%s" % (self.app_name, key), json.dumps(value), expires),
+                 ("%s:%s" % (self.app_name, key), json.dumps(doc), expires),
                  commit=True)
+        self._puts += 1
+        if self._puts % 100 == 1:
+            self._purge_records()
 
     def records(self, prefix: str = "") -> "dict[str, dict]":
         """Live records of this app whose key starts with ``prefix``."""
+        return {key: value for key, (value, _) in
+                self.record_ages(prefix).items()}
+
+    def record_ages(self, prefix: str = ""
+                    ) -> "dict[str, tuple[dict, float]]":
+        """``{key: (record, age)}`` of the live records under ``prefix``; the
+        age in seconds since it was written, on this host's monotonic clock
+        (a record of an earlier boot is gone)."""
         start = "%s:%s" % (self.app_name, prefix)
-        rows = self.sql("select key, value from hueyq_record where key >= ? and"
-                        " key < ? and (expires is null or expires > ?)",
-                        (start, start + "\uffff", time.time()), results=True)
+        rows = self.sql("select key, value, expires from hueyq_record where"
+                        " key >= ? and key < ?", (start, start + "\uffff"),
+                        results=True)
         cut = len(self.app_name) + 1
         out = {}
-        for key, value in rows:
-            doc = read_json(value, "record %s" % key)
-            if isinstance(doc, dict):
-                out[key[cut:]] = doc
-            elif doc is not None:
+        for key, raw, expires in rows:
+            aged = _aged(read_json(raw, "record %s" % key), expires)
+            if aged is None:
                 report_bad("record %s" % key)
+                continue
+            value, age, ttl = aged
+            if ttl is None or age <= ttl:
+                out[key[cut:]] = (value, age)
         return out
 
     def delete_record(self, key: str) -> None:
         """Remove a record of this app."""
-        self.sql("delete from hueyq_record where key = ? or (expires is not"
-                 " null and expires < ?)",
-                 ("%s:%s" % (self.app_name, key), time.time()), commit=True)
+        self.sql("delete from hueyq_record where key = ?",
+                 ("%s:%s" % (self.app_name, key),), commit=True)
+
+    def _purge_records(self) -> None:
+        rows = self.sql("select key, value, expires from hueyq_record",
+                        results=True)
+        stale = [key for key, raw, expires in rows
+                 if _is_stale(read_json(raw, "record %s" % key), expires)]
+        if stale:
+            self.sql("delete from hueyq_record where key in (%s)"
+                     % ",".join("?" * len(stale)), stale, commit=True)
 
     # ------------------------------------------------------------ health
 
@@ -929,6 +1009,10 @@ class SqliteBackend(HueyViews, SqliteStorage):
         """Journal mode, synchronous level, file location, WAL and free disk."""
         findings = []
         mode = self.sql("pragma journal_mode", results=True)[0][0]
+        if self.access == files.READ:
+            # A reader may see the file as immutable, which reports its own
+            # journal mode: the file header says what the writers use.
+            mode = files.journal_mode(self.filename) or mode
         sync = self.sql("pragma synchronous", results=True)[0][0]
         findings.append(Finding("ok" if mode == "wal" else "error",
                                 "sqlite.journal_mode",
@@ -943,10 +1027,7 @@ class SqliteBackend(HueyViews, SqliteStorage):
                                     % _SYNC_NAMES[expected])))
         findings.append(Finding("ok", "sqlite.file", "database %s (%s)"
                                 % (self.filename, _size_of(self.filename))))
-        wal = self.filename + "-wal"
-        wal_size = os.path.getsize(wal) if os.path.exists(wal) else 0
-        findings.append(Finding("warning" if wal_size > 256 << 20 else "ok",
-                                "sqlite.wal", "WAL %s" % format_size(wal_size)))
+        findings.append(self._wal_finding())
         usage = shutil.disk_usage(os.path.dirname(self.filename))
         level = "error" if usage.free < 64 << 20 else (
             "warning" if usage.free < 1 << 30 else "ok")
@@ -990,11 +1071,45 @@ class SqliteBackend(HueyViews, SqliteStorage):
             return None
         return st.st_dev, st.st_ino
 
+    def _wal_finding(self) -> Finding:
+        wal = self.filename + "-wal"
+        size = os.path.getsize(wal) if os.path.exists(wal) else 0
+        text = "WAL %s" % format_size(size)
+        if size <= defaults.SQLITE_WAL_WARNING:
+            return Finding("ok", "sqlite.wal", text)
+        try:
+            complete = self._passive_checkpoint()
+        except sqlite3.Error as exc:
+            return Finding("warning", "sqlite.wal", "%s; no checkpoint: %s"
+                           % (text, exc))
+        if complete:
+            return Finding("ok", "sqlite.wal", text + " (checkpointed; it "
+                           "shrinks at the next commit)")
+        return Finding("warning", "sqlite.wal", "%s and a checkpoint cannot "
+                       "complete: %s" % (text, wal_blockers(self.filename)))
+
+    def _passive_checkpoint(self) -> bool:
+        busy, log, done = self.sql("pragma wal_checkpoint(passive)",
+                                   results=True)[0]
+        return not busy and done >= log
+
     def checkpoint(self) -> bool:
-        """Fold the WAL back into the database file; True if it could."""
-        busy, _, _ = self.sql("pragma wal_checkpoint(truncate)",
-                              results=True)[0]
-        return not busy
+        """Fold the WAL back into the database file, under load too, never
+        waiting on readers: a passive checkpoint, then, if that reached the
+        end of the WAL, a truncating one that gives up at once when a reader
+        or writer is in the way. True when the WAL was fully folded back."""
+        if not self._passive_checkpoint():
+            return False
+        with self._write_lock:
+            conn = self.conn
+            conn.execute("pragma busy_timeout=20")
+            try:
+                busy, _, _ = conn.execute(
+                    "pragma wal_checkpoint(truncate)").fetchone()
+            finally:
+                conn.execute("pragma busy_timeout=%d"
+                             % int(self._timeout * 1000))
+        return True
 
     def ping(self) -> None:
         """Raise BackendUnavailable unless the database answers."""
@@ -1022,6 +1137,76 @@ class SqliteBackend(HueyViews, SqliteStorage):
             return ("the queue database %s stayed locked by another process "
                     "(%s)" % (self.filename, text))
         return "queue database %s: %s" % (self.filename, text)
+
+
+def _aged(doc, expires) -> "tuple[dict, float, float | None] | None":
+    """(record, age, ttl) of a stored record document; None for one that is
+    not a record (forged or corrupt)."""
+    if not isinstance(doc, dict) or not (expires is None or _is_number(
+            expires)):
+        return None
+    if "at" in doc and "value" in doc:
+        if not isinstance(doc["value"], dict) or not _is_number(doc["at"]) \
+                or not (doc.get("ttl") is None or _is_number(doc["ttl"])):
+            return None
+        age = time.monotonic() - doc["at"] if doc.get("boot") == boot_id() \
+            else float("inf")
+        return doc["value"], age, doc.get("ttl")
+    # Written by an earlier version: the document itself, a wall-clock expiry.
+    live = expires is None or expires > time.time()
+    return doc, 0.0 if live else float("inf"), None if live else 0.0
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_stale(doc, expires) -> bool:
+    aged = _aged(doc, expires)
+    return aged is not None and aged[2] is not None and aged[1] > aged[2]
+
+
+def wal_blockers(filename: str) -> str:
+    """Who holds read transactions on a WAL snapshot of ``filename``: the
+    processes with a POSIX read lock on a WAL read mark (bytes 124-127 of
+    the ``-shm`` file) according to ``/proc/locks``."""
+    try:
+        st = os.stat(filename + "-shm")
+        with open("/proc/locks") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        return "cannot tell which reader blocks it (%s)" % exc.strerror
+    inode = str(st.st_ino)
+    pids = set()
+    for line in lines:
+        fields = line.split()
+        if "->" in fields or len(fields) < 8 or \
+                fields[5].rpartition(":")[2] != inode:
+            continue
+        try:
+            pid, first = int(fields[4]), int(fields[6])
+            last = first if fields[7] == "EOF" else int(fields[7])
+        except ValueError:
+            continue
+        if fields[3] == "READ" and first <= 127 and last >= 124 and \
+                pid != os.getpid():
+            pids.add(pid)
+    if not pids:
+        return "no reader holds it now; it completes at the next checkpoint"
+    return "a read transaction is open in %s" % ", ".join(
+        _describe_pid(pid) for pid in sorted(pids))
+
+
+def _describe_pid(pid: int) -> str:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            command = fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        command = "?"
+    command = " ".join(command.split())
+    if len(command) > 80:
+        command = command[:79] + "\u2026"
+    return "pid %d (%s)" % (pid, command)
 
 
 def _check_state(state: str) -> str:

@@ -25,12 +25,13 @@ from huey.registry import Registry
 from hueyq import backends, context, defaults, files
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
 from hueyq.envelope import EnvelopeSerializer, epoch
+from hueyq.logs import Outage
 from hueyq.exceptions import (BackendUnavailable, BadSignature,
                               ConfigurationError, JobNotFound, PayloadTooLarge,
                               QueueNotFound, Undecodable)
 from hueyq.profile import Profile, load_profile, select
-from hueyq.store import (FINISHED, REASON_STATE, STATES, Job, Store,
-                         check_driver)
+from hueyq.store import (ENDED, FINISHED, REASON_STATE, STATES, Job, Store,
+                         change_seq, check_driver)
 from hueyq.units import format_size, parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class QueueHuey(Huey):
         self.app = app
         self.queue = queue
         self._storage_options = storage_options
+        self._outage = Outage(logger, "promoting scheduled tasks of %s"
+                              % queue)
         super().__init__("%s.%s" % (app.name, queue), results=True,
                          store_none=False, utc=True,
                          serializer=app.serializer,
@@ -95,11 +98,31 @@ class QueueHuey(Huey):
         if isinstance(task, Task) and home and home != self.queue \
                 and home in self.app.queues:
             return self.app.huey(home).enqueue(task)
+        return context.persist(lambda: self._enqueue(task))
+
+    def _enqueue(self, task):
         try:
             return super().enqueue(task)
         except backend_errors() as exc:
             raise BackendUnavailable("cannot enqueue on %s: %s"
                                      % (self.storage.describe(), exc)) from None
+
+    def put_result(self, key, data):
+        # After a task ran, the worker holds its outcome through a backend
+        # error (context.persist) rather than run the task again.
+        return context.persist(lambda: super(QueueHuey, self).put_result(
+            key, data))
+
+    def read_schedule(self, timestamp=None):
+        # The scheduler asks every second; an unreachable backend is logged
+        # a few times, not with a traceback a second.
+        try:
+            found = super().read_schedule(timestamp)
+        except backend_errors() + (BackendUnavailable,) as exc:
+            self._outage.failed(exc)
+            return []
+        self._outage.ok()
+        return found
 
     def read_periodic(self, timestamp):
         return [task for task in super().read_periodic(timestamp)
@@ -512,9 +535,7 @@ class App:
                     id_prefix=search["id_prefix"], since=search["since"],
                     states=states))
             except backend_errors() as exc:
-                raise BackendUnavailable("cannot list the jobs of %s: %s"
-                                         % (storage.describe(), exc)) \
-                    from None
+                raise BackendUnavailable(storage.explain(exc)) from None
         if search["until"] is not None:
             found = [m for m in found
                      if (m.enqueued_at or 0) < search["until"]]
@@ -568,7 +589,7 @@ class App:
                 for j in jobs]
 
     def queue_stats(self, window: float = 3600.0) -> "dict[str, dict]":
-        """Per queue, in the words of docs/glossary.md: the backend's
+        """Per queue, in the words of the glossary (docs/ARCHITECTURE.md): the backend's
         ``pending``, ``scheduled`` and ``running`` jobs and ``retryable``
         messages (kept after a job failed, was cancelled, drained, expired or
         died, so it can be retried); ``paused`` (and ``paused_by``); the jobs
@@ -613,20 +634,20 @@ class App:
         return stats
 
     def runtimes(self) -> "list[dict]":
-        """Status records of the supervisors running this app, newest first."""
-        records = self.any_storage.records("runtime:")
+        """Status records of the supervisors running this app, freshest
+        first; ``age`` is counted by the backend's own clock (this host's
+        monotonic clock on SQLite, the server's on Redis), never by
+        comparing two hosts' wall clocks."""
         out = []
-        now = time.time()
-        for key, record in records.items():
+        for key, (record, age) in self.any_storage.record_ages(
+                "runtime:").items():
             record = runtime_record(record)
             if record is None:
                 backends.report_bad("status record %s of %s" % (key, self.name))
                 continue
-            age = now - record.get("heartbeat", 0)
-            record = dict(record, age=age,
-                          alive=age < 3 * record.get("interval", 1.0) + 2)
-            out.append(record)
-        out.sort(key=lambda r: r.get("heartbeat", 0), reverse=True)
+            out.append(dict(record, age=age,
+                            alive=age < 3 * record.get("interval", 1.0) + 2))
+        out.sort(key=lambda r: r["age"])
         return out
 
     def workers(self) -> "list[dict]":
@@ -724,7 +745,7 @@ def merge_job(row: "dict | None", message) -> Job:
                                                                "dead")
     elif live == DONE:
         state = row["state"] if finished else "complete"
-    elif finished and row["updated_at"] >= (message.updated_at or 0):
+    elif finished and _row_is_later(row, message):
         state = row["state"]  # done; its message is about to be acked
     elif row is not None and row["state"] == "retrying" and live != RUNNING:
         state = "retrying"
@@ -748,7 +769,7 @@ def merge_job(row: "dict | None", message) -> Job:
         priority=message.priority,
         enqueued_at=base.enqueued_at or message.enqueued_at,
         redeliveries=max(base.redeliveries, message.redeliveries),
-        worker=message.owner if live == RUNNING else base.worker,
+        worker=message.holder if live == RUNNING else base.worker,
         started_at=message.updated_at if live == RUNNING else base.started_at,
         eta=message.eta, reason=base.reason or message.reason,
         error=base.error or message.last_error,
@@ -761,17 +782,24 @@ def merge_job(row: "dict | None", message) -> Job:
         memory=int(message.meta.get("memory") or 0) or None)
 
 
+def _row_is_later(row: dict, message) -> bool:
+    """Whether the store's row ended the message's latest delivery (by the
+    job's own order when both know it, else by time)."""
+    if row.get("seq") is not None and message.lease_seq is not None:
+        return row["seq"] >= change_seq(message.lease_seq, ENDED)
+    return row["updated_at"] >= (message.updated_at or 0)
+
+
 def runtime_record(record: Any) -> "dict | None":
     """A supervisor's status record with the fields readers use of the types
     they expect, its workers that are well-formed; None when it is not one
     (forged or corrupt)."""
     if not isinstance(record, dict) or not isinstance(record.get("host"), str) \
-            or not _is_int(record.get("pid")) \
-            or not _is_number(record.get("heartbeat")):
+            or not _is_int(record.get("pid")):
         return None
     record = dict(record)
-    for key, default in (("interval", 1.0), ("started_at",
-                                               record["heartbeat"])):
+    for key, default in (("interval", 1.0), ("started_at", time.time()),
+                         ("heartbeat", time.time())):
         if not _is_number(record.get(key)):
             record[key] = default
     workers = record.get("workers")

@@ -326,6 +326,9 @@ def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
     """List jobs, newest first (pending, scheduled or running alone: in the
     order they will run)."""
     app = _open_app(app_spec, require_secret=False, access="read")
+    # Stored states alone need only the store, but a missing or unreachable
+    # backend means this looks at the wrong place: say so.
+    app.any_storage.ping()
     try:
         found = app.jobs(queue=queue, state=state, limit=limit,
                          **_search(task, id_prefix, error, since, until))

@@ -6,6 +6,11 @@ The worker sets the current job for the thread that runs a task. Calling
 where a cancelled job stops: it raises :class:`hueyq.JobCancelled` once the
 job has been cancelled, and huey's ``TaskTimeout`` once the task is past its
 ``timeout``. Outside a task both functions are harmless no-ops.
+
+Once a task's body has run, :func:`persist` routes huey's bookkeeping writes
+(its result, a retry, a pipeline's next task) through the worker, which
+holds the outcome and retries a write the backend refuses instead of running
+the task again.
 """
 
 import threading
@@ -28,6 +33,11 @@ class JobContext:
     report: Callable[[str, float, "str | None"], None]
     cancelled: Callable[[], bool]
     interval: float = 0.5
+    #: Retries a backend write until it succeeds (the worker's); None: plain.
+    hold: "Callable[[Callable[[], Any]], Any] | None" = None
+    #: Whether the task's body has returned or raised, and when.
+    ran: bool = False
+    ran_at: "float | None" = None
     progress: "float | None" = None
     message: "str | None" = None
     _last_write: float = field(default=0.0, repr=False)
@@ -63,6 +73,15 @@ def current_job() -> "JobContext | None":
 def set_current(job: "JobContext | None") -> None:
     """Set (or clear, with None) the job this thread is running."""
     _local.job = job
+
+
+def persist(write: "Callable[[], Any]") -> Any:
+    """Run ``write``, a backend write of huey's bookkeeping; once the current
+    task's body has run, through the worker's ``hold`` (retrying it)."""
+    job = current_job()
+    if job is None or not job.ran or job.hold is None:
+        return write()
+    return job.hold(write)
 
 
 def progress(percent: float, message: "str | None" = None) -> None:

@@ -6,7 +6,9 @@ that the dequeue itself checks, so nothing new starts once ``pause()``
 returns; nothing queued is touched. A pending job is cancelled by moving its
 message to the dead set, atomically, so it can never start; a running job is
 cancelled by revoking it: a process worker is killed by its supervisor, a
-thread worker stops at its next ``hueyq.progress()`` call.
+thread worker stops at its next ``hueyq.progress()`` call. Each control's
+record takes its place in the job's order from the backend's sequence
+(:func:`_seq`), after every delivery so far and before every later one.
 """
 
 import dataclasses
@@ -16,7 +18,7 @@ from huey.utils import Error
 
 from hueyq.backends import DEAD, PAUSE_PREFIX, RUNNING
 from hueyq.exceptions import InvalidState, JobNotFound
-from hueyq.store import FINISHED
+from hueyq.store import CONTROL, FINISHED, change_seq
 
 #: Job states that ``retry`` accepts.
 RETRYABLE = ("failed", "cancelled", "dead", "expired")
@@ -94,6 +96,7 @@ def drain(app, queue: str) -> int:
     as cancelled with reason ``drained``. Returns the count."""
     moved = app.storage(queue).drain("drained")
     now = time.time()
+    seq = _seq(app, queue) if moved else None
     jobs, events = [], []
     for info in moved:
         if not info.task_id:
@@ -101,7 +104,8 @@ def drain(app, queue: str) -> int:
         jobs.append({"id": info.task_id, "task": info.name, "queue": queue,
                      "state": "cancelled", "reason": "drained",
                      "enqueued_at": info.enqueued_at, "finished_at": now,
-                     "updated_at": now, "priority": info.priority})
+                     "updated_at": now, "priority": info.priority,
+                     "seq": seq})
         events.append(_event(app, queue, info.task_id, info.name, "drained",
                              "queue drained", now))
     app.store.write(jobs, events)
@@ -120,7 +124,7 @@ def cancel(app, job_id: str) -> CancelResult:
                 [{"id": job_id, "task": info.name, "queue": queue,
                   "state": "cancelled", "reason": "cancelled",
                   "enqueued_at": info.enqueued_at, "finished_at": now,
-                  "updated_at": now}],
+                  "updated_at": now, "seq": _seq(app, queue)}],
                 [_event(app, queue, job_id, info.name, "cancelled",
                         "cancelled before it started", now)])
             _put_error(app, queue, job_id, "cancelled")
@@ -145,10 +149,10 @@ def _cancel_running(app, message, now: float) -> CancelResult:
                                 "cancel-requested", "by user", now)])
     if app.profile.queues[queue].worker_type == "process":
         detail = ("running on process worker %s: its supervisor kills the "
-                  "worker and the job ends cancelled" % message.owner)
+                  "worker and the job ends cancelled" % message.holder)
     else:
         detail = ("running on thread worker %s: it stops at its next "
-                  "hueyq.progress() call" % message.owner)
+                  "hueyq.progress() call" % message.holder)
     return CancelResult(message.task_id, "cancelling", detail)
 
 
@@ -177,7 +181,7 @@ def retry(app, job_id: str):
     now = time.time()
     app.store.write([{"id": job_id, "queue": queue, "state": "pending",
                       "error": "", "traceback": "", "reason": "",
-                      "updated_at": now}],
+                      "updated_at": now, "seq": _seq(app, queue)}],
                     [_event(app, queue, job_id, row["task"] if row else
                             message.name, "retried", "retry requested", now)])
     if message is not None and app.storage(queue).revive(job_id) is not None:
@@ -186,7 +190,8 @@ def retry(app, job_id: str):
     if payload is None:
         # The dead message went away between the look-up and the revive.
         app.store.write([{"id": job_id, "state": row["state"] if row else
-                          "dead", "updated_at": time.time()}])
+                          "dead", "updated_at": time.time(),
+                          "seq": _seq(app, queue)}])
         raise InvalidState("job %s kept no message to retry (it was purged "
                            "by retention)" % job_id)
     app.enqueue_raw(queue, payload)
@@ -263,6 +268,11 @@ def _describe(result: BulkResult, state: "str | None", filters: dict) -> str:
              if v not in (None, "")]
     return "%d %s jobs%s" % (result.done, state or "failed or dead",
                              " (%s)" % " ".join(words) if words else "")
+
+
+def _seq(app, queue: str) -> int:
+    """The place of a control's record in the job's order."""
+    return change_seq(app.storage(queue).next_seq(), CONTROL)
 
 
 def _event(app, queue: str, job_id: str, task: str, signal: str,

@@ -51,6 +51,13 @@ PROGRESS_INTERVAL = 0.5
 #: Buffered job and event rows are written at least this often.
 FLUSH_INTERVAL = 0.5
 
+# SQLite files (queue backend and job store)
+#: A WAL that a long reader let grow is cut back to this size at the next
+#: checkpoint that completes (``pragma journal_size_limit``).
+SQLITE_JOURNAL_SIZE_LIMIT = 4 << 20
+#: A WAL over this size whose checkpoint cannot complete is a doctor warning.
+SQLITE_WAL_WARNING = 16 << 20
+
 # [web]
 #: Address the web UI binds to.
 WEB_BIND = "127.0.0.1:8787"

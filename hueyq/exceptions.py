@@ -19,6 +19,11 @@ class BackendUnavailable(HueyqError):
     """The queue backend (SQLite file or Redis) cannot be reached."""
 
 
+class BackendFull(BackendUnavailable):
+    """The backend refuses writes: Redis reached ``maxmemory`` under
+    ``noeviction``. Reads still work; nothing queued is lost."""
+
+
 class StoreUnavailable(HueyqError):
     """The job store (SQLite or PostgreSQL) cannot be reached."""
 

@@ -97,26 +97,31 @@ def connect(path: str, mode: str, timeout: float) -> sqlite3.Connection:
 
     ``existing`` opens it read-write when this user may write it and its
     directory, read-only otherwise. A read-only connection to a WAL file
-    whose ``-shm`` is gone (its last writer closed cleanly) and whose
-    directory this user may not write cannot be opened normally; then, as
-    no ``-wal`` holds anything the file lacks, it is read as immutable.
+    with no ``-wal`` beside it (no writer has it open: the last one closed
+    cleanly) reads it as immutable, which creates no ``-wal`` or ``-shm``
+    and works in a directory this user may not write.
     """
     writable = mode == EXISTING and os.access(path, os.W_OK) and \
         os.access(os.path.dirname(path) or ".", os.W_OK)
-    uri = "file:%s?mode=%s" % (urllib.parse.quote(path),
-                               "rw" if writable else "ro")
-    conn = sqlite3.connect(uri, uri=True, timeout=timeout,
-                           check_same_thread=False, isolation_level=None)
+    quoted = urllib.parse.quote(path)
     if writable:
-        return conn
+        uri = "file:%s?mode=rw" % quoted
+    elif os.path.exists(path + "-wal"):
+        uri = "file:%s?mode=ro" % quoted
+    else:
+        uri = "file:%s?mode=ro&immutable=1" % quoted
+    return sqlite3.connect(uri, uri=True, timeout=timeout,
+                           check_same_thread=False, isolation_level=None)
+
+
+def journal_mode(path: str) -> "str | None":
+    """``wal`` or ``delete`` as the file's header records it (its write and
+    read format versions are 2 in WAL mode), None if it cannot be read."""
     try:
-        conn.execute("select 1 from sqlite_master limit 1").fetchall()
-    except sqlite3.OperationalError:
-        conn.close()
-        if os.path.exists(path + "-wal"):
-            raise
-        conn = sqlite3.connect("file:%s?mode=ro&immutable=1"
-                               % urllib.parse.quote(path), uri=True,
-                               timeout=timeout, check_same_thread=False,
-                               isolation_level=None)
-    return conn
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return None
+    if len(header) < 20 or not header.startswith(b"SQLite format 3\0"):
+        return None
+    return "wal" if header[18] == 2 and header[19] == 2 else "delete"

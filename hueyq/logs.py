@@ -8,6 +8,9 @@ default under systemd's journal (``JOURNAL_STREAM`` is set). Text that may
 come from outside (task ids and names, errors of forged messages) goes
 through :func:`escape`: a text record is always one line, and no terminal
 escape code reaches a terminal (JSON lines escape by themselves).
+
+:class:`Outage` logs an operation that keeps failing (a backend that went
+away) a few times, not once per attempt.
 """
 
 import json
@@ -29,6 +32,37 @@ def escape(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED.get(m.group()) or (
         "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100
         else "\\u%04x" % ord(m.group())), text)
+
+
+class Outage:
+    """One failing operation's log: the first failure, then at most one line
+    every ``every`` seconds with the count, and one line when it works
+    again. Thread-safe enough for its purpose (a count may be off by one)."""
+
+    def __init__(self, logger: logging.Logger, what: str,
+                 every: float = 60.0) -> None:
+        self.logger = logger
+        self.what = what
+        self.every = every
+        self.failures = 0
+        self._next = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        """Note one failure; log it when it is the first or a while passed."""
+        self.failures += 1
+        now = time.monotonic()
+        if self.failures == 1 or now >= self._next:
+            self._next = now + self.every
+            self.logger.warning("%s failed (%d time%s so far): %s; retrying",
+                                self.what, self.failures,
+                                "" if self.failures == 1 else "s", exc)
+
+    def ok(self) -> None:
+        """Note a success; log the recovery after failures."""
+        if self.failures:
+            self.logger.info("%s works again after %d failure%s", self.what,
+                             self.failures, "" if self.failures == 1 else "s")
+            self.failures = 0
 
 
 class _Context(logging.Filter):

@@ -1,14 +1,16 @@
-"""Built-in maintenance: periodic tasks every App runs on its lowest queue.
+"""Built-in maintenance.
 
-* ``retention`` (every 15 minutes): finished jobs past the store's
-  retention (``store.retention_age``, ``store.retention_count`` per state)
-  are deleted with their history and their huey results (results pile up
-  unless read), and dead messages kept in the backend past the same age are
-  purged;
-* ``checkpoint`` (every 5 minutes, SQLite only): when no queue has work, the
-  WAL is folded back into the database file so it does not grow without end.
-
-They are ordinary huey periodic tasks, so they show up as jobs like any other.
+* ``retention`` (every 15 minutes, a periodic task on the app's lowest
+  queue, so it shows up as a job like any other): finished jobs past the
+  store's retention (``store.retention_age``, ``store.retention_count`` per
+  state) are deleted with their history and their huey results (results
+  pile up unless read), and dead messages kept in the backend past the same
+  age are purged;
+* :func:`run_checkpoint` (SQLite files): folds the write-ahead logs of the
+  queue backend and of the job store back into their databases without
+  waiting for readers or writers. The supervisor runs it every half minute,
+  under load too; with ``journal_size_limit`` set on every connection, a WAL
+  that a long reader let grow is cut back soon after the reader ends.
 """
 
 import logging
@@ -26,10 +28,6 @@ def install(app) -> None:
     @app.periodic_task(crontab(minute="*/15"), queue=queue)
     def retention():
         return run_retention(app)
-
-    @app.periodic_task(crontab(minute="*/5"), queue=queue)
-    def checkpoint():
-        return run_checkpoint(app)
 
 
 def run_retention(app, now: "float | None" = None) -> dict:
@@ -53,9 +51,9 @@ def run_retention(app, now: "float | None" = None) -> dict:
     return report
 
 
-def run_checkpoint(app) -> bool:
-    """Checkpoint the SQLite WAL when every queue is idle; True if it did."""
-    storages = [app.storage(q) for q in app.queues]
-    if any(s.count("pending") or s.count("running") > 1 for s in storages):
-        return False
-    return storages[0].checkpoint()
+def run_checkpoint(app) -> dict:
+    """Checkpoint the SQLite WALs of the backend and the store; says, per
+    file, whether its WAL was fully folded back (False on Redis or
+    PostgreSQL, which have none)."""
+    return {"backend": app.any_storage.checkpoint(),
+            "store": app.store.checkpoint()}

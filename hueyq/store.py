@@ -12,10 +12,17 @@ SQLite by default, PostgreSQL for servers. Three tables:
 Consumers write through :class:`JobRecorder`, huey's buffered stats writer
 extended with job rows, so nothing is written on a task's hot path. Controls
 and the supervisor write synchronously with :meth:`Store.write`. A job row is
-only updated by a change at least as new as the row (``updated_at``), so a
-late buffered write cannot move a job back in time.
+only updated by a change at least as late as the row in the job's own order
+(``seq``, see :func:`change_seq`; no wall clock takes part), so neither a
+late buffered write nor a clock stepped back can move a job back.
+
+On SQLite the store commits with ``synchronous=NORMAL``, which a power cut
+may undo; a write that a forgotten message depends on (the record of a
+finished job) is made durable first (``write(..., durable=True)``), so a job
+is never in neither place.
 """
 
+import contextlib
 import logging
 import math
 import os
@@ -28,7 +35,7 @@ from typing import Any, Iterable
 import peewee
 from huey.contrib import stats as huey_stats
 
-from hueyq import files
+from hueyq import defaults, files
 from hueyq.exceptions import ConfigurationError, StoreUnavailable
 from hueyq.profile import redact_url, sqlite_path
 
@@ -46,13 +53,26 @@ _JOB_COLUMNS = ("id", "app", "task", "queue", "state", "priority", "attempts",
                 "redeliveries", "progress", "message", "enqueued_at",
                 "started_at", "finished_at", "updated_at", "duration", "host",
                 "pid", "worker", "error", "traceback", "reason", "args",
-                "payload")
+                "payload", "seq")
 #: Columns an update adds to instead of replacing.
 _DELTA_COLUMNS = ("attempts",)
 #: Rows a recorder keeps for a store that does not answer.
 _MAX_BUFFER = 100_000
 #: Newest jobs an error-text search looks through (text has no index).
 ERROR_WINDOW = 10_000
+#: Where a change falls in its delivery (see :func:`change_seq`): a control
+#: (its own number), the delivery's start and progress, its end, and the
+#: supervisor's recovery of it.
+CONTROL, STARTED, ENDED, RECOVERED = 0, 2, 4, 6
+
+
+def change_seq(number: "int | None", step: int) -> "int | None":
+    """The place of a change in its job's order: the backend's sequence
+    number of the delivery or control it belongs to (``Lease.seq``,
+    ``next_seq()``), then its step within it. Every delivery takes a later
+    number than all before it, so a clock step can never reorder changes;
+    None (no number known) falls back to ``updated_at``."""
+    return None if number is None else number * 8 + step
 
 
 class _Job(peewee.Model):
@@ -79,6 +99,7 @@ class _Job(peewee.Model):
     reason = peewee.CharField(max_length=64, null=True)
     args = peewee.TextField(null=True)
     payload = peewee.BlobField(null=True)
+    seq = peewee.BigIntegerField(null=True)
 
     class Meta:
         table_name = "hueyq_job"
@@ -211,7 +232,8 @@ def open_database(url: str, access: str = files.CREATE) -> peewee.Database:
         files.create_private(path)
         return peewee.SqliteDatabase(path, timeout=10, pragmas={
             "journal_mode": "wal", "synchronous": "normal",
-            "busy_timeout": 10000})
+            "busy_timeout": 10000,
+            "journal_size_limit": defaults.SQLITE_JOURNAL_SIZE_LIMIT})
     check_driver(url)
     return peewee.PostgresqlDatabase(url.replace("postgres://",
                                                  "postgresql://", 1))
@@ -266,6 +288,7 @@ class Store:
                 self.db.execute_sql("create index if not exists "
                                     "hueyq_event_task_id on huey_event "
                                     "(task_id, ts)")
+                self._add_seq_column()
         except peewee.PeeweeException as exc:
             raise StoreUnavailable("job store %s: %s"
                                    % (redact_url(self.url), exc)) from None
@@ -282,10 +305,47 @@ class Store:
         scratch.close()
         return [sql for (sql,) in rows]
 
+    def _add_seq_column(self) -> None:
+        # Stores made by earlier versions lack the seq column.
+        if "seq" in {c.name for c in self.db.get_columns("hueyq_job")}:
+            return
+        if isinstance(self.db, peewee.PostgresqlDatabase):
+            self.db.execute_sql("alter table hueyq_job add column if not "
+                                "exists seq bigint")
+            return
+        try:
+            self.db.execute_sql("alter table hueyq_job add column seq bigint")
+        except peewee.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
+
     def close(self) -> None:
         """Close this thread's connection."""
         if not self.db.is_closed():
             self.db.close()
+
+    def checkpoint(self) -> bool:
+        """On SQLite, fold the WAL back into the database without waiting
+        for readers (see SqliteBackend.checkpoint); True when it was fully
+        folded back."""
+        if not isinstance(self.db, peewee.SqliteDatabase):
+            return False
+        try:
+            with self._lock:
+                busy, log, done = self.db.execute_sql(
+                    "pragma wal_checkpoint(passive)").fetchone()
+                if busy or done < log:
+                    return False
+                self.db.execute_sql("pragma busy_timeout=20")
+                try:
+                    self.db.execute_sql("pragma wal_checkpoint(truncate)")
+                finally:
+                    self.db.execute_sql("pragma busy_timeout=10000")
+        except peewee.PeeweeException as exc:
+            self._reset()
+            raise StoreUnavailable("cannot checkpoint the job store %s: %s"
+                                   % (redact_url(self.url), exc)) from None
+        return True
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
@@ -305,32 +365,50 @@ class Store:
 
     # ------------------------------------------------------------ writes
 
-    def write(self, jobs: Iterable[dict] = (), events: Iterable[dict] = ()
-              ) -> None:
+    def write(self, jobs: Iterable[dict] = (), events: Iterable[dict] = (),
+              durable: bool = False) -> None:
         """Upsert job changes and append events in one transaction.
 
         A job change is a dict with ``id`` and ``updated_at`` and any job
         columns; None leaves a column as it is, ``attempts`` adds.
+        ``durable``: the commit is on disk when this returns, and so is
+        every commit before it (SQLite: this one transaction runs with
+        ``synchronous=FULL``; PostgreSQL commits durably anyway).
         """
         jobs = merge_changes(jobs)
         events = list(events)
         if not jobs and not events:
             return
         try:
-            with self._lock, self.db.atomic():
-                if jobs:
-                    self._upsert(jobs)
-                if events:
-                    self._insert_events(events)
-        except (peewee.IntegrityError, peewee.DataError) as exc:
-            # One bad row must not block every later write: keep the rest.
-            logger.error("job store rejected a batch (%s); writing it row by "
-                         "row", exc)
-            self._write_each(jobs, events)
+            with self._synchronous(durable):
+                try:
+                    with self._lock, self.db.atomic():
+                        if jobs:
+                            self._upsert(jobs)
+                        if events:
+                            self._insert_events(events)
+                except (peewee.IntegrityError, peewee.DataError) as exc:
+                    # One bad row must not block every later write.
+                    logger.error("job store rejected a batch (%s); writing "
+                                 "it row by row", exc)
+                    self._write_each(jobs, events)
         except peewee.PeeweeException as exc:
             self._reset()
             raise StoreUnavailable("cannot write to the job store %s: %s"
                                    % (redact_url(self.url), exc)) from None
+
+    @contextlib.contextmanager
+    def _synchronous(self, durable: bool):
+        # In WAL mode a FULL commit syncs the log, and with it every NORMAL
+        # commit before it; the connection goes back to NORMAL after.
+        if not durable or not isinstance(self.db, peewee.SqliteDatabase):
+            yield
+            return
+        self.db.execute_sql("pragma synchronous=full")
+        try:
+            yield
+        finally:
+            self.db.execute_sql("pragma synchronous=normal")
 
     def _insert_events(self, events: list) -> None:
         # Raw executemany: peewee's query builder costs more than the insert
@@ -374,7 +452,9 @@ class Store:
                 assignments.append('"{0}" = coalesce(excluded."{0}", '
                                    'hueyq_job."{0}")'.format(col))
         sql = ("insert into hueyq_job (%s) values (%s) on conflict (id) do "
-               "update set %s where excluded.updated_at >= hueyq_job.updated_at"
+               "update set %s where case when excluded.seq is not null and "
+               "hueyq_job.seq is not null then excluded.seq >= hueyq_job.seq "
+               "else excluded.updated_at >= hueyq_job.updated_at end"
                % (", ".join('"%s"' % c for c in columns),
                   ", ".join([marker] * len(columns)), ", ".join(assignments)))
         rows = [_row(dict(job, app=self.app_name)) for job in jobs]
@@ -383,6 +463,54 @@ class Store:
             cursor.executemany(sql, rows)
         finally:
             cursor.close()
+
+    def unsettled(self, limit: int = 10_000) -> "list[dict]":
+        """Rows of jobs recorded as not finished (pending, scheduled,
+        running, retrying), oldest change first: what :meth:`repair` may
+        have to correct after a crash."""
+        Job = self.Job
+        return self._read(lambda: list(
+            Job.select(Job.id, Job.task, Job.queue, Job.state, Job.updated_at,
+                       Job.finished_at)
+            .where(Job.app == self.app_name,
+                   Job.state.in_(("pending", "scheduled", "running",
+                                  "retrying")))
+            .order_by(Job.updated_at).limit(limit).dicts()))
+
+    def repair(self, row: dict, state: str, detail: str,
+               finished_at: "float | None" = None,
+               reason: "str | None" = None) -> bool:
+        """Set a job's state to what the backend says, if its row is still
+        as it was read (``row``: state and ``updated_at``), with a
+        ``repaired`` event. The row keeps its ``updated_at``, so any real
+        change written later still applies. True if it was changed."""
+        Job = self.Job
+        changes = {Job.state: state}
+        if state in FINISHED:
+            changes[Job.finished_at] = row.get("finished_at") or finished_at \
+                or row["updated_at"]
+        if state == "complete":
+            changes[Job.progress] = 100.0
+        if reason is not None:
+            changes[Job.reason] = reason
+        queue = "%s.%s" % (self.app_name, row["queue"])
+        try:
+            with self._lock, self.db.atomic():
+                done = Job.update(changes).where(
+                    Job.id == row["id"], Job.app == self.app_name,
+                    Job.state == row["state"],
+                    Job.updated_at == row["updated_at"]).execute()
+                if done:
+                    self._insert_events([{
+                        "ts": time.time(), "queue": queue,
+                        "task_id": row["id"], "task": row.get("task") or "",
+                        "signal": "repaired", "duration": None,
+                        "error": detail, "args": None}])
+        except peewee.PeeweeException as exc:
+            self._reset()
+            raise StoreUnavailable("cannot write to the job store %s: %s"
+                                   % (redact_url(self.url), exc)) from None
+        return bool(done)
 
     def watchdog_event(self, **event: Any) -> None:
         """Record one watchdog action (pause, resume, recycle, kill...)."""
@@ -804,6 +932,12 @@ class JobRecorder(huey_stats.HueyStats):
     def _flush(self) -> None:
         # A finished message is forgotten one flush after its record was
         # written, by when its ack (riding the worker's next lease) is in.
+        # A flush that notes finished messages or forgets some commits
+        # durably first: the store's record of a job must be on disk before
+        # the queue forgets its message, or a power cut can leave the job
+        # in neither place (the queue file's next durable commit keeps the
+        # forgetting). A record noted just after its done() is in this
+        # batch or the next, which is then durable too.
         with self._flush_lock:
             with self._lock:
                 events, self._buf = self._buf, []
@@ -813,7 +947,8 @@ class JobRecorder(huey_stats.HueyStats):
             if not events and not jobs and not forgettable and not done:
                 return
             try:
-                self.store.write(jobs, events)
+                self.store.write(jobs, events,
+                                 durable=bool(done or forgettable))
             except Exception:
                 logger.exception("job store write failed; %d job changes and "
                                  "%d events kept for the next flush",

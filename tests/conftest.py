@@ -403,3 +403,18 @@ def inline():
     yield make
     for worker in workers:
         worker.close()
+
+
+# ---------------------------------------------------------------- power cuts
+
+@pytest.fixture
+def cutfs(tmp_path):
+    """A mounted cutfs (tests/powercut/cutfs.py): ``cut()`` loses whatever
+    was not synced, ``mount()`` boots from what was."""
+    from powercut.cutfs import Mount, available
+    reason = available()
+    if reason:
+        missing(reason)
+    mount = Mount(tmp_path / "disk", tmp_path / "mnt").mount()
+    yield mount
+    mount.cut()

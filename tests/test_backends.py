@@ -272,6 +272,38 @@ def test_records_live_and_expire(storage):
     assert storage.records("runtime:") == {}
 
 
+def test_records_age_on_the_backends_own_clock(storage):
+    storage.put_record("runtime:h:1", {"hb": 1}, ttl=60)
+    (record, first), = storage.record_ages("runtime:").values()
+    assert record == {"hb": 1} and 0 <= first < 5
+    wait_for(lambda: storage.record_ages("runtime:")["runtime:h:1"][1]
+             > first + 0.2, 5, message="the record to age")
+
+
+def test_leases_are_numbered_from_the_apps_sequence(storage):
+    for _ in range(3):
+        storage.enqueue(msg()[1])
+    first = storage.lease(owner())
+    control = storage.next_seq()
+    second = storage.lease(owner(), ack=(first.handle, None, None))
+    assert first.seq < control < second.seq
+    assert storage.find(second.task_id).lease_seq == second.seq
+    batch = storage.lease_batch(owner(2), "tests.echo", 5)
+    assert [l.seq for l in batch] == [second.seq + 1]
+
+
+def test_suspects_are_left_out_of_batches(storage):
+    ids = [storage.enqueue(msg()[1]) for _ in range(2)]
+    lease = storage.lease(owner())
+    storage.requeue(lease.handle, "suspect: worker died running 2 jobs",
+                    count=False)
+    batch = storage.lease_batch(owner(2), "tests.echo", 5)
+    assert len(batch) == 1 and batch[0].task_id != lease.task_id
+    again = storage.lease(owner(3))
+    assert again.task_id == lease.task_id
+    assert again.last_error.startswith("suspect:") and ids
+
+
 def test_notify_wakes_a_waiting_worker(storage):
     storage.wait(0.01)  # starts listening
     woke = threading.Event()
@@ -324,6 +356,21 @@ def test_huey_api_still_works(storage):
     storage.enqueue(msg()[1])
     storage.flush_all()
     assert storage.counts() == {PENDING: 0, SCHEDULED: 0, RUNNING: 0, DEAD: 0}
+
+
+def test_a_queue_file_of_an_earlier_version_gains_the_lease_seq(tmp_path):
+    import sqlite3
+    path = tmp_path / "old.db"
+    backends.open_storage("sqlite://%s" % path, "app", "high").close()
+    conn = sqlite3.connect(path)
+    conn.execute("alter table hueyq_message drop column lease_seq")
+    conn.close()
+    storage = backends.open_storage("sqlite://%s" % path, "app", "high")
+    try:
+        storage.enqueue(msg()[1])
+        assert storage.lease(owner()).seq == 1
+    finally:
+        storage.close()
 
 
 def test_sqlite_reads_back_wal_and_full_sync(tmp_path):

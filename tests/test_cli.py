@@ -52,7 +52,9 @@ def test_jobs_job_cancel_retry_pause_resume_drain(app, env, tmp_path, inline):
     data = json.loads(cli("job", failed.id, "--json", env=env, cwd=tmp_path).stdout)
     assert data["state"] == "failed" and data["attempts"] == 1
     retried = cli("retry", failed.id, env=env, cwd=tmp_path)
-    assert retried.returncode == 0 and "pending" in retried.stdout
+    assert retried.stdout == "%s queued again on low (attempt 2 next)\n" \
+        % failed.id
+    assert app.job(failed.id).state == "pending"
 
     waiting = app.tasks.echo("x")
     out = cli("cancel", waiting.id, env=env, cwd=tmp_path)
@@ -75,7 +77,7 @@ def test_jobs_job_cancel_retry_pause_resume_drain(app, env, tmp_path, inline):
     (("drain", "urgent", "--yes"), "hueyq: no queue 'urgent'"),
     (("jobs", "--state", "weird"), "hueyq: error: unknown state 'weird'"),
 ])
-def test_domain_errors_are_one_line(env, tmp_path, args, message):
+def test_domain_errors_are_one_line(app, env, tmp_path, args, message):
     result = cli(*args, env=env, cwd=tmp_path)
     expected = 2 if "error:" in message else 1
     assert result.returncode == expected

@@ -1,6 +1,7 @@
 """One vocabulary: the keys and state names of the JSON API, of
 ``App.queue_stats`` and of ``/metrics`` are pinned here, against what the
-code answers and what ``openapi.json`` and ``docs/glossary.md`` say, so a
+code answers and what ``openapi.json`` and the glossary of
+``docs/ARCHITECTURE.md`` say, so a
 rename cannot slip through (change this file, the document and the glossary
 in the same commit)."""
 
@@ -15,7 +16,7 @@ from hueyq.webui import create_app
 
 from conftest import HERE, wait_for, write_profile
 
-GLOSSARY = (HERE.parent / "docs" / "glossary.md").read_text()
+GLOSSARY = (HERE.parent / "docs" / "ARCHITECTURE.md").read_text()
 OPENAPI = json.loads((HERE.parent / "webui" / "static" / "openapi.json")
                      .read_text())
 
@@ -68,7 +69,8 @@ def schema(name):
 
 
 def in_glossary(word):
-    """Whether docs/glossary.md defines ``word`` (as `code` or **bold**)."""
+    """Whether the glossary of docs/ARCHITECTURE.md defines ``word`` (as
+    `code` or **bold**)."""
     return re.search(r"`%s`|\*\*%s\*\*" % (re.escape(word), re.escape(word)),
                      GLOSSARY, re.I) is not None
 

@@ -55,7 +55,7 @@ class Server:
         self.env = dict(os.environ, PYTHONPATH=str(HERE),
                         HUEYQ_PROFILE=str(self.profile), **(env or {}))
         self.log_path = tmp_path / ("web-%d.log" % self.port)
-        self.proc = None
+        self.proc = self._log = None
 
     def start(self) -> "Server":
         self._log = open(self.log_path, "ab")
@@ -102,18 +102,22 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
 
 @pytest.fixture
-def serve(tmp_path, app_name):
+def serve(tmp_path, app_name, make_app):
+    """Start `hueyq web` for the app (``server.app``, built first: the web
+    server opens only databases that exist)."""
     started = []
 
     def start(backend=None, **kwargs) -> Server:
         server = Server(tmp_path, backend or "sqlite://%s" % (
-            tmp_path / "queue.db"), app_name, **kwargs).start()
+            tmp_path / "queue.db"), app_name, **kwargs)
+        server.app = make_app(server.profile)
         started.append(server)
-        return server
+        return server.start()
     yield start
     for server in started:
         server.stop()
@@ -137,7 +141,7 @@ def hueyq(profile, *args):
 @pytest.mark.slow
 def test_a_rebound_host_name_gets_421_on_every_route(serve, make_app, inline):
     server = serve()
-    app = make_app(server.profile)
+    app = server.app
     nan = app.tasks.echo(float("nan"))
     inline(app, "high").run()
     evil = "attacker.example:%d" % server.port
@@ -189,7 +193,7 @@ def test_a_forged_result_never_runs_in_the_web_ui_or_the_cli(
     if secret and not backend_url.startswith("sqlite"):
         pytest.skip("one backend is enough for the signed case")
     server = serve(backend_url, security={"secret": secret} if secret else None)
-    app = make_app(server.profile)
+    app = server.app
     handle = app.tasks.echo("real")
     inline(app, "high").run()
     canary = tmp_path / "canary"
@@ -239,7 +243,7 @@ def test_sign_in_is_limited_revocable_and_keyed_off_the_token(
     from itsdangerous import BadSignature
     from hueyq.webui.auth import session_secret
     server = serve(web={"token": TOKEN, "trust_proxy": True})
-    app = make_app(server.profile)
+    app = server.app
 
     # The cookie of an unauthenticated GET /login is not signed with a key
     # derived from the token (no offline guessing), but with the backend's.
@@ -383,7 +387,7 @@ def test_in_chromium_a_rebound_name_is_refused_and_a_forged_result_shows_so(
         missing("Debian's chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     server = serve(security={"secret": "s3cret"})
-    app = make_app(server.profile)
+    app = server.app
     handle = app.tasks.echo("real")
     inline(app, "high").run()
     forge_result(app, handle.id, b"HQ1\x00\x00\x02{}" + pickle.dumps(

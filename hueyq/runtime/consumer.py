@@ -10,8 +10,13 @@ periodic task once per minute even with several consumers or hosts.
 A worker never loses a message: undecodable ones, unknown tasks and bad
 signatures are dead-lettered with the original bytes; a task that ends in
 failure or cancellation keeps its message so it can be retried; a task
-interrupted by shutdown is handed back. The ack of a finished task rides in
-the worker's next lease transaction.
+interrupted by shutdown is handed back, and the worker takes nothing more.
+The ack of a finished task rides in the worker's next lease transaction.
+Once a task has run, a backend that refuses writes (gone, or out of memory)
+cannot make it run again: the worker holds its outcome and retries the
+writes (:meth:`Worker.hold`). On a thread consumer, a job recovered from a
+crash that took several jobs down runs alone (:class:`Solo`), so a crash is
+charged to the job that caused it.
 """
 
 import argparse
@@ -36,13 +41,16 @@ from huey.utils import Error
 
 from hueyq import context as job_context
 from hueyq import logs
+from hueyq.logs import Outage
 from hueyq.backends import DEAD
 from hueyq.envelope import peek_header
-from hueyq.exceptions import (BadSignature, ConfigurationError, HueyqError,
+from hueyq.exceptions import (BackendUnavailable, BadSignature,
+                              ConfigurationError, HueyqError,
                               PayloadTooLarge, Undecodable)
+from hueyq.owner import owner_name, runtime_id
 from hueyq.runtime import SCHEDULER_PROCESS_NAME, WORKER_PROCESS_NAME
 from hueyq.runtime.gpu import GpuLane
-from hueyq.store import JobRecorder
+from hueyq.store import ENDED, STARTED, JobRecorder, change_seq
 from hueyq.units import format_size
 
 logger = logging.getLogger("hueyq.worker")
@@ -52,6 +60,8 @@ _PR_SET_NAME = 15
 _ERRORS = (S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT, S.SIGNAL_LOCKED,
            S.SIGNAL_RATE_LIMITED)
 _trail = threading.local()
+#: Prefix of the last error of a job recovered from a crash: it runs alone.
+SUSPECT = "suspect:"
 
 
 def die_with_parent(sig: int) -> None:
@@ -131,6 +141,61 @@ class WorkerContext:
     args_preview: bool = False
     torch_threads: int = 0
     thread_gpu: Any = None
+    #: The runtime this consumer belongs to (``hueyq.owner.runtime_id``).
+    runtime: str = ""
+    #: Thread consumers: runs suspects alone (:class:`Solo`).
+    solo: "Solo | None" = None
+
+
+class Solo:
+    """Runs suspects alone among the workers of one thread consumer.
+
+    A job recovered from a crash is a suspect (its last error starts with
+    ``suspect:``). It starts only once no other worker of the process runs
+    a task, and no worker takes new work until it ends; a worker that took a
+    job meanwhile hands it back. Should the suspect crash the process, it
+    was running alone, and the crash is charged to it, never to a job that
+    merely shared the process.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running = 0
+        self._suspect = False
+
+    def may_take(self, timeout: float) -> bool:
+        """False (after waiting up to ``timeout``) while a suspect has the
+        process to itself."""
+        with self._cond:
+            if self._suspect:
+                self._cond.wait(timeout)
+            return not self._suspect
+
+    def begin(self, suspect: bool, stop) -> bool:
+        """Start a task; False when it must be handed back instead."""
+        with self._cond:
+            if self._suspect:
+                return False
+            if not suspect:
+                self._running += 1
+                return True
+            self._suspect = True
+            while self._running and not stop.is_set():
+                self._cond.wait(0.25)
+            if self._running:
+                self._suspect = False
+                self._cond.notify_all()
+                return False
+            self._running = 1
+            return True
+
+    def end(self, suspect: bool) -> None:
+        """A task started with :meth:`begin` ended."""
+        with self._cond:
+            self._running -= 1
+            if suspect:
+                self._suspect = False
+            self._cond.notify_all()
 
 
 class Worker(huey_consumer.Worker):
@@ -147,8 +212,14 @@ class Worker(huey_consumer.Worker):
         self._ack = None
         self._requeue = None
         self._recycle = False
+        self._interrupted = False
         self._gpu = None
         self._failures = 0
+        self._outage = Outage(logger, "taking from the backend")
+        self._held = Outage(logger, "storing a finished task's outcome",
+                            every=30.0)
+        self._asked = Outage(logger, "checking for a cancel of the "
+                             "running job")
 
     # ------------------------------------------------------------ lifecycle
 
@@ -169,7 +240,8 @@ class Worker(huey_consumer.Worker):
         else:
             self.name = threading.current_thread().name
             self._gpu = self.ctx.thread_gpu
-        self.owner = "%s:%d:%s" % (self.ctx.host, os.getpid(), self.name)
+        self.owner = owner_name(self.ctx.host, self.name, self.ctx.runtime,
+                                self.ctx.parent_pid)
         self._recover_own_leases()
         super().initialize()
 
@@ -193,13 +265,16 @@ class Worker(huey_consumer.Worker):
 
     def _recover_own_leases(self) -> None:
         # A worker thread that died left leases under the owner name its
-        # replacement now takes; they go back to the queue.
+        # replacement now takes; they go back to the queue. A thread dies
+        # of hueyq's own bookkeeping failing (a task's exceptions are huey's
+        # to catch), so this is not charged to the job.
         try:
             for lease in self.storage.leases():
                 if lease.owner == self.owner:
                     self.storage.requeue(lease.handle, "worker thread died",
-                                         max_redeliveries=self.ctx.app.profile
-                                         .runtime.max_redeliveries)
+                                         count=False)
+        except _backend_errors() as exc:
+            logger.warning("could not recover this worker's leases: %s", exc)
         except Exception:
             self._logger.exception("could not recover this worker's leases")
 
@@ -216,12 +291,20 @@ class Worker(huey_consumer.Worker):
     # ------------------------------------------------------------ the loop
 
     def loop(self, now=None) -> None:
+        if self._interrupted:
+            # Shutdown interrupted this worker's task: it was handed back
+            # (the ack in shutdown()), and the worker takes nothing more.
+            raise KeyboardInterrupt
         if self._recycle:
             self._logger.info("recycling worker %s (memory)", self.owner)
             raise huey_consumer.WorkerRecycle()
+        solo = self.ctx.solo
+        if solo is not None and not solo.may_take(self.ctx.poll_interval):
+            self._flush_ack()
+            return
         lease = self.take()
         if lease is None:
-            if not self._failures:
+            if not self._failures and not self.stop_flag.is_set():
                 self._wait()
             return
         self.task_count += 1
@@ -240,40 +323,72 @@ class Worker(huey_consumer.Worker):
 
     def take(self):
         """Lease the next message (acking the last one); None when there is
-        none or the backend cannot be reached (then back off)."""
+        none, the worker is stopping (then only the ack is written) or the
+        backend cannot be reached (then back off)."""
         try:
             if self._requeue is not None:
-                self.storage.requeue(*self._requeue, max_redeliveries=self.ctx
-                                     .app.profile.runtime.max_redeliveries)
+                self.storage.requeue(*self._requeue, count=False)
                 self._requeue = None
             if self._failures:
                 self._reclaim()
+            if self.stop_flag.is_set():
+                self._flush_ack()
+                return None
             lease = self.storage.lease(self.owner, self._ack)
-        except Exception:
+        except Exception as exc:
             self._failures += 1
-            if self._failures == 1 or self._failures % 60 == 0:
-                self._logger.exception("cannot take from the backend (%d "
-                                       "failures); retrying", self._failures)
+            self._outage.failed(exc)
+            if not isinstance(exc, _backend_errors()):
+                self._logger.exception("taking a message failed")
             self.sleep()
             return None
-        if self._failures:
-            self._logger.info("backend reachable again")
-            self._failures = 0
+        self._failures = 0
+        self._outage.ok()
         self._ack = None
         self.delay = self.default_delay
         return lease
 
+    def _flush_ack(self) -> None:
+        if self._ack is not None:
+            self.storage.ack(*self._ack)
+            self._ack = None
+
+    def hold(self, write):
+        """Run ``write``, a backend write of a finished task's outcome, until
+        it succeeds: the task has run, so a backend that is gone or out of
+        memory must not make it run again. Logged a few times, not per try."""
+        delay = 0.05
+        while True:
+            try:
+                result = write()
+            except _backend_errors() as exc:
+                self._held.failed(exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._held.ok()
+            return result
+
     def process(self, lease, now=None) -> None:
-        """Decode and run one leased message."""
-        if self._gpu is not None:
-            self._gpu.ensure_started()
-        task = self._decode(lease)
-        if task is None:
+        """Decode and run one leased message (a suspect alone)."""
+        suspect = is_suspect(lease.last_error)
+        solo = self.ctx.solo
+        if solo is not None and not solo.begin(suspect, self.stop_flag):
+            self.storage.release([lease.handle])
             return
-        if getattr(type(task), "batch_func", None) is not None:
-            self.execute_batch(task, lease)
-            return
-        self.execute(task, lease, now)
+        try:
+            if self._gpu is not None:
+                self._gpu.ensure_started()
+            task = self._decode(lease)
+            if task is None:
+                return
+            if getattr(type(task), "batch_func", None) is not None:
+                self.execute_batch(task, lease, alone=suspect)
+                return
+            self.execute(task, lease, now)
+        finally:
+            if solo is not None:
+                solo.end(suspect)
 
     def _decode(self, lease):
         """The lease's task, or None when it was ended here instead: dead-
@@ -307,11 +422,15 @@ class Worker(huey_consumer.Worker):
         started = time.time()
         name = _task_name(task)
         self.ctx.recorder.job(self._start_change(task, lease, name, started))
+        seq = change_seq(lease.seq, STARTED)
         job = job_context.JobContext(
             id=task.id, task=task, queue=self.ctx.queue,
-            attempt=lease.redeliveries + 1, report=self._report_progress,
-            cancelled=lambda: self.storage.has_data_for_key(task.revoke_id),
-            interval=self.ctx.progress_interval)
+            attempt=lease.redeliveries + 1,
+            report=lambda jid, pct, msg: self._report_progress(jid, pct, msg,
+                                                               seq),
+            cancelled=lambda: self._cancelled(task),
+            interval=self.ctx.progress_interval, hold=self.hold)
+        _mark_when_run(task, job)
         job_context.set_current(job)
         job_context.set_leased(task.id, lease.revoked)
         _trail.signals, _trail.task_id = [], task.id
@@ -329,16 +448,20 @@ class Worker(huey_consumer.Worker):
             job_context.set_leased(None)
             job.flush()
         if broken is not None:
-            self._redeliver(task, lease, name, started, broken)
+            self._redeliver(task, lease, name, started, broken, job.ran)
             return
         state, outcome, reason, exc = outcome_of(trail)
         self._ack = (lease.handle, outcome, reason)
+        if outcome == "release":
+            self._interrupted = True
         if outcome is None:
             self.ctx.recorder.done(lease.handle)
-        finished = time.time()
+        # When the task ended, not when its outcome was stored (a backend
+        # that was away may have held it).
+        finished = job.ran_at or time.time()
         error, tb = describe_error(exc, [n for n, _ in trail])
         self.ctx.recorder.job(_end_change(task.id, state, started, finished,
-                                          error, tb, reason))
+                                          error, tb, reason, lease.seq))
         logger.info("%s %s after %.3fs%s", name,
                     "handed back (shutdown)" if outcome == "release" else state,
                     finished - started, " (%s)" % error if error else "",
@@ -354,7 +477,8 @@ class Worker(huey_consumer.Worker):
                   "redeliveries": lease.redeliveries, "host": self.ctx.host,
                   "pid": os.getpid(), "worker": self.name, "progress": 0.0,
                   "enqueued_at": lease.enqueued_at,
-                  "priority": task.priority or 0}
+                  "priority": task.priority or 0,
+                  "seq": change_seq(lease.seq, STARTED)}
         if self.ctx.args_preview or lease.enqueued_at is None:
             header = peek_header(lease.data) or {}
             change["args"] = header.get("args")
@@ -366,9 +490,21 @@ class Worker(huey_consumer.Worker):
         return change
 
     def _report_progress(self, job_id: str, percent: float,
-                         message: "str | None") -> None:
+                         message: "str | None", seq: "int | None") -> None:
         self.ctx.recorder.job({"id": job_id, "progress": percent,
-                               "message": message, "updated_at": time.time()})
+                               "message": message, "updated_at": time.time(),
+                               "seq": seq})
+
+    def _cancelled(self, task) -> bool:
+        # Asked at every hueyq.progress(): a backend that is away must not
+        # raise into the task; the question is asked again at the next call.
+        try:
+            answer = self.storage.has_data_for_key(task.revoke_id)
+        except _backend_errors() as exc:
+            self._asked.failed(exc)
+            return False
+        self._asked.ok()
+        return answer
 
     def _gpu_report(self) -> None:
         stats = self._gpu.after_task()
@@ -377,18 +513,22 @@ class Worker(huey_consumer.Worker):
         try:
             self.storage.put_record("gpu:%s:%d" % (self.ctx.host, os.getpid()),
                                     stats, ttl=120)
+        except _backend_errors() as exc:
+            logger.warning("could not publish GPU memory figures: %s", exc)
         except Exception:
             self._logger.exception("could not publish GPU memory figures")
 
     # ------------------------------------------------------------ batches
 
-    def execute_batch(self, first, first_lease) -> None:
+    def execute_batch(self, first, first_lease, alone: bool = False) -> None:
         """Gather up to batch_size pending items of this task (waiting at most
-        batch_wait), call the batch function once, and end each item on its
-        own: result, retry or failure, record and ack."""
+        batch_wait; none for a suspect, which runs ``alone``), call the batch
+        function once, and end each item on its own: result, retry or
+        failure, record and ack."""
         cls = type(first)
         name = _task_name(first)
-        batch = self._gather(cls, name, [(first, first_lease)])
+        batch = [(first, first_lease)] if alone else \
+            self._gather(cls, name, [(first, first_lease)])
         now = self.huey._get_timestamp()
         runnable, acks = [], []
         for task, lease in batch:
@@ -397,18 +537,18 @@ class Worker(huey_consumer.Worker):
                 acks.append((lease.handle, DEAD, "cancelled"))
                 self.ctx.recorder.job(_end_change(task.id, "cancelled", 0,
                                                   time.time(), None, None,
-                                                  "cancelled"))
+                                                  "cancelled", lease.seq))
             elif task.expires_resolved and task.expires_resolved < now:
                 self.huey._emit(S.SIGNAL_EXPIRED, task)
                 acks.append((lease.handle, DEAD, "expired"))
                 self.ctx.recorder.job(_end_change(task.id, "expired", 0,
                                                   time.time(), None, None,
-                                                  "expired"))
+                                                  "expired", lease.seq))
             else:
                 runnable.append((task, lease))
         if runnable:
             acks += self._run_batch(cls, name, runnable)
-        self.storage.ack_many(acks)
+        self.hold(lambda: self.storage.ack_many(acks))
 
     def _gather(self, cls, name: str, batch: list) -> list:
         deadline = time.monotonic() + (cls.batch_wait or 0)
@@ -433,15 +573,16 @@ class Worker(huey_consumer.Worker):
             self.huey._emit(S.SIGNAL_EXECUTING, task)
             self.ctx.recorder.job(self._start_change(task, lease, name,
                                                      started))
-        ids = [task.id for task, _ in batch]
+        seqs = {task.id: change_seq(lease.seq, STARTED)
+                for task, lease in batch}
 
         def report(job_id, percent, message):
-            for each in ids:
-                self._report_progress(each, percent, message)
+            for each, seq in seqs.items():
+                self._report_progress(each, percent, message, seq)
         job_context.set_current(job_context.JobContext(
-            id=ids[0], task=batch[0][0], queue=self.ctx.queue, attempt=1,
-            report=report, cancelled=lambda: False,
-            interval=self.ctx.progress_interval))
+            id=batch[0][0].id, task=batch[0][0], queue=self.ctx.queue,
+            attempt=1, report=report, cancelled=lambda: False,
+            interval=self.ctx.progress_interval, hold=self.hold))
         failure = None
         try:
             from hueyq.app import batch_results
@@ -449,9 +590,18 @@ class Worker(huey_consumer.Worker):
                                    len(batch))
         except Exception as exc:
             failure, values = exc, [None] * len(batch)
+        job = job_context.current_job()
+        job.ran = True
+        try:
+            acks = self._end_items(batch, values, failure, started)
         finally:
-            job_context.current_job().flush()
+            job.flush()
             job_context.set_current(None)
+        return acks
+
+    def _end_items(self, batch: list, values: list, failure, started: float
+                   ) -> list:
+        name = _task_name(batch[0][0])
         finished = time.time()
         acks = []
         for (task, lease), value in zip(batch, values):
@@ -465,12 +615,14 @@ class Worker(huey_consumer.Worker):
         return acks
 
     def _end_item(self, task, lease, value, error, started, finished) -> tuple:
+        seq = lease.seq
         if error is None:
             if value is not None:
                 self.huey.put_result(task.id, value)
             self.huey._emit(S.SIGNAL_COMPLETE, task)
             self.ctx.recorder.job(_end_change(task.id, "complete", started,
-                                              finished, None, None, None))
+                                              finished, None, None, None,
+                                              seq))
             self.ctx.recorder.done(lease.handle)
             return (lease.handle, None, None)
         text, tb = describe_error(error, [S.SIGNAL_ERROR])
@@ -479,24 +631,42 @@ class Worker(huey_consumer.Worker):
             self.huey._emit(S.SIGNAL_RETRYING, task)
             self.huey._requeue_task(task, self.huey._get_timestamp())
             self.ctx.recorder.job(_end_change(task.id, "retrying", started,
-                                              finished, text, tb, None))
+                                              finished, text, tb, None, seq))
             self.ctx.recorder.done(lease.handle)
             return (lease.handle, None, None)
         self.huey.put_result(task.id, Error(self.huey.build_error_result(
             task, error)))
         self.ctx.recorder.job(_end_change(task.id, "failed", started, finished,
-                                          text, tb, "failed"))
+                                          text, tb, "failed", seq))
         return (lease.handle, DEAD, "failed")
 
     # ------------------------------------------------------------ endings
 
-    def _redeliver(self, task, lease, name, started, exc) -> None:
-        error = "%s after the task ran: %r" % ("backend error", exc)
+    def _redeliver(self, task, lease, name, started, exc, ran: bool) -> None:
+        """huey's own bookkeeping around the task failed. Before the task
+        ran (a backend error while checking its revoke keys): hand it back,
+        uncounted. After (hold() retries backend errors, so this is huey
+        failing to store the outcome, e.g. a result that cannot be
+        serialized): the job failed."""
+        now = time.time()
+        seq = change_seq(lease.seq, ENDED)
+        if ran:
+            error = "could not store the outcome of the task: %r" % (exc,)
+            self._logger.warning("%s: %s", task.id, error)
+            self._ack = (lease.handle, DEAD, "failed")
+            self._put_error(task.id, error)
+            self.ctx.recorder.job({"id": task.id, "state": "failed",
+                                   "error": error, "reason": "failed",
+                                   "finished_at": now, "updated_at": now,
+                                   "seq": seq})
+            self.ctx.recorder.event(task.id, name, "failed", error,
+                                    duration=now - started)
+            return
+        error = "backend error before the task ran: %r" % (exc,)
         self._logger.warning("%s: %s; it will be redelivered", task.id, error)
         self._requeue = (lease.handle, error)
-        now = time.time()
         self.ctx.recorder.job({"id": task.id, "state": "pending",
-                               "error": error, "updated_at": now})
+                               "error": error, "updated_at": now, "seq": seq})
         self.ctx.recorder.event(task.id, name, "redelivered", error,
                                 duration=now - started)
 
@@ -523,7 +693,8 @@ class Worker(huey_consumer.Worker):
             "queue": self.ctx.queue, "reason": reason, "error": detail,
             "enqueued_at": header.get("t") or now, "finished_at": now,
             "updated_at": now, "payload": bytes(lease.data or b""),
-            "redeliveries": lease.redeliveries})
+            "redeliveries": lease.redeliveries,
+            "seq": change_seq(lease.seq, ENDED)})
         self.ctx.recorder.event(job_id, name, "dead", "%s: %s" % (reason,
                                                                    detail))
         if not own:
@@ -549,7 +720,8 @@ class Worker(huey_consumer.Worker):
         self.ctx.recorder.job({"id": task.id, "state": state, "error": error,
                                "traceback": "", "finished_at": now
                                if state == "failed" else None,
-                               "updated_at": now})
+                               "updated_at": now,
+                               "seq": change_seq(lease.seq, ENDED)})
         self.ctx.recorder.event(task.id, _task_name(task), state, error)
         logger.warning("%s %s after its worker was %s", _task_name(task),
                        state, error, extra={"queue": self.ctx.queue,
@@ -562,6 +734,29 @@ class Worker(huey_consumer.Worker):
                 "task_id": job_id}))
         except HueyqError:
             self._logger.exception("could not store the error of %s", job_id)
+
+
+def is_suspect(last_error: "str | None") -> bool:
+    """Whether a message was recovered from a crash (it runs alone)."""
+    return bool(last_error) and last_error.startswith(SUSPECT)
+
+
+def _backend_errors() -> tuple:
+    from hueyq.app import backend_errors
+    return backend_errors() + (BackendUnavailable,)
+
+
+def _mark_when_run(task, job) -> None:
+    """Note on ``job`` when the task's body has returned or raised, so the
+    bookkeeping writes after it are held (``JobContext.ran``)."""
+    body = task.execute
+
+    def execute():
+        try:
+            return body()
+        finally:
+            job.ran, job.ran_at = True, time.time()
+    task.execute = execute
 
 
 def _dead_reason(exc: Exception) -> str:
@@ -584,8 +779,9 @@ def _task_name(task) -> str:
 
 def _end_change(job_id: str, state: str, started: float, finished: float,
                 error: "str | None", tb: "str | None",
-                reason: "str | None") -> dict:
-    change = {"id": job_id, "state": state, "updated_at": finished}
+                reason: "str | None", lease_seq: "int | None") -> dict:
+    change = {"id": job_id, "state": state, "updated_at": finished,
+              "seq": change_seq(lease_seq, ENDED)}
     if state in ("complete", "failed", "cancelled", "expired"):
         change.update(finished_at=finished, duration=finished - started)
     if state == "complete":
@@ -612,8 +808,14 @@ class Scheduler(huey_consumer.Scheduler):
         storage = self.huey.storage
         for task in self.huey.read_periodic(ts):
             name = _task_name(task)
-            if not storage.put_if_empty("periodic:%s:%s" % (name, stamp),
-                                        b"1"):
+            try:
+                first = storage.put_if_empty("periodic:%s:%s" % (name, stamp),
+                                             b"1")
+            except _backend_errors() as exc:
+                self._logger.warning("cannot enqueue periodic task %s: %s",
+                                     name, exc)
+                continue
+            if not first:
                 continue
             for minutes in (2, 3):
                 old = ts - datetime.timedelta(minutes=minutes)
@@ -667,11 +869,15 @@ class Consumer(huey_consumer.Consumer):
 
     def _join_workers(self) -> bool:
         # huey's join, waking idle workers again while it waits: one that
-        # went back to sleep just after the first wake-up is not missed.
+        # went back to sleep just after the first wake-up is not missed. A
+        # SIGTERM meanwhile (the supervisor's second signal) means now:
+        # KeyboardInterrupt is how huey's stop() is told so.
         deadline = None if self.shutdown_timeout is None else \
             time.monotonic() + self.shutdown_timeout
         procs = [p for _, p in self.worker_threads] + [self.scheduler]
         while any(self.environment.is_alive(p) for p in procs):
+            if self._signum == self._interrupt_sig:
+                raise KeyboardInterrupt
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             self._wake_workers()
@@ -705,7 +911,9 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
         worker_type=config.worker_type, gpu=config.gpu,
         gpu_memory_fraction=config.gpu_memory_fraction,
         parent_pid=os.getpid(), args_preview=app.profile.store.args_preview,
-        torch_threads=config.torch_threads)
+        torch_threads=config.torch_threads,
+        runtime=runtime_id(int(os.environ.get("HUEYQ_SUPERVISOR_PID") or 0)),
+        solo=Solo() if config.worker_type == "thread" else None)
     if config.gpu and config.worker_type == "thread":
         context.thread_gpu = GpuLane(config.gpu_memory_fraction,
                                      config.torch_threads)

@@ -4,12 +4,20 @@ It starts one consumer process per queue (a fresh interpreter, in its own
 session, told to die with its parent), and then, once per tick:
 
 * restarts consumers that died, with exponential back-off;
-* recovers leases whose owner is gone: a dead pid on this host, or another
-  host whose heartbeat has not moved for ``runtime.lease_timeout`` (measured
-  on this host's monotonic clock, so a wall-clock jump recovers nothing);
+* recovers leases whose owner is gone: on this host a process that is no
+  longer there (pid, start ticks and boot id; no wall clock), or a lease from
+  an earlier boot; on another host, one whose heartbeat counter has not moved
+  for ``runtime.lease_timeout`` (timed on this host's monotonic clock). Only
+  a worker of this runtime that died running that job alone is charged with
+  the crash (``max_redeliveries``); the jobs of a consumer that died running
+  several are suspects, requeued uncounted, and run alone next;
+* sweeps, at start and every minute: finished messages a crashed worker
+  never forgot, and store rows a crash left disagreeing with the backend
+  (a job recorded running whose message is gone or done);
 * runs the watchdog (memory budgets, time limits, cancellation of process
   workers, autoscale) and applies its actions;
-* publishes a status record into the backend, and pings systemd.
+* publishes a status record into the backend, folds the SQLite WAL back
+  into the database files every ``CHECKPOINT_INTERVAL``, and pings systemd.
 
 Signal handlers only set a flag. On SIGTERM or SIGINT it asks every consumer
 to stop gracefully (stop taking work, finish within the grace period, hand
@@ -17,6 +25,7 @@ back the rest), kills what is left after the grace period, hands back any
 lease its processes still hold, and exits 0. A second signal stops at once.
 """
 
+import collections
 import dataclasses
 import logging
 import os
@@ -29,14 +38,22 @@ import psutil
 from huey.utils import Error
 
 from hueyq import __version__, control
-from hueyq.backends import DEAD, DONE, PENDING
-from hueyq.exceptions import (AlreadyRunning, ConfigurationError,
-                              StoreUnavailable)
+from hueyq.backends import DEAD, DONE, PENDING, SCHEDULED
+from hueyq.exceptions import (AlreadyRunning, BackendUnavailable,
+                              ConfigurationError, StoreUnavailable)
+from hueyq.owner import alive_here, boot_id, parse_owner, runtime_id
 from hueyq.profile import redact_url, sqlite_path
 from hueyq.runtime import SCHEDULER_PROCESS_NAME, main_command, notify
 from hueyq.runtime.watchdog import (Action, LeaseSample, Proc, Samples,
                                     Sampler, Watchdog)
+from hueyq.store import ENDED, REASON_STATE, RECOVERED, change_seq
+
 logger = logging.getLogger("hueyq.supervisor")
+
+#: Seconds between two checkpoints of the SQLite WAL files.
+CHECKPOINT_INTERVAL = 30.0
+#: Why a lease's owner is gone.
+_DIED, _REBOOTED, _HOST = "died", "rebooted", "host"
 
 
 @dataclasses.dataclass
@@ -78,6 +95,8 @@ class Supervisor:
         self.log_format = log_format
         self.host = app.host_id
         self.pid = os.getpid()
+        #: This runtime's id in its workers' lease owners.
+        self.runtime = runtime_id(self.pid)
         self.watchdog = Watchdog(self.profile)
         self.sampler = Sampler()
         self.slots = [Slot(q, i) for q in self.queues
@@ -97,6 +116,8 @@ class Supervisor:
         self._errors: "dict[str, int]" = {}
         self._watchdog_ping = notify.watchdog_interval()
         self._next_sweep = 0.0
+        self._next_checkpoint = 0.0
+        self._suspects: "dict[str, tuple]" = {}
         self._admission: "dict[str, int]" = {}
         self._notifying = bool(os.environ.get("NOTIFY_SOCKET"))
         self._next_status = 0.0
@@ -127,6 +148,8 @@ class Supervisor:
         if recovered:
             logger.warning("recovered %d leases left by dead workers",
                            recovered)
+        self._guard("sweep", self.sweep)
+        self._next_sweep = time.monotonic() + 60
         for slot in self.slots:
             self._start(slot)
         if self.web_command:
@@ -169,8 +192,13 @@ class Supervisor:
                     raise ConfigurationError(message)
                 logger.warning("%s", message)
             if not storage.aof_enabled():
-                logger.warning("Redis runs without AOF (appendonly no): a "
-                               "Redis crash loses recently queued tasks")
+                message = ("Redis runs without AOF (appendonly no): a Redis "
+                           "restart or crash loses the jobs queued since its "
+                           "last snapshot; set appendonly yes")
+                if self.profile.runtime.require_aof:
+                    raise ConfigurationError(message + " (the profile sets "
+                                             "runtime.require_aof)")
+                logger.warning("%s", message)
         try:
             self.app.store.ping()
         except StoreUnavailable as exc:
@@ -240,6 +268,9 @@ class Supervisor:
         if now >= self._next_sweep:
             self._next_sweep = now + 60
             self._guard("sweep", self.sweep)
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + CHECKPOINT_INTERVAL
+            self._guard("checkpoint", self.checkpoint)
         if self._watchdog_ping:
             notify.notify("WATCHDOG=1")
         if self._notifying and now >= self._next_status:
@@ -247,12 +278,20 @@ class Supervisor:
             self._guard("notify", self._notify_status)
 
     def _guard(self, what: str, step) -> None:
+        from hueyq.app import backend_errors
         try:
             step()
         except Exception as exc:
             count = self._errors.get(what, 0) + 1
             self._errors[what] = count
-            if count == 1 or count % 60 == 0:
+            if count != 1 and count % 60:
+                return
+            if isinstance(exc, backend_errors() + (BackendUnavailable,
+                                                   StoreUnavailable)):
+                # An outage, not a bug: one line, no traceback.
+                logger.warning("%s failed (%d times in a row): %s", what,
+                               count, exc)
+            else:
                 logger.exception("%s failed (%d times in a row): %s", what,
                                  count, exc)
         else:
@@ -341,33 +380,35 @@ class Supervisor:
 
     def recover(self) -> int:
         """Recover leases whose owner is gone. Returns how many."""
-        count = 0
         now = time.monotonic()
         self._observe_hosts(now)
+        gone = []
         for queue in self.app.queues:
             storage = self.app.storage(queue)
             for lease in storage.leases():
-                if lease.host == self.host:
-                    dead = not self._alive(lease.pid, lease.updated_at)
-                else:
-                    dead = self._host_dead(lease.host, now)
-                if dead:
-                    self._recover(storage, queue, lease)
-                    count += 1
-        return count
+                why = self._gone(lease, now)
+                if why is not None:
+                    gone.append((storage, queue, lease, why))
+        # How many jobs each consumer of this runtime was running when it
+        # died: a crash is charged only to a job that was running alone.
+        crowds = collections.Counter(
+            parse_owner(l.owner).group for _, _, l, why in gone
+            if why == _DIED)
+        for storage, queue, lease, why in gone:
+            self._recover(storage, queue, lease, why, crowds)
+        return len(gone)
 
-    def _alive(self, pid: "int | None", leased_at: "float | None") -> bool:
-        if pid is None:
-            return False
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return False
-            return leased_at is None or proc.create_time() <= leased_at + 1
-        except psutil.NoSuchProcess:
-            return False
-        except psutil.Error:
-            return True
+    def _gone(self, lease, now: float) -> "str | None":
+        """Why a lease's owner is gone (``_DIED``, ``_REBOOTED``, ``_HOST``),
+        or None while it lives. No wall clock is read: a process is known by
+        its pid and start ticks, a boot by its id, another host by whether
+        its heartbeat counter moved on this host's monotonic clock."""
+        owner = parse_owner(lease.owner)
+        if owner.host != self.host:
+            return _HOST if self._host_dead(owner.host, now) else None
+        if owner.boot is not None and owner.boot != boot_id():
+            return _REBOOTED
+        return None if alive_here(owner) else _DIED
 
     def _observe_hosts(self, now: float) -> None:
         beats: "dict[str, set]" = {}
@@ -383,11 +424,32 @@ class Supervisor:
         known = self._hosts.setdefault(host, (None, now))
         return now - known[1] > self.profile.runtime.lease_timeout
 
-    def _recover(self, storage, queue: str, lease) -> None:
+    def _charged(self, lease, why: str, crowds) -> "tuple[bool, str]":
+        """Whether a lost delivery counts toward ``max_redeliveries``, and
+        the last error it leaves (``suspect: ...``: it runs alone next)."""
+        from hueyq.runtime.consumer import SUSPECT, is_suspect
+        owner = parse_owner(lease.owner)
+        if why == _REBOOTED:
+            return False, "recovered after a reboot (worker %s)" % owner.name
+        if why == _HOST:
+            return False, ("recovered: host %s stopped beating (worker %s)"
+                           % (owner.host, owner.name))
+        if owner.runtime != self.runtime:
+            return False, ("recovered: worker %s of a runtime that stopped"
+                           % owner.name)
+        crowd = crowds.get(owner.group, 1)
+        if crowd > 1 and not is_suspect(lease.last_error):
+            return False, ("%s worker %s died running %d jobs; it runs alone "
+                           "next" % (SUSPECT, owner.name, crowd))
+        return True, "%s worker %s died running it" % (SUSPECT, owner.name)
+
+    def _recover(self, storage, queue: str, lease, why: str = _DIED,
+                 crowds=None) -> None:
         error = lease.last_error or ""
         now = time.time()
         job = {"id": lease.task_id, "task": lease.name, "queue": queue,
-               "updated_at": now}
+               "updated_at": now,
+               "seq": change_seq(lease.lease_seq, RECOVERED)}
         if error.startswith("cancelled"):
             storage.ack(lease.handle, DEAD, "cancelled")
             job.update(state="cancelled", reason="cancelled", finished_at=now)
@@ -398,8 +460,8 @@ class Supervisor:
             job.update(state="pending", error=error)
             event, detail = "killed", error
         else:
-            detail = "worker %s died" % lease.owner
-            state = storage.requeue(lease.handle, detail,
+            count, detail = self._charged(lease, why, crowds or {})
+            state = storage.requeue(lease.handle, detail, count=count,
                                     max_redeliveries=self.profile.runtime
                                     .max_redeliveries)
             if state is None:
@@ -413,9 +475,9 @@ class Supervisor:
                 event = "dead"
                 self._put_error(queue, lease.task_id, detail)
             else:
-                job.update(state="pending",
-                           redeliveries=lease.redeliveries + 1)
-                event = "redelivered"
+                job.update(state="pending", error=detail,
+                           redeliveries=lease.redeliveries + int(count))
+                event = "redelivered" if count else "recovered"
         logger.warning("job %s (%s): %s: %s", lease.task_id, lease.name,
                        event, detail, extra={"queue": queue,
                                              "job_id": lease.task_id})
@@ -428,9 +490,10 @@ class Supervisor:
                 "signal": signal_name, "duration": None, "error": detail,
                 "args": None}
 
-    def _record(self, jobs: list, events: list) -> None:
+    def _record(self, jobs: list, events: list, durable: bool = False
+                ) -> None:
         try:
-            self.app.store.write(jobs, events)
+            self.app.store.write(jobs, events, durable=durable)
         except StoreUnavailable as exc:
             logger.warning("%s", exc)
 
@@ -451,7 +514,8 @@ class Supervisor:
     def sweep(self) -> int:
         """Finished messages a crashed worker never forgot: make sure the
         store knows they completed (its buffered record may have died with
-        it), then drop them."""
+        it; written durably, since the message goes next), then drop them.
+        Then :meth:`repair` the store. Returns how many messages went."""
         before = time.time() - 300
         dropped = 0
         for queue in self.app.queues:
@@ -463,10 +527,52 @@ class Supervisor:
             self._record([{"id": m.task_id, "task": m.name, "queue": queue,
                            "state": "complete", "finished_at": m.updated_at,
                            "enqueued_at": m.enqueued_at,
-                           "updated_at": m.updated_at}
-                          for m in stale if m.task_id], [])
+                           "updated_at": m.updated_at,
+                           "seq": change_seq(m.lease_seq, ENDED)}
+                          for m in stale if m.task_id], [], durable=True)
             dropped += storage.forget([m.handle for m in stale])
+        self.repair()
         return dropped
+
+    def checkpoint(self) -> None:
+        """Fold the SQLite WAL files back into their databases, under load
+        too (the WAL then stays near ``journal_size_limit``)."""
+        from hueyq import maintenance
+        maintenance.run_checkpoint(self.app)
+
+    def repair(self) -> int:
+        """Store rows that disagree with the backend after a crash or power
+        cut: a job recorded as not finished (running, retrying, pending,
+        scheduled) whose message is gone, done or dead, because its final
+        record was lost. Each row takes the backend's word
+        (:meth:`Store.repair`, only if unchanged since read). A row recorded
+        pending or scheduled is repaired only when the next sweep finds it
+        the same: ``retry`` writes that record just before its message is
+        back. Returns how many rows were repaired."""
+        repaired = 0
+        suspects, self._suspects = self._suspects, {}
+        for row in self.app.store.unsettled():
+            if row["queue"] not in self.app.queues:
+                continue
+            message = self.app.storage(row["queue"]).find(row["id"])
+            verdict = _settled(message)
+            if verdict is None:
+                continue
+            key = (row["state"], row["updated_at"])
+            if row["state"] in (PENDING, SCHEDULED) and \
+                    suspects.get(row["id"]) != key:
+                self._suspects[row["id"]] = key
+                continue
+            state, reason, detail = verdict
+            if self.app.store.repair(
+                    row, state, detail, reason=reason,
+                    finished_at=message.updated_at if message else None):
+                repaired += 1
+                logger.warning("job %s: recorded %s, %s; now %s", row["id"],
+                               row["state"], detail, state,
+                               extra={"queue": row["queue"],
+                                      "job_id": row["id"]})
+        return repaired
 
     # ------------------------------------------------------------ watchdog
 
@@ -739,9 +845,22 @@ class Supervisor:
             storage = self.app.storage(queue)
             mine = [l.handle for l in storage.leases()
                     if l.host == self.host and l.pid in self._known_pids
-                    and not self._alive(l.pid, l.updated_at)]
+                    and not alive_here(parse_owner(l.owner))]
             handed += storage.release(mine)
         return handed
+
+
+def _settled(message) -> "tuple[str, str | None, str] | None":
+    """(state, reason, why) of a job recorded as not finished whose newest
+    message says it is; None while the message is live."""
+    if message is None:
+        return "complete", None, "its message is gone (forgotten once done)"
+    if message.state == DONE:
+        return "complete", None, "its message is done"
+    if message.state == DEAD:
+        return (REASON_STATE.get(message.reason, "dead"), message.reason,
+                "its message is dead (%s)" % message.reason)
+    return None
 
 
 def _kind(proc: psutil.Process) -> str:

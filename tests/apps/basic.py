@@ -85,6 +85,15 @@ def make_app(profile=None, name=None):
             raise ConnectionError("flaky %s run %d" % (token, runs))
         return runs
 
+    @app.task(queue="medium", retries=1, retry_delay=0)
+    def flaky_progress(flag):
+        """Reports a third done, then fails on its first attempt."""
+        hueyq.progress(100.0 / 3, "a third")
+        if not os.path.exists(flag):
+            open(flag, "w").close()
+            raise ConnectionError("first attempt fails")
+        return "second attempt"
+
     @app.task(queue="gpu", retries=0)
     def crash(path, token):
         record(path, token)

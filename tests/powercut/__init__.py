@@ -1,0 +1,1 @@
+"""Power cuts for tests: a FUSE filesystem that forgets what was not synced."""
