@@ -238,18 +238,19 @@ def sqlite_path(url: str) -> str:
 def redact_url(url: str) -> str:
     """Hide the password of a URL (``redis://:***@host``) and secret query
     parameters (``?password=***``) for any output."""
+    base, mark, query = url.partition("?")
+    if mark:
+        url = base + mark + _SECRET_PARAM.sub(r"\1=***", query)
     try:
         parsed = urllib.parse.urlsplit(url)
     except ValueError:
         return url
-    if parsed.query:
-        parsed = parsed._replace(query=_SECRET_PARAM.sub(r"\1=***",
-                                                         parsed.query))
-    if parsed.password is not None:
-        netloc = parsed.netloc.rsplit("@", 1)
-        user = parsed.username or ""
-        parsed = parsed._replace(netloc="%s:***@%s" % (user, netloc[-1]))
-    return urllib.parse.urlunsplit(parsed)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.rsplit("@", 1)
+    user = parsed.username or ""
+    return urllib.parse.urlunsplit(parsed._replace(
+        netloc="%s:***@%s" % (user, netloc[-1])))
 
 
 # --------------------------------------------------------------- the schema
