@@ -544,7 +544,14 @@ class SqliteBackend(HueyViews, SqliteStorage):
             " and key = 'hueyq:seq') from hueyq_message where id = ?"
             " returning id, task_id, redeliveries, enqueued_at, lease_seq",
             (now, owner, head, self.name, handle)).fetchone()
-        conn.execute("delete from hueyq_message where id = ?", (handle,))
+        # Deleting walks the giant's overflow pages: through a small page
+        # cache, so that they do not stay in this worker's memory.
+        conn.execute("pragma cache_size = -256")
+        try:
+            conn.execute("delete from hueyq_message where id = ?", (handle,))
+        finally:
+            conn.execute("pragma cache_size = %d" % -(1000 * (
+                self._cache_mb or 2)))
         return Lease(row[0], row[1], head, row[2], None, row[3], None,
                      row[4], size=size)
 
