@@ -219,8 +219,9 @@ class App(huey_api.HueyAPI):
 
     ``profile`` is a built-in name, a path to a .toml file, or a Profile;
     ``--profile`` (through HUEYQ_PROFILE) wins over it.
-    ``store_intermediate_errors`` is huey's: a failed attempt with retries
-    left stores its error as the result and runs ``.error()`` handlers.
+    ``store_intermediate_errors`` and ``immediate`` are huey's: a failed
+    attempt with retries left stores its error as the result and runs
+    ``.error()`` handlers; immediate mode runs tasks as they are called.
     """
 
     queue_huey_class = QueueHuey
@@ -230,7 +231,8 @@ class App(huey_api.HueyAPI):
                  overrides: "dict | None" = None,
                  require_secret: bool = True,
                  maintenance: bool = True,
-                 store_intermediate_errors: bool = True) -> None:
+                 store_intermediate_errors: bool = True,
+                 immediate: bool = False) -> None:
         self.store_intermediate_errors = store_intermediate_errors
         if isinstance(profile, Profile):
             self.profile = profile
@@ -260,6 +262,8 @@ class App(huey_api.HueyAPI):
         if maintenance:
             from hueyq import maintenance as builtin
             builtin.install(self)
+        if immediate:
+            self.immediate = True
 
     def __repr__(self) -> str:
         return "<hueyq.App %s profile=%s>" % (self.name, self.profile.name)

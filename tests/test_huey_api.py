@@ -254,7 +254,8 @@ def test_huey_s_testing_guide_with_app_immediate(tmp_path, app_name):
     app.close()
 
 
-def test_immediate_mode_shares_one_result_store(app):
+def test_immediate_mode_shares_one_result_store(app, profile_path):
+    assert hueyq.App(str(profile_path), immediate=True).immediate
     app.immediate = True
     assert all(app.huey(q).immediate for q in app.queues)
     handle = app.tasks.echo("x")          # runs on high's huey
