@@ -109,7 +109,7 @@ def test_expires_counts_from_when_a_scheduled_task_or_retry_is_due(
 def test_a_delayed_retry_keeps_its_priority(setup, log):
     app, start = setup(**{"queues.medium": {"workers": 1}})
     app.tasks.urgent("P")
-    app.tasks.filler("f1", 1.5)       # the retry falls due while f1 runs
+    app.tasks.filler("f1", 2.5)       # the retry falls due while f1 runs
     app.tasks.filler("f2")
     last = app.tasks.filler("f3")
     start()

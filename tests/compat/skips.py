@@ -3,8 +3,12 @@
 Each entry names one test of huey's suite (``module.Class.test``; ``*``
 matches any class, for tests a class inherits), the configurations it is
 skipped in (see ``hueyq_compat``) and one line on why hueyq behaves
-differently. None is a behaviour a user of the documented API sees differ:
-those are fixed in hueyq instead.
+differently. Every entry is one of: where and when hueyq keeps a message
+(a future eta stored in the schedule at enqueue, due messages moved
+atomically by ``read_schedule``, periodic tasks once per minute across
+consumers), ``utc=True``, the storage layout, or what a configuration swaps
+in. A difference in what a task does, returns or signals is fixed in hueyq
+instead, not listed here.
 """
 
 import fnmatch
