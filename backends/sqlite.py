@@ -568,7 +568,8 @@ class SqliteBackend(HueyViews, SqliteStorage):
                          " order by eta, id", (moved_at, self.qname, now))
             moved = curs.rowcount
             curs.execute("delete from hueyq_message where queue = ? and"
-                         " state = 'scheduled' and eta <= ?", (self.qname, now))
+                         " state = 'scheduled' and eta <= ?",
+                         (self.qname, now))
         if moved:
             self.notify()
         return moved

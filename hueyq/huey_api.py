@@ -149,7 +149,7 @@ class HueyAPI:
         for huey in self._hueys.values():
             huey.immediate = value
 
-    # ------------------------------------------------------------ signals, hooks
+    # ------------------------------------------------------------ hooks
 
     def signal(self, *signals: str):
         """Register a receiver of huey's signals for the tasks of every
@@ -346,7 +346,7 @@ class HueyAPI:
         return [task for huey in self._hueys.values()
                 for task in huey.read_periodic(timestamp)]
 
-    # ------------------------------------------------------------ results, data
+    # ------------------------------------------------------------ results
 
     def result(self, id: str, blocking: bool = False,
                timeout: "float | None" = None, backoff: float = 1.15,

@@ -16,7 +16,8 @@ COMPAT = HERE / "compat"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, COMPAT / (name + ".py"))
+    spec = importlib.util.spec_from_file_location(name,
+                                                  COMPAT / (name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -10,7 +10,7 @@ import pytest
 from huey import crontab
 from huey import signals as S
 from huey.api import chord, group
-from huey.exceptions import CancelExecution, TaskException, TaskLockedException
+from huey.exceptions import CancelExecution, TaskException
 
 import hueyq
 

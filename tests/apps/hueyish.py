@@ -124,7 +124,7 @@ def __getattr__(name):
     if name == "app":
         globals()["app"] = make_app()
         return globals()["app"]
-    if name == "medium":  # for huey's own consumer: huey_consumer MODULE.medium
+    if name == "medium":  # huey's own consumer: huey_consumer MODULE.medium
         return __getattr__("app").huey("medium")
     raise AttributeError(name)
 

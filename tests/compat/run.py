@@ -90,7 +90,8 @@ def run_config(config: str, root: str, port: int) -> "tuple[bool, float, str]":
             cwd=root, env=env, capture_output=True, text=True,
             timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        return False, time.monotonic() - started, "timed out after %ds" % TIMEOUT
+        return (False, time.monotonic() - started,
+                "timed out after %ds" % TIMEOUT)
     seconds = time.monotonic() - started
     lines = proc.stdout.strip().splitlines()
     summary = lines[-1] if lines else proc.stderr.strip()[-500:]
