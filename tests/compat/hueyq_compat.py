@@ -127,7 +127,8 @@ class Driver:
         from hueyq.store import JobRecorder
         self.huey = huey
         app = huey.app
-        self.recorder = JobRecorder(huey, app.store, flush_interval=3600)
+        self.recorder = JobRecorder(_Pinned(huey), app.store,
+                                    flush_interval=3600)
         self.recorder.connect()
         if collect_signal not in huey._signal.receivers.get("any", []):
             huey.signal()(collect_signal)
@@ -163,6 +164,19 @@ class Driver:
 
     def close(self) -> None:
         self.recorder.close()
+
+
+class _Pinned:
+    """A huey whose storage stays the one it had: the recorder forgets
+    finished messages there even after a test switches the huey to
+    immediate mode (in-memory storage)."""
+
+    def __init__(self, huey) -> None:
+        self._huey = huey
+        self.storage = huey.storage
+
+    def __getattr__(self, name):
+        return getattr(self._huey, name)
 
 
 def _app_consumer(huey, consumer_class, **params):
@@ -207,8 +221,17 @@ def _use_apps(kind: str) -> None:
             return self.consumer_class(self.huey, **params)
         return _app_consumer(self.huey, self.consumer_class, **params)
 
+    original_teardown = base.BaseTestCase.tearDown
+
+    def teardown(self):
+        driver = self.__dict__.pop("_hueyq_driver", None)
+        if driver is not None:
+            driver.close()
+        original_teardown(self)
+
     base.BaseTestCase.get_huey = get_huey
     base.BaseTestCase.execute_next = execute_next
+    base.BaseTestCase.tearDown = teardown
     base.BaseTestCase.consumer = consumer
     # Tests that build a MemoryHuey of their own (a second huey, results
     # off, intermediate errors withheld) get an App's huey too.
