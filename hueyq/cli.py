@@ -566,7 +566,7 @@ def systemd(app_spec: str, user: "str | None", web: bool, install: bool,
               "redis://host:port/db.")
 @click.option("--name", "names", multiple=True, metavar="NAME",
               help="The huey's name (repeatable; default: every one found).")
-@click.option("--secret", envvar="HUEY_SECRET", metavar="SECRET",
+@click.option("--secret", metavar="SECRET",
               help="The secret of huey's SignedSerializer, if it signed.")
 @click.option("--apply", is_flag=True, help="Copy (without it: only report "
               "what would be copied).")

@@ -14,7 +14,6 @@ from huey.exceptions import TaskException
 
 from conftest import HERE
 
-pytestmark = pytest.mark.slow
 
 #: Run by the installed huey alone, as the user's old code did.
 WRITER = r"""
@@ -66,6 +65,7 @@ def hueyq_migrate(profile, *args):
                           text=True, env=env, cwd=profile.parent)
 
 
+@pytest.mark.slow
 def test_migrate_moves_a_plain_huey_s_queue(legacy, profile_path, make_app,
                                            app_name, inline):
     url, ids, kind = legacy
@@ -123,6 +123,7 @@ def test_migrate_moves_a_plain_huey_s_queue(legacy, profile_path, make_app,
     assert app.job(ids["revoked"]).state == "cancelled"
 
 
+@pytest.mark.slow
 def test_migrate_refuses_what_it_cannot_read(profile_path, tmp_path):
     missing = hueyq_migrate(profile_path, "--from",
                             "sqlite://%s" % (tmp_path / "none.db"))
@@ -132,3 +133,18 @@ def test_migrate_refuses_what_it_cannot_read(profile_path, tmp_path):
     wrong = hueyq_migrate(profile_path, "--from", "ftp://host/x")
     assert wrong.returncode == 2 and "not a huey storage URL" in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_the_decoder_reads_what_huey_s_serializers_wrote():
+    from huey.registry import Message
+    from huey.serializer import Serializer, SignedSerializer
+    from hueyq.migrate import Decoder
+    message = Message("id1", "apps.legacy.add", None, 2, 0, 5, (1, 2), {},
+                      None, None, None, None, None, None, None)
+    for serializer in (Serializer(), Serializer(compression=True),
+                       Serializer(compression=True, use_zlib=True)):
+        assert Decoder()(serializer.serialize(message)) == message
+    signed = SignedSerializer("s3cret", compression=True).serialize(message)
+    assert Decoder("s3cret")(signed) == message
+    with pytest.raises(ValueError, match="mismatch"):
+        Decoder("wrong")(signed)
