@@ -18,11 +18,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from huey.api import Huey, Task, TaskWrapper
+from huey import signals as S
+from huey.api import Huey, ResultGroup, Task, TaskWrapper
 from huey.exceptions import HueyException
 from huey.registry import Registry
 
-from hueyq import backends, context, defaults, files
+from hueyq import backends, context, defaults, files, huey_api
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
 from hueyq.envelope import EnvelopeSerializer, epoch
 from hueyq.logs import Outage
@@ -57,6 +58,9 @@ def backend_errors() -> tuple:
 class QueueHuey(Huey):
     """huey for one queue of an App."""
 
+    #: Set by hueyq's consumer: an interrupted task's lease is handed back.
+    hands_back = False
+
     def __init__(self, app: "App", queue: str, storage_options: dict) -> None:
         self.app = app
         self.queue = queue
@@ -66,7 +70,8 @@ class QueueHuey(Huey):
         super().__init__("%s.%s" % (app.name, queue), results=True,
                          store_none=False, utc=True,
                          serializer=app.serializer,
-                         store_intermediate_errors=False)
+                         store_intermediate_errors=app
+                         .store_intermediate_errors)
         self._registry = app.registry
 
     def get_storage(self, **kwargs: Any):
@@ -74,11 +79,41 @@ class QueueHuey(Huey):
                                      self.app.name, self.queue,
                                      **self._storage_options)
 
+    def get_immediate_storage(self):
+        return huey_api.ImmediateStorage(self.name, self.app)
+
+    @property
+    def serializer(self):
+        return self._serializer
+
+    @serializer.setter
+    def serializer(self, value) -> None:
+        # huey's own serializer (or any other) set on an App's huey writes
+        # the body of hueyq's envelope, which keeps its header and checks.
+        if not isinstance(value, (EnvelopeSerializer,
+                                  huey_api.ForeignSerializer)):
+            value = huey_api.ForeignSerializer(self.app.serializer, value)
+        self._serializer = value
+
+    def task(self, *args: Any, **kwargs: Any):
+        # A task declared with this huey's own decorator lives on its queue:
+        # routed there, and its periodic schedule read by this queue.
+        kwargs.setdefault("queue", self.queue)
+        return super().task(*args, **kwargs)
+
+    def periodic_task(self, validate_datetime, *args: Any, **kwargs: Any):
+        kwargs.setdefault("queue", self.queue)
+        return super().periodic_task(validate_datetime, *args, **kwargs)
+
     def serialize_task(self, task: Task) -> bytes:
         message = self._registry.create_message(task)
         cls = type(task)
         header = {"id": task.id, "name": message.name, "eta": epoch(task.eta),
                   "t": time.time()}
+        if task.priority:
+            # For a retry added to the schedule, whose storage call carries
+            # no priority (huey's add_to_schedule takes none).
+            header["priority"] = task.priority
         for attr in ("time_limit", "memory"):
             value = getattr(cls, attr, None)
             if value:
@@ -92,14 +127,45 @@ class QueueHuey(Huey):
         if isinstance(task, Task) and home and home != self.queue \
                 and home in self.app.queues:
             return self.app.huey(home).enqueue(task)
+        if isinstance(task, Task) and context.interrupted(task.id):
+            # huey's recipe re-enqueues an interrupted task from its
+            # SIGNAL_INTERRUPTED handler; hueyq hands the lease back itself,
+            # so the task runs again once, not twice.
+            logger.info("%s: not enqueued again from SIGNAL_INTERRUPTED: "
+                        "hueyq hands it back", task.id)
+            results = self._pipeline_results(task)
+            return ResultGroup(results) if len(results) > 1 else results[0]
         return context.persist(lambda: self._enqueue(task))
 
     def _enqueue(self, task):
         try:
-            return super().enqueue(task)
+            result = super().enqueue(task)
         except backend_errors() as exc:
-            raise BackendUnavailable("cannot enqueue on %s: %s"
-                                     % (self.storage.describe(), exc)) from None
+            raise BackendUnavailable("cannot enqueue: %s"
+                                     % self.storage.explain(exc)) from None
+        if isinstance(task, Task) and not self._immediate and task.eta \
+                and task.eta > self._get_timestamp():
+            # The backend put it straight into the schedule, where huey's
+            # worker would have added it (and sent this) on first sight.
+            self._emit(S.SIGNAL_SCHEDULED, task)
+        return result
+
+    def _emit(self, signal, task, *args, **kwargs):
+        if signal == S.SIGNAL_INTERRUPTED and self.hands_back:
+            with context.interrupting(task.id):
+                return super()._emit(signal, task, *args, **kwargs)
+        return super()._emit(signal, task, *args, **kwargs)
+
+    def flush(self) -> None:
+        """Empty this queue: its pending and scheduled messages and the
+        locks and rate limits taken through this huey. Results, revokes and
+        counters are the app's: ``App.flush()`` empties them."""
+        self.storage.flush_queue()
+        self.storage.flush_schedule()
+        prefix = self.name + "."
+        for key in list(self.storage.result_items()):
+            if key.startswith(prefix):
+                self.storage.delete_data(key)
 
     def put_result(self, key, data):
         # After a task ran, the worker holds its outcome through a backend
@@ -129,12 +195,19 @@ class QueueHuey(Huey):
             running, revoked = context.leased(task.id)
             if running and revoked is False:
                 return False
+            if running:
+                # A revoke_once or expired revoke_until key is deleted here,
+                # by huey, as it restores the task.
+                with context.restoring():
+                    return super().is_revoked(task, timestamp, peek)
         return super().is_revoked(task, timestamp, peek)
 
     def delete(self, key):
         # huey deletes a task's revoke key after running it; under hueyq's
         # worker the ack does that in its own transaction, for free.
-        if key.startswith("r:") and context.leased(key[2:])[0]:
+        if key.startswith("r:") and not context.is_restoring() and \
+                context.leased(key[2:])[0]:
+            context.note_revoke_cleared()
             return False
         return super().delete(key)
 
@@ -163,11 +236,15 @@ def args_preview(args: tuple, kwargs: dict, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
-class App:
-    """One profile's queues, tasks and jobs.
+class App(huey_api.HueyAPI):
+    """One profile's queues, tasks and jobs, and huey's ``Huey`` API over
+    all of its queues (``hueyq.huey_api``).
 
     ``profile`` is a built-in name, a path to a .toml file, or a Profile;
     ``--profile`` (through HUEYQ_PROFILE) wins over it.
+    ``store_intermediate_errors`` and ``immediate`` are huey's: a failed
+    attempt with retries left stores its error as the result and runs
+    ``.error()`` handlers; immediate mode runs tasks as they are called.
     """
 
     queue_huey_class = QueueHuey
@@ -176,7 +253,10 @@ class App:
                  name: "str | None" = None, *,
                  overrides: "dict | None" = None,
                  require_secret: bool = True,
-                 maintenance: bool = True) -> None:
+                 maintenance: bool = True,
+                 store_intermediate_errors: bool = True,
+                 immediate: bool = False) -> None:
+        self.store_intermediate_errors = store_intermediate_errors
         if isinstance(profile, Profile):
             self.profile = profile
         else:
@@ -205,6 +285,8 @@ class App:
         if maintenance:
             from hueyq import maintenance as builtin
             builtin.install(self)
+        if immediate:
+            self.immediate = True
 
     def __repr__(self) -> str:
         return "<hueyq.App %s profile=%s>" % (self.name, self.profile.name)
@@ -351,16 +433,6 @@ class App:
                 queue=q, batch_size=max_size,
                 batch_wait=_seconds(max_wait), batch_func=staticmethod(func),
                 **_limits(time_limit, memory), **kwargs)
-        return decorator
-
-    def on_startup(self, queue: "str | None" = None):
-        """Run the decorated function in every worker of ``queue`` (every
-        queue when None) as it starts, before it takes a task: the place to
-        load a model once per worker process."""
-        def decorator(func):
-            for q in ([queue] if queue else self.queues):
-                self.huey(q).on_startup(func.__name__)(func)
-            return func
         return decorator
 
     def _check_memory(self, queue: str, func: Callable,

@@ -13,6 +13,7 @@ holds the outcome and retries a write the backend refuses instead of running
 the task again.
 """
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,50 @@ def set_leased(task_id: "str | None", revoked: "bool | None" = None) -> None:
     """This thread's worker is running ``task_id`` from a lease that found
     (``revoked``) or did not find a revoke key; its ack deletes the key."""
     _local.leased = (task_id, revoked)
+    _local.revoke_cleared = False
+
+
+def note_revoke_cleared() -> None:
+    """huey asked to delete the running task's revoke key (it does after
+    running a task); the worker's ack does it instead."""
+    _local.revoke_cleared = True
+
+
+def revoke_cleared() -> bool:
+    """Whether huey asked to delete the running task's revoke key."""
+    return getattr(_local, "revoke_cleared", False)
+
+
+@contextlib.contextmanager
+def restoring():
+    """huey is restoring a revoked task (revoke_once, an expired
+    revoke_until): its delete of the revoke key goes through."""
+    _local.restoring = True
+    try:
+        yield
+    finally:
+        _local.restoring = False
+
+
+def is_restoring() -> bool:
+    """Inside :func:`restoring`."""
+    return getattr(_local, "restoring", False)
+
+
+@contextlib.contextmanager
+def interrupting(task_id: str):
+    """SIGNAL_INTERRUPTED is being sent for ``task_id``, whose lease hueyq's
+    consumer hands back."""
+    _local.interrupting = task_id
+    try:
+        yield
+    finally:
+        _local.interrupting = None
+
+
+def interrupted(task_id: str) -> bool:
+    """Whether this thread is sending SIGNAL_INTERRUPTED for ``task_id``."""
+    return getattr(_local, "interrupting", None) == task_id
 
 
 def leased(task_id: str) -> "tuple[bool, bool | None]":

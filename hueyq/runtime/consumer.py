@@ -421,6 +421,7 @@ class Worker(huey_consumer.Worker):
         _trail.signals, _trail.task_id = [], task.id
         broken = None
         try:
+            self.restart_expiry(task, lease)
             self.huey.execute(task, now)
         except Exception as exc:
             # Not the task failing (huey records that) but huey's own
@@ -436,6 +437,10 @@ class Worker(huey_consumer.Worker):
             self._redeliver(task, lease, name, started, broken, job.ran)
             return
         state, outcome, reason, exc = outcome_of(trail)
+        if reason == "cancelled" and job_context.revoke_cleared():
+            # Cancelled from inside the task: huey clears its revoke key
+            # after running it; the ack only does so for tasks that ended.
+            self.storage.delete_data(task.revoke_id)
         self._ack = (lease.handle, outcome, reason)
         if outcome == "release":
             self._interrupted = True
@@ -454,6 +459,24 @@ class Worker(huey_consumer.Worker):
                            "task": name, "attempt": job.attempt})
         if self._gpu is not None:
             self._gpu_report()
+
+    def restart_expiry(self, task, lease) -> None:
+        """Count a promoted task's ``expires`` from its promotion.
+
+        huey's scheduler re-enqueues a due task, and its enqueue resolves
+        ``expires`` anew; hueyq's backend moves the message in place and
+        notes when (``promoted`` in its meta), so the clock restarts here.
+        """
+        if not task.expires or task.eta is None or \
+                isinstance(task.expires, datetime.datetime):
+            return
+        info = self.storage.find(task.id)
+        promoted = (info.meta.get("promoted") if info is not None and
+                    info.handle == lease.handle else None)
+        if promoted:
+            since = time.time() - float(promoted)
+            task.resolve_expires(self.huey.utc)
+            task.expires_resolved -= datetime.timedelta(seconds=since)
 
     def _start_change(self, task, lease, name, started) -> dict:
         change = {"id": task.id, "task": name, "queue": self.ctx.queue,
@@ -513,6 +536,7 @@ class Worker(huey_consumer.Worker):
         now = self.huey._get_timestamp()
         runnable, acks = [], []
         for task, lease in batch:
+            self.restart_expiry(task, lease)
             if self.huey.is_revoked(task, now, False):
                 self.huey._emit(S.SIGNAL_REVOKED, task)
                 acks.append((lease.handle, DEAD, "cancelled"))
@@ -868,6 +892,7 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
     config = app.profile.queue(queue)
     huey = app.huey(queue)
     huey.storage.admission = bool(config.memory_limit)
+    huey.hands_back = True
     huey.storage.consumer_side()
     recorder = JobRecorder(huey, app.store,
                            flush_interval=app.profile.store.flush_interval)
