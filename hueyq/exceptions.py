@@ -66,3 +66,17 @@ class JobCancelled(HueyqError, CancelExecution):
 
     def __init__(self, msg: str = "cancelled") -> None:
         CancelExecution.__init__(self, msg, retry=False)
+
+
+class SoftTimeLimitExceeded(HueyqError):
+    """Raised inside a running task once it is past its ``soft_time_limit``.
+
+    The task may catch it to clean up; the hard ``time_limit`` still ends it.
+    Process workers get it at once (a signal in the worker), thread workers
+    at their next ``hueyq.progress()`` call.
+    """
+
+
+class Unsupported(HueyqError, NotImplementedError):
+    """A compatibility layer (``hueyq.celery``) was asked for something it
+    deliberately does not do; the message names the hueyq way instead."""
