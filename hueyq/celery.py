@@ -1203,7 +1203,7 @@ class crontab:
                               "minute, hour, day_of_week, day_of_month, "
                               "month_of_year" % ", ".join(kwargs))
         self.minute, self.hour = str(minute), str(hour)
-        self.day_of_week = _weekdays(str(day_of_week))
+        self.day_of_week = weekdays(str(day_of_week))
         self.day_of_month, self.month_of_year = str(day_of_month), \
             str(month_of_year)
         self.validate = huey_crontab(month=self.month_of_year,
@@ -1220,7 +1220,9 @@ class crontab:
                    self.month_of_year, self.day_of_week))
 
 
-def _weekdays(value: str) -> str:
+def weekdays(value: str) -> str:
+    """Celery's day_of_week (``"sunday"``, ``"mon-fri"``, 7 for Sunday) in
+    huey's numbers (0 is Sunday)."""
     def one(word: str) -> str:
         word = word.strip().lower()
         if word[:3] in _DAYS:

@@ -91,8 +91,11 @@ def parse_worker_args(text: str) -> WorkerArgs:
     parser.add_argument("--time-limit", type=float)
     parser.add_argument("--soft-time-limit", type=float)
     parser.add_argument("--autoscale")
-    words = [w for w in shlex.split(text) if w not in ("celery", "worker")]
-    words = _drop_app(words)
+    words = _drop_app(shlex.split(text))
+    if words[:1] == ["celery"]:
+        words = words[1:]
+    if words[:1] == ["worker"]:
+        words = words[1:]
     try:
         known, rest = parser.parse_known_args(words)
     except (argparse.ArgumentError, ValueError) as exc:
@@ -188,6 +191,9 @@ def convert(app, spec: str, worker_args: "list[str]" = (),
                       "enabled = false"]
     lines += ["", "[routes]"]
     lines += ["%s = %s" % (json.dumps(p), json.dumps(q)) for p, q in routes]
+    if conf.task_default_queue in queues:
+        lines.append('"*" = %s  # task_default_queue: every other task'
+                     % json.dumps(conf.task_default_queue))
     lines += _unmapped(app, workers)
     lines += _beat(conf.beat_schedule)
     return "\n".join(lines) + "\n"
@@ -369,11 +375,12 @@ def _schedule_text(schedule: Any) -> str:
 
 def _schedule_code(schedule: Any) -> str:
     if hasattr(schedule, "_orig_minute"):
+        from hueyq.celery import weekdays
         parts = [("minute", schedule._orig_minute),
                  ("hour", schedule._orig_hour),
                  ("day", schedule._orig_day_of_month),
                  ("month", schedule._orig_month_of_year),
-                 ("day_of_week", schedule._orig_day_of_week)]
+                 ("day_of_week", weekdays(str(schedule._orig_day_of_week)))]
         return "hueyq.crontab(%s)" % ", ".join(
             "%s=%s" % (k, json.dumps(str(v))) for k, v in parts
             if str(v) != "*")

@@ -178,3 +178,174 @@ def test_1_chat_platform_routes_each_task_to_its_tier(port):
     assert out["process_message"]["result"]["reply"].endswith(
         "you said 4 words")
     assert ported.rt.terminate() == 0
+
+
+@pytest.mark.slow
+def test_2_training_studio_six_queues_and_its_monitoring_json(port):
+    ported = port("2-training-studio").start("src.workers.celery_app:app")
+    out = ported.run("producer.py")
+    app = ported.app()
+    try:
+        queues = {name: app.job(r["id"]).queue for name, r in out.items()}
+        config = app.profile.queues
+        assert {q: (config[q].workers, config[q].worker_type)
+                for q in app.queues} == {
+            "high_priority": (8, "process"), "datasets": (4, "process"),
+            "processing": (4, "process"), "training": (1, "process"),
+            "extraction": (2, "process"), "low_priority": (2, "process")}
+        assert config["training"].worker_memory_soft == 8000000 * 1024
+        assert config["extraction"].worker_memory_soft == 4000000 * 1024
+        assert (config["training"].soft_time_limit,
+                config["training"].time_limit) == (1800, 3600)
+        assert queues == {"train_model": "training",
+                          "validate_dataset": "datasets",
+                          "preprocess_dataset": "processing",
+                          "extract_activations": "extraction",
+                          "notify_user": "high_priority",
+                          "weekly_report": "low_priority"}
+        assert out["train_model"]["result"]["loss"] == 0.125
+        assert out["preprocess_dataset"]["result"] == ["hello", "world"]
+        train = app.job(out["train_model"]["id"])
+        assert (train.progress, train.message) == (100.0, "epoch 3/3 loss "
+                                                   "0.1250")
+
+        calm = ported.run("monitoring.py")
+        assert calm["queues"] == {"queues": {q: 0 for q in app.queues}}
+        assert calm["health"]["workers_connected"] == 6
+        assert calm["health"]["alert"] is False
+        assert calm["health"]["warnings"] == []
+
+        app.pause("low_priority")
+        assert ported.run("producer.py", "--backlog", "101") == \
+            {"enqueued": 101}
+        busy = ported.run("monitoring.py")
+        assert busy["queues"]["queues"]["low_priority"] == 101
+        health = busy["health"]
+        assert (health["total_queued"], health["alert"]) == (101, True)
+        assert health["queues"]["low_priority"]["status"] == "paused"
+        assert health["queues"]["training"] == {"queued": 0, "running": 0,
+                                                "status": "ok"}
+        assert health["warnings"] == [
+            "low_priority is paused by user",
+            "101 tasks queued (alert above 100)"]
+        assert app.drain("low_priority") == 101
+        app.resume("low_priority")
+    finally:
+        app.close()
+    assert ported.rt.terminate() == 0
+
+
+def http(method: str, url: str, body: "dict | None" = None):
+    import urllib.error
+    import urllib.request
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={
+        "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+    except OSError:
+        return 0, {}
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Start the example's HTTP server; killed afterwards."""
+    import os
+    import signal
+    started = []
+
+    def start(script: str, env: dict) -> str:
+        port = free_port()
+        log = open(tmp_path / "server.log", "ab")
+        proc = subprocess.Popen([sys.executable, script, "--port", str(port)],
+                                cwd=tmp_path, env=env, stdout=log,
+                                stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        started.append((proc, log))
+        base = "http://127.0.0.1:%d" % port
+        wait_for(lambda: http("GET", base + "/jobs")[0] == 200, 30,
+                 message="the API server")
+        return base
+    yield start
+    for proc, log in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+
+
+@pytest.mark.slow
+def test_3_chatbot_job_status_api_progress_cancel_backoff_and_beat(
+        port, server):
+    ported = port("3-chatbot-api").start("tasks")
+    base = server("api.py", ported.rt.env)
+
+    status, created = http("POST", base + "/jobs",
+                           {"message": "hello", "steps": 6,
+                            "step_seconds": 0.15})
+    assert status == 202 and set(created) == {"job_id", "status"}
+    assert created["status"] == "PENDING"
+    url = base + "/jobs/" + created["job_id"]
+    seen = wait_for(lambda: (lambda b: b if b["status"] == "PROGRESS" else
+                             None)(http("GET", url)[1]), 20,
+                    interval=0.01, message="progress")
+    assert 0 < seen["progress"] < 100
+    assert seen["status_message"].startswith("generating token ")
+    assert seen["result"] is None
+    done = wait_for(lambda: (lambda b: b if b["status"] == "SUCCESS" else
+                             None)(http("GET", url)[1]), 20,
+                    message="the reply")
+    assert done["progress"] == 100
+    assert done["result"] == {"conversation_id": "default",
+                              "reply": "You said: hello", "retries": 0}
+    assert http("POST", base + "/jobs", {})[0] == 400
+
+    status, long = http("POST", base + "/jobs", {"message": "a long one",
+                                                 "steps": 200,
+                                                 "step_seconds": 0.1})
+    long_url = base + "/jobs/" + long["job_id"]
+    wait_for(lambda: http("GET", long_url)[1]["status"] == "PROGRESS", 20,
+             message="the long job to run")
+    active = http("GET", base + "/jobs")[1]["jobs"]
+    assert {"job_id": long["job_id"], "status": "PROGRESS"} in active
+    assert http("DELETE", long_url)[1] == {"job_id": long["job_id"],
+                                           "status": "REVOKED"}
+    gone = wait_for(lambda: (lambda b: b if b["status"] == "REVOKED" else
+                             None)(http("GET", long_url)[1]), 20,
+                    message="the cancel")
+    assert gone["status_message"] == "revoked"
+    assert long["job_id"] not in [j["job_id"] for j in
+                                  http("GET", base + "/jobs")[1]["jobs"]]
+
+    status, busy = http("POST", base + "/jobs", {"message": "busy",
+                                                 "busy": 1, "steps": 1})
+    busy_url = base + "/jobs/" + busy["job_id"]
+    ended = wait_for(lambda: (lambda b: b if b["status"] == "SUCCESS" else
+                              None)(http("GET", busy_url)[1]), 30,
+                     message="the retried reply")
+    assert ended["result"]["retries"] == 1
+    app = ported.app()
+    try:
+        history = [e["event"] for e in app.job(busy["job_id"]).history]
+        assert "retrying" in history
+        assert app.job(long["job_id"]).state == "cancelled"
+    finally:
+        app.close()
+
+    beat = ported.run("-c", "\n".join([
+        "import datetime, json",
+        "from tasks import app",
+        "tasks = {t.__name__: t for t in app.registry._periodic_tasks}",
+        "at = lambda *a: datetime.datetime(*a)",
+        "print(json.dumps({name: [task().validate_datetime(at(*when)) for when",
+        "    in ((2026, 3, 1, 2, 0), (2026, 3, 1, 3, 0), (2026, 3, 2, 3, 0),",
+        "        (2026, 3, 2, 2, 30))]",
+        "    for name, task in tasks.items() if name.startswith('beat:')}))"]))
+    # 2026-03-01 is a Sunday.
+    assert beat == {"beat:daily-cleanup": [True, False, False, False],
+                    "beat:hourly-result-cleanup": [True, True, True, False],
+                    "beat:weekly-usage-report": [False, True, False, False]}
+    assert ported.rt.terminate() == 0
