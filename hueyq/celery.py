@@ -376,8 +376,7 @@ class Celery(App):
 
     def route(self, name: str, args: tuple = (), kwargs: "dict | None" = None,
               options: "dict | None" = None) -> "str | None":
-        """The queue ``task_routes`` (or ``task_default_queue``) gives a
-        task name; None to leave it to the profile's routes."""
+        """The queue ``task_routes`` gives a task name, or None."""
         for pattern, route in _routes(self.conf.get("task_routes")):
             if callable(route):
                 found = route(name, args, kwargs or {}, options or {})
@@ -388,6 +387,11 @@ class Celery(App):
             queue = found.get("queue") if isinstance(found, dict) else found
             if queue:
                 return str(getattr(queue, "name", queue))
+        return None
+
+    def default_queue(self) -> "str | None":
+        """``task_default_queue`` when the profile has it; None leaves an
+        unrouted task to the profile's routes."""
         default = self.conf.get("task_default_queue")
         return default if default in self.queues else None
 
@@ -567,7 +571,7 @@ class CeleryTask:
         self.priority, self.expires = priority, expires
         self.acks_late = self.reject_on_worker_lost = True
         self.rate_limit = _parse_rate(rate_limit)
-        self.queue = queue or app.route(self.name)
+        self.queue = queue or app.route(self.name) or app.default_queue()
         self._local = threading.local()
         self.__doc__, self.__name__ = func.__doc__, func.__name__
         self.__module__ = func.__module__

@@ -251,7 +251,8 @@ def _queue_names(app, routes, workers) -> "list[str]":
         names += worker.queues
     names += [q for _, q in routes]
     default = app.conf.task_default_queue
-    if not workers or any(default in w.queues for w in workers):
+    if not workers or any(not w.queues or default in w.queues
+                          for w in workers):
         names.append(default)
     seen = []
     for name in names:
@@ -268,7 +269,8 @@ def _priority(name: str, index: int, count: int) -> int:
 
 
 def _queue(name: str, index: int, count: int, conf, workers) -> "list[str]":
-    worker = next((w for w in workers if name in w.queues), None)
+    worker = next((w for w in workers if name in w.queues), None) or \
+        next((w for w in workers if not w.queues), None)
     concurrency = worker.concurrency if worker and worker.concurrency \
         else conf.worker_concurrency
     pool = (worker.pool if worker and worker.pool else conf.worker_pool) \

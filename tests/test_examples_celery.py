@@ -349,3 +349,75 @@ def test_3_chatbot_job_status_api_progress_cancel_backoff_and_beat(
                     "beat:hourly-result-cleanup": [True, True, True, False],
                     "beat:weekly-usage-report": [False, True, False, False]}
     assert ported.rt.terminate() == 0
+
+
+@pytest.mark.slow
+def test_4_document_pipeline_progress_batches_and_retry(port):
+    ported = port("4-document-pipeline").start("celery_app:app")
+    doc = ported.dir / "report.txt"
+    doc.write_text(" ".join("word%d" % i for i in range(1000)))
+    out = ported.run("submit.py", str(doc), str(ported.dir / "missing.txt"))
+    seen = out[str(doc)]["seen"]
+    states = [state for state, _ in seen]
+    assert states[-1] == "SUCCESS" and "PROGRESS" in states
+    progress = [info for state, info in seen if state == "PROGRESS"]
+    assert all(info["total"] == 25 and info["status"].startswith("embedded ")
+               for info in progress)
+    assert seen[-1][1] == {"document_id": "doc-0", "chunks": 25,
+                           "batches": 4,
+                           "vectors_path": str(doc) + ".vectors.json"}
+    vectors = json.loads((ported.dir / "report.txt.vectors.json").read_text())
+    assert len(vectors["vectors"]) == 25
+    missing = out[str(ported.dir / "missing.txt")]["seen"]
+    assert [s for s, _ in missing][-2:] == ["RETRY", "REVOKED"]
+    assert missing[-2][1].startswith("FileNotFoundError(2, ")
+    app = ported.app()
+    try:
+        job = app.job(out[str(doc)]["id"])
+        assert (job.state, job.progress, job.message) == (
+            "complete", 100.0, "embedded 25/25 chunks")
+        assert app.job(out[str(ported.dir / "missing.txt")]["id"]).state == \
+            "cancelled"
+        assert app.profile.queues["celery"].max_tasks == 200
+    finally:
+        app.close()
+    assert ported.rt.terminate() == 0
+
+
+@pytest.mark.slow
+def test_5_messaging_queue_types_as_a_profile(port):
+    ported = port("5-messaging-queues").start("celery_app:app")
+    out = ported.run("producer.py")
+    code = ported.run("-c", "\n".join([
+        "import json",
+        "from celery_app import QUEUE_TYPES",
+        "from tasks import send_notification as t",
+        "print(json.dumps({'types': QUEUE_TYPES, 'notification': [",
+        "    t.max_retries, t.default_retry_delay,",
+        "    t.hueyq.task_class.time_limit, t.priority]}))"]))
+    app = ported.app()
+    try:
+        config = app.profile.queues
+        assert {q: (config[q].priority, config[q].workers, config[q].time_limit)
+                for q in app.queues} == {
+            q: (t["priority"] * 10, t["max_workers"], t["timeout"])
+            for q, t in code["types"].items()}
+        assert app.queues == ("notifications", "default", "reports",
+                              "background")
+        assert code["notification"] == [5, 10, 30, 8]
+        queues = {name: app.job(r["id"]).queue for name, r in out.items()}
+        assert queues == {"send_notification": "notifications",
+                          "deliver_message": "default",
+                          "build_report": "reports",
+                          "compact_history": "background",
+                          "gateway_down": "notifications"}
+        assert out["send_notification"]["result"] == {"user_id": 1,
+                                                      "sent": "hi"}
+        assert out["gateway_down"]["state"] == "RETRY"
+        assert out["gateway_down"]["info"] == \
+            "GatewayDown('gateway timeout')"
+        wait_for(lambda: app.job(out["gateway_down"]["id"]).state ==
+                 "cancelled", 10, message="the revoke")
+    finally:
+        app.close()
+    assert ported.rt.terminate() == 0
