@@ -2,6 +2,9 @@
 
 One flat hierarchy under :class:`HueyqError`, so callers catch one base class
 and the CLI and web UI map each kind to one exit status or HTTP status.
+:class:`Unsupported` is deliberately the one ``NotImplementedError`` of
+hueyq: it marks what a compatibility layer refuses on purpose (naming the
+hueyq way instead), never unfinished work.
 """
 
 from huey.exceptions import CancelExecution
