@@ -929,6 +929,9 @@ class AsyncResult:
             return state, _started_info(job), job
         if state == states.RETRY:
             meta = self.app._meta(self.id) or {}
+            if meta.get("state") != states.RETRY:
+                # Waiting out a rate limit, as a Celery task waits unstarted.
+                return states.PENDING, None, job
             return state, _exc_from(meta.get("exc"), job.error or ""), job
         if state == states.SUCCESS:
             return state, job.result, job

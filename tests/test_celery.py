@@ -303,3 +303,47 @@ def test_config_from_object_and_include(tmp_path, capp, monkeypatch):
     for hook in capp.huey("medium")._startup.values():
         hook()
     assert "later_tasks.later" in capp.tasks
+
+
+def test_rate_limit_ignore_result_and_limits_under_the_real_worker(
+        capp, inline):
+    from hueyq.celery import SoftTimeLimitExceeded
+    import hueyq
+
+    @capp.task(rate_limit="1/h")
+    def limited(x):
+        return x
+
+    @capp.task(ignore_result=True)
+    def quiet():
+        return "not kept"
+
+    @capp.task(bind=True, soft_time_limit=0.05)
+    def slow(self):
+        import time
+        time.sleep(0.1)
+        try:
+            self.update_state(meta={"progress": 10})
+        except SoftTimeLimitExceeded:
+            return "cleaned up"
+        return "no limit"
+
+    @capp.task
+    def waits(other_id):
+        return capp.AsyncResult(other_id).get(timeout=1)
+
+    first, second = limited.delay(1), limited.delay(2)
+    q, s, w = quiet.delay(), slow.delay(), None
+    w = waits.delay(first.id)
+    worker = inline(capp, "medium")
+    worker.run()
+    assert (first.state, first.result) == ("SUCCESS", 1)
+    assert second.state == "PENDING"
+    assert capp.job(second.id).state == "retrying"  # waits for the window
+    assert (q.state, q.result) == ("SUCCESS", None)
+    assert (s.state, s.result) == ("SUCCESS", "cleaned up")
+    assert "soft-time-limit" in [e["event"] for e in capp.job(s.id).history]
+    assert w.state == "FAILURE"
+    assert isinstance(w.info, RuntimeError)
+    assert "within a task" in str(w.info)
+    assert issubclass(SoftTimeLimitExceeded, hueyq.SoftTimeLimitExceeded)
