@@ -492,7 +492,8 @@ class Control:
 
     def inspect(self, *args: Any, **kwargs: Any):
         raise Unsupported("app.control.inspect(): use hueyq status (or "
-                          "app.queue_stats(), app.workers(), GET /api/workers)")
+                          "app.queue_stats(), app.workers(), "
+                          "GET /api/workers)")
 
     def __getattr__(self, name: str):
         raise Unsupported("app.control.%s: hueyq's controls are pause, "
@@ -585,7 +586,8 @@ class CeleryTask:
         app.tasks[self.name] = self
 
     def __repr__(self) -> str:
-        return "<@task: %s of %s>" % (self.name, self.app.main or self.app.name)
+        return "<@task: %s of %s>" % (self.name,
+                                      self.app.main or self.app.name)
 
     # ------------------------------------------------------------ running
 
@@ -816,7 +818,8 @@ def _parse_rate(rate: "str | float | None") -> "tuple[int, int] | None":
                                         None: 1}[match.group(2)]
 
 
-def _progress_of(meta: Any, last: "float | None") -> "tuple[float, str | None]":
+def _progress_of(meta: Any,
+                 last: "float | None") -> "tuple[float, str | None]":
     percent = last or 0.0
     message = None
     if isinstance(meta, dict):

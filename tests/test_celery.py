@@ -2,7 +2,6 @@
 the same AsyncResult states and .info (Celery runs in-process on its memory
 broker, hueyq under the real `hueyq run`), and what the layer refuses."""
 
-import os
 import time
 
 import pytest
@@ -197,6 +196,12 @@ def test_calling_a_task_runs_it_here_and_delay_enqueues_it(capp):
     job = capp.job("chosen-id")
     assert later.id == "chosen-id"
     assert (job.state, job.queue, job.priority) == ("scheduled", "high", 7)
+    assert 55 < job.eta - time.time() < 65
+    import datetime
+    at = datetime.datetime.now(datetime.timezone.utc) + \
+        datetime.timedelta(minutes=10)
+    job = capp.job(who.apply_async((5,), eta=at).id)
+    assert job.state == "scheduled" and abs(job.eta - at.timestamp()) < 1
     assert AsyncResult("chosen-id", app=capp) == later
     later.revoke()
     assert later.state == "REVOKED" and later.ready()
@@ -332,11 +337,29 @@ def test_rate_limit_ignore_result_and_limits_under_the_real_worker(
     def waits(other_id):
         return capp.AsyncResult(other_id).get(timeout=1)
 
+    @capp.task(bind=True, max_retries=5)
+    def routed(self):
+        if not self.request.retries:
+            raise self.retry(exc=LookupError("gone"), max_retries=0)
+        return "unreachable"
+
+    @capp.task(bind=True)
+    def where(self):
+        return (self.request.delivery_info["routing_key"],
+                self.request.retries, self.request.id == self.request.root_id)
+
     first, second = limited.delay(1), limited.delay(2)
     q, s, w = quiet.delay(), slow.delay(), None
     w = waits.delay(first.id)
+    r, h = routed.delay(), where.apply_async(queue="high")
+    expired = limited.apply_async((3,), expires=-1)
     worker = inline(capp, "medium")
     worker.run()
+    inline(capp, "high").run()
+    assert (r.state, type(r.info), r.info.args) == ("FAILURE", LookupError,
+                                                    ("gone",))
+    assert h.get(timeout=5) == ("high", 0, True)
+    assert (expired.state, str(expired.info)) == ("REVOKED", "expired")
     assert (first.state, first.result) == ("SUCCESS", 1)
     assert second.state == "PENDING"
     assert capp.job(second.id).state == "retrying"  # waits for the window
