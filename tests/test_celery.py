@@ -92,7 +92,8 @@ def celery_table(tmp_path_factory):
     app = celery.Celery("ref", broker="memory://", backend="cache+memory://",
                         set_as_current=False)
     app.conf.update(task_track_started=True, task_acks_late=True,
-                    broker_connection_retry_on_startup=True)
+                    broker_connection_retry_on_startup=True,
+                    broker_transport_options={"polling_interval": 0.01})
     tasks = celery_ref.define(app)
     with start_worker(app, pool="threads", concurrency=2,
                       perform_ping_check=False, loglevel="WARNING"):
