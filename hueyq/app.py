@@ -4,8 +4,11 @@ An App holds one :class:`QueueHuey` per enabled queue, all on one backend and
 named ``<app>.<queue>``, sharing one task registry so any consumer can run
 any task (a route change never strands queued messages). ``@app.task`` is
 huey's decorator with a ``queue=`` (or a route from the profile) and two
-settings of hueyq's own: ``time_limit`` (a hard limit for process workers)
-and ``memory`` (what the task needs, for admission).
+settings of hueyq's own: ``time_limit`` (a hard limit: process workers are
+killed, thread workers stop at their next ``hueyq.progress()``),
+``soft_time_limit`` (:class:`hueyq.SoftTimeLimitExceeded` raised inside the
+task first, so it can clean up) and ``memory`` (what the task needs, for
+admission).
 
 Job state lives in two places: the backend knows the live states (pending,
 scheduled, running, dead messages) and the store knows the history.
@@ -364,7 +367,8 @@ class App(huey_api.HueyAPI):
              expires: "float | str | None" = None,
              time_limit: "float | str | None" = None,
              memory: "int | str | None" = None, name: "str | None" = None,
-             context: bool = False, **kwargs: Any):
+             context: bool = False,
+             soft_time_limit: "float | str | None" = None, **kwargs: Any):
         """Decorate a function as a task (huey's ``task`` plus a queue)."""
         if callable(queue):
             return self.task()(queue)
@@ -377,7 +381,8 @@ class App(huey_api.HueyAPI):
                 retry_backoff=retry_backoff, priority=priority,
                 timeout=_seconds(timeout), expires=_seconds(expires),
                 name=name, context=context, queue=q,
-                **_limits(time_limit, memory), **kwargs)(func)
+                **_limits(time_limit, memory, soft_time_limit),
+                **kwargs)(func)
         return decorator
 
     def periodic_task(self, validate_datetime: Callable, queue: "str | None"
@@ -386,7 +391,9 @@ class App(huey_api.HueyAPI):
                       timeout: "float | str | None" = None,
                       time_limit: "float | str | None" = None,
                       memory: "int | str | None" = None,
-                      name: "str | None" = None, **kwargs: Any):
+                      name: "str | None" = None,
+                      soft_time_limit: "float | str | None" = None,
+                      **kwargs: Any):
         """Decorate a function to run on a schedule (huey's crontab)."""
         def decorator(func):
             q = self._route(func, name, queue)
@@ -394,7 +401,8 @@ class App(huey_api.HueyAPI):
                 validate_datetime, retries=retries,
                 retry_delay=_seconds(retry_delay), priority=priority,
                 timeout=_seconds(timeout), name=name, queue=q,
-                **_limits(time_limit, memory), **kwargs)(func)
+                **_limits(time_limit, memory, soft_time_limit),
+                **kwargs)(func)
         return decorator
 
     def batch_task(self, queue: "str | None" = None, *, max_size: int = 64,
@@ -883,12 +891,20 @@ def _seconds(value: "float | str | None") -> "float | None":
 
 
 def _limits(time_limit: "float | str | None",
-            memory: "int | str | None") -> dict:
+            memory: "int | str | None",
+            soft_time_limit: "float | str | None" = None) -> dict:
     out = {}
     if time_limit is not None:
         out["time_limit"] = _seconds(time_limit)
     if memory is not None:
         out["memory"] = parse_size(memory)
+    if soft_time_limit is not None:
+        out["soft_time_limit"] = _seconds(soft_time_limit)
+        if out.get("time_limit") and out["soft_time_limit"] >= \
+                out["time_limit"]:
+            raise ConfigurationError("soft_time_limit (%s) must be under "
+                                     "time_limit (%s)" % (soft_time_limit,
+                                                          time_limit))
     return out
 
 

@@ -542,6 +542,30 @@ def profiles_show(name: str, as_json: bool) -> None:
     click.echo(_toml(data, _size_keys()))
 
 
+@profiles.command("from-celery")
+@click.argument("spec", metavar="MODULE[:APP]")
+@click.option("--worker-args", "worker_args", multiple=True,
+              metavar="ARGS", help="A `celery worker` command line of the "
+              "deployment (-Q QUEUES -c N -P POOL --max-memory-per-child=KIB "
+              "...); once per worker.")
+@click.option("--extends", default="server", show_default=True,
+              help="The built-in profile the new one extends.")
+def profiles_from_celery(spec: str, worker_args: "tuple[str, ...]",
+                         extends: str) -> None:
+    """Print a profile made from a Celery app's configuration (queues,
+    routes, concurrency, limits); unmappable settings are listed in
+    comments: hueyq profiles from-celery proj.celery:app > profile.toml"""
+    from hueyq import fromcelery
+    from hueyq.profile import builtin_names
+    if extends not in builtin_names():
+        raise click.BadParameter("%r is not a built-in profile (%s)"
+                                 % (extends, ", ".join(builtin_names())),
+                                 param_hint="--extends")
+    app = fromcelery.load_celery_app(spec)
+    click.echo(fromcelery.convert(app, spec, list(worker_args), extends),
+               nl=False)
+
+
 def _size_keys() -> "set[str]":
     from hueyq import profile as profile_module
     keys = set()

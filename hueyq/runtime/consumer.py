@@ -51,6 +51,7 @@ from hueyq.owner import owner_name, runtime_id
 from hueyq.runtime import SCHEDULER_PROCESS_NAME, WORKER_PROCESS_NAME
 from hueyq.runtime.gpu import GpuLane
 from hueyq.store import ENDED, STARTED, JobRecorder, change_seq
+from hueyq.units import format_duration
 
 logger = logging.getLogger("hueyq.worker")
 
@@ -233,6 +234,7 @@ class Worker(huey_consumer.Worker):
             # holding a lock at fork time leaves the child deadlocked.
             self.ctx.recorder.connect()
             signal.signal(signal.SIGUSR1, self._request_recycle)
+            signal.signal(signal.SIGUSR2, self._soft_limit_signal)
             if self.ctx.gpu:
                 self._gpu = GpuLane(self.ctx.gpu_memory_fraction,
                                     self.ctx.torch_threads)
@@ -261,6 +263,56 @@ class Worker(huey_consumer.Worker):
 
     def _request_recycle(self, signum, frame) -> None:
         self._recycle = True
+
+    # ------------------------------------------------------------ soft limits
+
+    def _soft_limit_signal(self, signum, frame) -> None:
+        # Raised only in the task's body (huey keeps it in _tasks_in_flight
+        # just while the function runs), never in the worker's bookkeeping.
+        job = job_context.current_job()
+        if job is not None and job.soft_limit_due() and \
+                job.task in self.huey._tasks_in_flight:
+            job.raise_soft_limit()
+
+    def _time_limits(self, task) -> "tuple[float | None, float | None]":
+        """(soft limit, cooperative hard limit) of a task on this worker:
+        the task's own, else its queue's; thread workers cannot be killed,
+        so their hard limit is raised at the next hueyq.progress()."""
+        config = self.ctx.app.profile.queues[self.ctx.queue]
+        cls = type(task)
+        soft = getattr(cls, "soft_time_limit", None) or config.soft_time_limit
+        hard = getattr(cls, "time_limit", None) or config.time_limit
+        return soft, hard if self.ctx.worker_type == "thread" else None
+
+    def _soft_limit_timer(self, job, name: str) -> "threading.Timer | None":
+        """Arm the soft limit of ``job``: on a thread worker it is raised at
+        the next progress() call and recorded there; on a process worker a
+        timer records it and signals this process, whose main thread runs
+        the task and is interrupted wherever it is (even in time.sleep)."""
+        if not job.soft_time_limit:
+            return None
+        if self.ctx.worker_type != "process":
+            job.on_soft_limit = lambda j: self._record_soft_limit(j, name)
+            return None
+        timer = threading.Timer(job.soft_time_limit, self._soft_limit_fire,
+                                (job, name))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _soft_limit_fire(self, job, name: str) -> None:
+        # The timer's thread records (a signal handler must not take the
+        # recorder's lock, which the task's thread may hold).
+        if job.task in self.huey._tasks_in_flight:
+            self._record_soft_limit(job, name)
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    def _record_soft_limit(self, job, name: str) -> None:
+        detail = "soft time limit exceeded (%s)" % format_duration(
+            job.soft_time_limit)
+        self.ctx.recorder.event(job.id, name, "soft-time-limit", detail)
+        logger.warning("%s: %s", name, detail,
+                       extra={"queue": self.ctx.queue, "job_id": job.id})
 
     def _recover_own_leases(self) -> None:
         # A worker thread that died left leases under the owner name its
@@ -416,6 +468,8 @@ class Worker(huey_consumer.Worker):
             cancelled=lambda: self._cancelled(task),
             interval=self.ctx.progress_interval, hold=self.hold)
         _mark_when_run(task, job)
+        job.soft_time_limit, job.time_limit = self._time_limits(task)
+        timer = self._soft_limit_timer(job, name)
         job_context.set_current(job)
         job_context.set_leased(task.id, lease.revoked)
         _trail.signals, _trail.task_id = [], task.id
@@ -429,6 +483,8 @@ class Worker(huey_consumer.Worker):
             # away mid-task. Redeliver rather than guess at the outcome.
             broken = exc
         finally:
+            if timer is not None:
+                timer.cancel()
             trail, _trail.signals = _trail.signals, None
             job_context.set_current(None)
             job_context.set_leased(None)
