@@ -500,14 +500,16 @@ class Worker(huey_consumer.Worker):
         self._ack = (lease.handle, outcome, reason)
         if outcome == "release":
             self._interrupted = True
-        if outcome is None:
-            self.ctx.recorder.done(lease.handle)
         # When the task ended, not when its outcome was stored (a backend
         # that was away may have held it).
         finished = job.ran_at or time.time()
         error, tb = describe_error(exc, [n for n, _ in trail])
         self.ctx.recorder.job(_end_change(task.id, state, started, finished,
                                           error, tb, reason, lease.seq))
+        if outcome is None:
+            # After the record that ends the job: any flush that forgets
+            # the message has written that record first.
+            self.ctx.recorder.done(lease.handle)
         logger.info("%s %s after %.3fs%s", name,
                     "handed back (shutdown)" if outcome == "release" else state,
                     finished - started, " (%s)" % error if error else "",
@@ -761,7 +763,6 @@ class Worker(huey_consumer.Worker):
         if task.retries:
             self.huey._requeue_task(task, self.huey._get_timestamp())
             self._ack = (lease.handle, None, None)
-            self.ctx.recorder.done(lease.handle)
             state = "retrying"
         else:
             self._put_error(task.id, error)
@@ -772,6 +773,8 @@ class Worker(huey_consumer.Worker):
                                if state == "failed" else None,
                                "updated_at": now,
                                "seq": change_seq(lease.seq, ENDED)})
+        if state == "retrying":
+            self.ctx.recorder.done(lease.handle)
         self.ctx.recorder.event(task.id, _task_name(task), state, error)
         logger.warning("%s %s after its worker was %s", _task_name(task),
                        state, error, extra={"queue": self.ctx.queue,
