@@ -249,6 +249,9 @@ class SqliteBackend(HueyViews, SqliteStorage):
                              create_tables=access == files.CREATE, **kwargs)
             if access == files.CREATE:
                 self._migrate()
+                #: The file exists now: a connection opened later must not
+                #: make a new, empty one if it was deleted meanwhile.
+                self._made = True
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot open the SQLite backend %s: %s"
                                      % (filename, exc)) from None
@@ -302,6 +305,9 @@ class SqliteBackend(HueyViews, SqliteStorage):
             if self.synchronous != "full":
                 conn.execute("pragma synchronous=%s" % self.synchronous)
             return conn
+        if getattr(self, "_made", False) and not os.path.exists(self.filename):
+            raise BackendUnavailable("the queue database %s was deleted under "
+                                     "this process" % self.filename)
         conn = super()._create_connection()
         if self.synchronous != "full":
             conn.execute("pragma synchronous=%s" % self.synchronous)
