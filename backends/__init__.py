@@ -245,13 +245,14 @@ class HueyViews:
 
 def message_fields(data: bytes, now: float) -> "tuple[dict, dict, str, Any]":
     """(header, meta, state, eta) of a message about to be stored: meta is
-    the header without id, name and eta; a message with an eta still ahead
-    is scheduled. Never raises: a malformed header counts as none (the
-    worker dead-letters such a message as undecodable)."""
+    the header without id, name, eta and priority; a message with an eta
+    still ahead is scheduled. Never raises: a malformed header counts as none
+    (the worker dead-letters such a message as undecodable)."""
     from hueyq.envelope import peek_header
     header = peek_header(data) or {}
     eta = header.get("eta")
-    meta = {k: v for k, v in header.items() if k not in ("id", "name", "eta")}
+    meta = {k: v for k, v in header.items()
+            if k not in ("id", "name", "eta", "priority")}
     return header, meta, SCHEDULED if eta and eta > now else PENDING, eta
 
 

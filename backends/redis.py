@@ -146,8 +146,9 @@ local function finish(hid, outcome, reason, now)
   if redis.call('zrem', KEYS[1], hid) == 0 then return 0 end
   local info = load_info(KEYS[3], hid, 'running')
   info.updated_at = now
-  if outcome ~= 'release' then
-    -- huey's revoke key of a finished task, left for us to delete.
+  if outcome == '' or (outcome == 'dead' and reason == 'failed') then
+    -- huey's revoke key of a task that ran, left for us to delete (one
+    -- skipped as revoked keeps a persistent revoke).
     redis.call('hdel', KEYS[9], 'r:' .. info.task_id)
   end
   if outcome == '' then
@@ -297,19 +298,49 @@ redis.call('hset', KEYS[2], hid, cjson.encode(info))
 return result
 """
 
-# KEYS: sched pending info wake   ARGV: now
+# As huey's scheduler re-enqueues due messages: in eta order, behind what is
+# pending (a new handle), noting when (meta.promoted), from which a worker
+# restarts the task's expiry clock as huey's enqueue does.
+# KEYS: sched pending info wake msg ids seq   ARGV: due moved_at
 _PROMOTE = _INFO + """
 local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])
-for _, hid in ipairs(due) do
-  local info = load_info(KEYS[3], hid, 'scheduled')
+local now = tonumber(ARGV[2])
+for _, old in ipairs(due) do
+  local hid = string.format('%016d', redis.call('incr', KEYS[7]))
+  local info = load_info(KEYS[3], old, 'scheduled')
   info.state = 'pending'
-  info.updated_at = tonumber(ARGV[1])
-  redis.call('zrem', KEYS[1], hid)
-  redis.call('zadd', KEYS[2], -info.priority, hid)
+  info.updated_at = now
+  if type(info.meta) ~= 'table' then info.meta = {} end
+  info.meta.promoted = now
+  redis.call('zrem', KEYS[1], old)
+  redis.call('hset', KEYS[5], hid, redis.call('hget', KEYS[5], old))
+  redis.call('hdel', KEYS[5], old)
+  redis.call('hdel', KEYS[3], old)
   redis.call('hset', KEYS[3], hid, cjson.encode(info))
+  if info.task_id ~= '' and redis.call('hget', KEYS[6], info.task_id) == old
+  then
+    redis.call('hset', KEYS[6], info.task_id, hid)
+  end
+  redis.call('zadd', KEYS[2], -info.priority, hid)
   redis.call('lpush', KEYS[4], 1)
 end
 return #due
+"""
+
+# huey's at-most-once dequeue: the next pending message, removed.
+# KEYS: pending msg info ids
+_DEQUEUE = _INFO + """
+local hid = redis.call('zrange', KEYS[1], 0, 0)[1]
+if not hid then return false end
+local task_id = load_info(KEYS[3], hid, 'pending').task_id
+redis.call('zrem', KEYS[1], hid)
+local data = redis.call('hget', KEYS[2], hid)
+redis.call('hdel', KEYS[2], hid)
+redis.call('hdel', KEYS[3], hid)
+if task_id ~= '' and redis.call('hget', KEYS[4], task_id) == hid then
+  redis.call('hdel', KEYS[4], task_id)
+end
+return data
 """
 
 # Moves messages between sets. KEYS: from_set to_set info wake
@@ -472,7 +503,8 @@ class RedisBackend(HueyViews, RedisStorage):
         scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
                    "lease_batch": _LEASE_BATCH,
                    "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
-                   "annotate": _ANNOTATE, "relabel": _RELABEL,
+                   "dequeue": _DEQUEUE, "annotate": _ANNOTATE,
+                   "relabel": _RELABEL,
                    "delete_dead": _DELETE_DEAD, "put_record": _PUT_RECORD}
         self._scripts = {k: self.conn.register_script(v)
                          for k, v in scripts.items()}
@@ -490,7 +522,9 @@ class RedisBackend(HueyViews, RedisStorage):
     def add_to_schedule(self, data: bytes, ts) -> None:
         now = time.time()
         header, meta, _, _ = message_fields(data, now)
-        self._add(data, None, header, meta, SCHEDULED, epoch(ts), now)
+        # huey passes no priority here (a delayed retry): the header has it.
+        self._add(data, header.get("priority"), header, meta, SCHEDULED,
+                  epoch(ts), now)
 
     def _add(self, data, priority, header, meta, state, eta, now) -> None:
         self._scripts["enqueue"](
@@ -501,12 +535,14 @@ class RedisBackend(HueyViews, RedisStorage):
                   meta.get("t", now), json.dumps(meta), state])
 
     def dequeue(self) -> "bytes | None":
-        # huey's at-most-once dequeue; hueyq's workers use lease().
-        lease = self.lease("huey:0:dequeue")
-        if lease is None:
-            return None
-        self.ack(lease.handle)
-        return lease.data
+        # huey's at-most-once dequeue (the message is gone, its revoke key
+        # kept for huey's execute() to check); hueyq's workers use lease().
+        keys = self._keys("pending", "msg", "info", "ids")
+        data = self._scripts["dequeue"](keys=keys)
+        if data is None and self.blocking:
+            self.wait(self.read_timeout)
+            data = self._scripts["dequeue"](keys=keys)
+        return data
 
     def _data(self, state: str, limit: "int | None") -> list:
         hids = self.conn.zrange(self.keys[_SETS[state]], 0,
@@ -668,7 +704,8 @@ class RedisBackend(HueyViews, RedisStorage):
         """Move scheduled messages whose eta has passed into the queue."""
         now = time.time() if now is None else now
         return self._scripts["promote"](
-            keys=self._keys("sched", "pending", "info", "wake"), args=[now])
+            keys=self._keys("sched", "pending", "info", "wake", "msg", "ids",
+                            "seq"), args=[now, time.time()])
 
     def notify(self) -> None:
         """Wake one waiting worker (a hint: workers also poll, so a Redis

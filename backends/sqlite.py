@@ -282,6 +282,9 @@ class SqliteBackend(HueyViews, SqliteStorage):
                              create_tables=access == files.CREATE, **kwargs)
             if access == files.CREATE:
                 self._migrate()
+                #: The file exists now: a connection opened later must not
+                #: make a new, empty one if it was deleted meanwhile.
+                self._made = True
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot open the SQLite backend %s: %s"
                                      % (filename, exc)) from None
@@ -335,6 +338,9 @@ class SqliteBackend(HueyViews, SqliteStorage):
             if self.synchronous != "full":
                 conn.execute("pragma synchronous=%s" % self.synchronous)
             return conn
+        if getattr(self, "_made", False) and not os.path.exists(self.filename):
+            raise BackendUnavailable("the queue database %s was deleted under "
+                                     "this process" % self.filename)
         conn = super()._create_connection()
         if self.synchronous != "full":
             conn.execute("pragma synchronous=%s" % self.synchronous)
@@ -388,7 +394,9 @@ class SqliteBackend(HueyViews, SqliteStorage):
     def add_to_schedule(self, data: bytes, ts) -> None:
         now = time.time()
         header, meta, _, _ = message_fields(data, now)
-        self._insert(data, None, header, meta, SCHEDULED, epoch(ts), now)
+        # huey passes no priority here (a delayed retry): the header has it.
+        self._insert(data, header.get("priority"), header, meta, SCHEDULED,
+                     epoch(ts), now)
 
     def _insert(self, data, priority, header, meta, state, eta, now) -> None:
         self.sql("insert into hueyq_message (queue, task_id, name, state,"
@@ -577,8 +585,9 @@ class SqliteBackend(HueyViews, SqliteStorage):
             self.notify()
 
     def _finish(self, conn, now, handle, outcome, reason) -> None:
-        if outcome != "release":
-            # huey's revoke key of a finished task, left for us to delete.
+        if outcome is None or (outcome == DEAD and reason == "failed"):
+            # huey's revoke key of a task that ran, left for us to delete
+            # (one skipped as revoked keeps a persistent revoke).
             conn.execute("delete from kv where queue = ? and key = (select"
                          " 'r:' || task_id from hueyq_message where id = ?)",
                          (self.name, handle))
@@ -689,12 +698,24 @@ class SqliteBackend(HueyViews, SqliteStorage):
                         " = 'scheduled' and eta <= ? limit 1",
                         (self.qname, now), results=True):
             return 0
+        # As huey's scheduler re-enqueues them: in eta order, behind what is
+        # pending (new rows), and noting when (``promoted``), from which a
+        # worker restarts the task's expiry clock as huey's enqueue does.
+        moved_at = time.time()
         with self.db(commit=True) as curs:
-            curs.execute("update hueyq_message set state = 'pending',"
-                         " updated_at = ? where queue = ?"
-                         " and state = 'scheduled' and eta <= ?",
-                         (time.time(), self.qname, now))
+            curs.execute("insert into hueyq_message (queue, task_id, name,"
+                         " state, priority, eta, enqueued_at, updated_at,"
+                         " redeliveries, last_error, meta, memory, data)"
+                         " select queue, task_id, name, 'pending', priority,"
+                         " eta, enqueued_at, ?1, redeliveries, last_error,"
+                         " json_set(coalesce(meta, '{}'), '$.promoted', ?1),"
+                         " memory, data from hueyq_message where queue = ?2"
+                         " and state = 'scheduled' and eta <= ?3"
+                         " order by eta, id", (moved_at, self.qname, now))
             moved = curs.rowcount
+            curs.execute("delete from hueyq_message where queue = ? and"
+                         " state = 'scheduled' and eta <= ?",
+                         (self.qname, now))
         if moved:
             self.notify()
         return moved

@@ -9,14 +9,15 @@ from huey import crontab
 
 from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
                               HueyqError, InvalidState, JobCancelled,
-                              JobNotFound, PayloadTooLarge, QueueNotFound)
+                              JobNotFound, PayloadTooLarge, QueueNotFound,
+                              SoftTimeLimitExceeded)
 
 __version__ = "0.1.0"
 
 __all__ = ["App", "Job", "crontab", "progress", "current_job",
            "BackendUnavailable", "ConfigurationError", "HueyqError",
            "InvalidState", "JobCancelled", "JobNotFound", "PayloadTooLarge",
-           "QueueNotFound", "__version__"]
+           "QueueNotFound", "SoftTimeLimitExceeded", "__version__"]
 
 
 def __getattr__(name):

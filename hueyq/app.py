@@ -4,8 +4,11 @@ An App holds one :class:`QueueHuey` per enabled queue, all on one backend and
 named ``<app>.<queue>``, sharing one task registry so any consumer can run
 any task (a route change never strands queued messages). ``@app.task`` is
 huey's decorator with a ``queue=`` (or a route from the profile) and two
-settings of hueyq's own: ``time_limit`` (a hard limit for process workers)
-and ``memory`` (what the task needs, for admission).
+settings of hueyq's own: ``time_limit`` (a hard limit: process workers are
+killed, thread workers stop at their next ``hueyq.progress()``),
+``soft_time_limit`` (:class:`hueyq.SoftTimeLimitExceeded` raised inside the
+task first, so it can clean up) and ``memory`` (what the task needs, for
+admission).
 
 Job state lives in two places: the backend knows the live states (pending,
 scheduled, running, dead messages) and the store knows the history.
@@ -18,11 +21,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from huey.api import Huey, Task, TaskWrapper
+from huey import signals as S
+from huey.api import Huey, ResultGroup, Task, TaskWrapper
 from huey.constants import EmptyData
+from huey.exceptions import HueyException
 from huey.registry import Registry
 
-from hueyq import backends, context, defaults, files
+from hueyq import backends, context, defaults, files, huey_api
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
 from hueyq.envelope import EnvelopeSerializer, epoch
 from hueyq.logs import Outage
@@ -58,6 +63,9 @@ def backend_errors() -> tuple:
 class QueueHuey(Huey):
     """huey for one queue of an App."""
 
+    #: Set by hueyq's consumer: an interrupted task's lease is handed back.
+    hands_back = False
+
     def __init__(self, app: "App", queue: str, storage_options: dict) -> None:
         self.app = app
         self.queue = queue
@@ -67,7 +75,8 @@ class QueueHuey(Huey):
         super().__init__("%s.%s" % (app.name, queue), results=True,
                          store_none=False, utc=True,
                          serializer=app.serializer,
-                         store_intermediate_errors=False)
+                         store_intermediate_errors=app
+                         .store_intermediate_errors)
         self._registry = app.registry
 
     def get_storage(self, **kwargs: Any):
@@ -77,11 +86,41 @@ class QueueHuey(Huey):
         storage.lease_limit = self.serializer.max_wire_size
         return storage
 
+    def get_immediate_storage(self):
+        return huey_api.ImmediateStorage(self.name, self.app)
+
+    @property
+    def serializer(self):
+        return self._serializer
+
+    @serializer.setter
+    def serializer(self, value) -> None:
+        # huey's own serializer (or any other) set on an App's huey writes
+        # the body of hueyq's envelope, which keeps its header and checks.
+        if not isinstance(value, (EnvelopeSerializer,
+                                  huey_api.ForeignSerializer)):
+            value = huey_api.ForeignSerializer(self.app.serializer, value)
+        self._serializer = value
+
+    def task(self, *args: Any, **kwargs: Any):
+        # A task declared with this huey's own decorator lives on its queue:
+        # routed there, and its periodic schedule read by this queue.
+        kwargs.setdefault("queue", self.queue)
+        return super().task(*args, **kwargs)
+
+    def periodic_task(self, validate_datetime, *args: Any, **kwargs: Any):
+        kwargs.setdefault("queue", self.queue)
+        return super().periodic_task(validate_datetime, *args, **kwargs)
+
     def serialize_task(self, task: Task) -> bytes:
         message = self._registry.create_message(task)
         cls = type(task)
         header = {"id": task.id, "name": message.name, "eta": epoch(task.eta),
                   "t": time.time()}
+        if task.priority:
+            # For a retry added to the schedule, whose storage call carries
+            # no priority (huey's add_to_schedule takes none).
+            header["priority"] = task.priority
         for attr in ("time_limit", "memory"):
             value = getattr(cls, attr, None)
             if value:
@@ -98,14 +137,45 @@ class QueueHuey(Huey):
         if isinstance(task, Task) and home and home != self.queue \
                 and home in self.app.queues:
             return self.app.huey(home).enqueue(task)
+        if isinstance(task, Task) and context.interrupted(task.id):
+            # huey's recipe re-enqueues an interrupted task from its
+            # SIGNAL_INTERRUPTED handler; hueyq hands the lease back itself,
+            # so the task runs again once, not twice.
+            logger.info("%s: not enqueued again from SIGNAL_INTERRUPTED: "
+                        "hueyq hands it back", task.id)
+            results = self._pipeline_results(task)
+            return ResultGroup(results) if len(results) > 1 else results[0]
         return context.persist(lambda: self._enqueue(task))
 
     def _enqueue(self, task):
         try:
-            return super().enqueue(task)
+            result = super().enqueue(task)
         except backend_errors() as exc:
-            raise BackendUnavailable("cannot enqueue on %s: %s"
-                                     % (self.storage.describe(), exc)) from None
+            raise BackendUnavailable("cannot enqueue: %s"
+                                     % self.storage.explain(exc)) from None
+        if isinstance(task, Task) and not self._immediate and task.eta \
+                and task.eta > self._get_timestamp():
+            # The backend put it straight into the schedule, where huey's
+            # worker would have added it (and sent this) on first sight.
+            self._emit(S.SIGNAL_SCHEDULED, task)
+        return result
+
+    def _emit(self, signal, task, *args, **kwargs):
+        if signal == S.SIGNAL_INTERRUPTED and self.hands_back:
+            with context.interrupting(task.id):
+                return super()._emit(signal, task, *args, **kwargs)
+        return super()._emit(signal, task, *args, **kwargs)
+
+    def flush(self) -> None:
+        """Empty this queue: its pending and scheduled messages and the
+        locks and rate limits taken through this huey. Results, revokes and
+        counters are the app's: ``App.flush()`` empties them."""
+        self.storage.flush_queue()
+        self.storage.flush_schedule()
+        prefix = self.name + "."
+        for key in list(self.storage.result_items()):
+            if key.startswith(prefix):
+                self.storage.delete_data(key)
 
     def put_result(self, key, data):
         # After a task ran, the worker holds its outcome through a backend
@@ -135,12 +205,19 @@ class QueueHuey(Huey):
             running, revoked = context.leased(task.id)
             if running and revoked is False:
                 return False
+            if running:
+                # A revoke_once or expired revoke_until key is deleted here,
+                # by huey, as it restores the task.
+                with context.restoring():
+                    return super().is_revoked(task, timestamp, peek)
         return super().is_revoked(task, timestamp, peek)
 
     def delete(self, key):
         # huey deletes a task's revoke key after running it; under hueyq's
         # worker the ack does that in its own transaction, for free.
-        if key.startswith("r:") and context.leased(key[2:])[0]:
+        if key.startswith("r:") and not context.is_restoring() and \
+                context.leased(key[2:])[0]:
+            context.note_revoke_cleared()
             return False
         return super().delete(key)
 
@@ -169,11 +246,15 @@ def args_preview(args: tuple, kwargs: dict, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
-class App:
-    """One profile's queues, tasks and jobs.
+class App(huey_api.HueyAPI):
+    """One profile's queues, tasks and jobs, and huey's ``Huey`` API over
+    all of its queues (``hueyq.huey_api``).
 
     ``profile`` is a built-in name, a path to a .toml file, or a Profile;
     ``--profile`` (through HUEYQ_PROFILE) wins over it.
+    ``store_intermediate_errors`` and ``immediate`` are huey's: a failed
+    attempt with retries left stores its error as the result and runs
+    ``.error()`` handlers; immediate mode runs tasks as they are called.
     """
 
     queue_huey_class = QueueHuey
@@ -182,7 +263,10 @@ class App:
                  name: "str | None" = None, *,
                  overrides: "dict | None" = None,
                  require_secret: bool = True,
-                 maintenance: bool = True) -> None:
+                 maintenance: bool = True,
+                 store_intermediate_errors: bool = True,
+                 immediate: bool = False) -> None:
+        self.store_intermediate_errors = store_intermediate_errors
         if isinstance(profile, Profile):
             self.profile = profile
         else:
@@ -211,6 +295,8 @@ class App:
         if maintenance:
             from hueyq import maintenance as builtin
             builtin.install(self)
+        if immediate:
+            self.immediate = True
 
     def __repr__(self) -> str:
         return "<hueyq.App %s profile=%s>" % (self.name, self.profile.name)
@@ -288,7 +374,8 @@ class App:
              expires: "float | str | None" = None,
              time_limit: "float | str | None" = None,
              memory: "int | str | None" = None, name: "str | None" = None,
-             context: bool = False, **kwargs: Any):
+             context: bool = False,
+             soft_time_limit: "float | str | None" = None, **kwargs: Any):
         """Decorate a function as a task (huey's ``task`` plus a queue)."""
         if callable(queue):
             return self.task()(queue)
@@ -301,7 +388,8 @@ class App:
                 retry_backoff=retry_backoff, priority=priority,
                 timeout=_seconds(timeout), expires=_seconds(expires),
                 name=name, context=context, queue=q,
-                **_limits(time_limit, memory), **kwargs)(func)
+                **_limits(time_limit, memory, soft_time_limit),
+                **kwargs)(func)
         return decorator
 
     def periodic_task(self, validate_datetime: Callable, queue: "str | None"
@@ -310,7 +398,9 @@ class App:
                       timeout: "float | str | None" = None,
                       time_limit: "float | str | None" = None,
                       memory: "int | str | None" = None,
-                      name: "str | None" = None, **kwargs: Any):
+                      name: "str | None" = None,
+                      soft_time_limit: "float | str | None" = None,
+                      **kwargs: Any):
         """Decorate a function to run on a schedule (huey's crontab)."""
         def decorator(func):
             q = self._route(func, name, queue)
@@ -318,7 +408,8 @@ class App:
                 validate_datetime, retries=retries,
                 retry_delay=_seconds(retry_delay), priority=priority,
                 timeout=_seconds(timeout), name=name, queue=q,
-                **_limits(time_limit, memory), **kwargs)(func)
+                **_limits(time_limit, memory, soft_time_limit),
+                **kwargs)(func)
         return decorator
 
     def batch_task(self, queue: "str | None" = None, *, max_size: int = 64,
@@ -357,16 +448,6 @@ class App:
                 queue=q, batch_size=max_size,
                 batch_wait=_seconds(max_wait), batch_func=staticmethod(func),
                 **_limits(time_limit, memory), **kwargs)
-        return decorator
-
-    def on_startup(self, queue: "str | None" = None):
-        """Run the decorated function in every worker of ``queue`` (every
-        queue when None) as it starts, before it takes a task: the place to
-        load a model once per worker process."""
-        def decorator(func):
-            for q in ([queue] if queue else self.queues):
-                self.huey(q).on_startup(func.__name__)(func)
-            return func
         return decorator
 
     def _check_memory(self, queue: str, func: Callable,
@@ -868,12 +949,20 @@ def _seconds(value: "float | str | None") -> "float | None":
 
 
 def _limits(time_limit: "float | str | None",
-            memory: "int | str | None") -> dict:
+            memory: "int | str | None",
+            soft_time_limit: "float | str | None" = None) -> dict:
     out = {}
     if time_limit is not None:
         out["time_limit"] = _seconds(time_limit)
     if memory is not None:
         out["memory"] = parse_size(memory)
+    if soft_time_limit is not None:
+        out["soft_time_limit"] = _seconds(soft_time_limit)
+        if out.get("time_limit") and out["soft_time_limit"] >= \
+                out["time_limit"]:
+            raise ConfigurationError("soft_time_limit (%s) must be under "
+                                     "time_limit (%s)" % (soft_time_limit,
+                                                          time_limit))
     return out
 
 

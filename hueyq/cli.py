@@ -546,6 +546,30 @@ def profiles_show(name: str, as_json: bool) -> None:
     click.echo(_toml(data, _size_keys()))
 
 
+@profiles.command("from-celery")
+@click.argument("spec", metavar="MODULE[:APP]")
+@click.option("--worker-args", "worker_args", multiple=True,
+              metavar="ARGS", help="A `celery worker` command line of the "
+              "deployment (-Q QUEUES -c N -P POOL --max-memory-per-child=KIB "
+              "...); once per worker.")
+@click.option("--extends", default="server", show_default=True,
+              help="The built-in profile the new one extends.")
+def profiles_from_celery(spec: str, worker_args: "tuple[str, ...]",
+                         extends: str) -> None:
+    """Print a profile made from a Celery app's configuration (queues,
+    routes, concurrency, limits); unmappable settings are listed in
+    comments: hueyq profiles from-celery proj.celery:app > profile.toml"""
+    from hueyq import fromcelery
+    from hueyq.profile import builtin_names
+    if extends not in builtin_names():
+        raise click.BadParameter("%r is not a built-in profile (%s)"
+                                 % (extends, ", ".join(builtin_names())),
+                                 param_hint="--extends")
+    app = fromcelery.load_celery_app(spec)
+    click.echo(fromcelery.convert(app, spec, list(worker_args), extends),
+               nl=False)
+
+
 def _size_keys() -> "set[str]":
     from hueyq import profile as profile_module
     keys = set()
@@ -677,6 +701,59 @@ def systemd(app_spec: str, user: "str | None", web: bool, install: bool,
     click.echo("then:")
     for command in commands:
         click.echo("  " + command)
+
+
+# ---------------------------------------------------------------- migrate
+
+@main.command()
+@_profile_option
+@_app_option(required=True)
+@click.option("--from", "source_url", required=True, metavar="URL",
+              help="The plain huey's storage: sqlite:///path/huey.db or "
+              "redis://host:port/db.")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="The huey's name (repeatable; default: every one found).")
+@click.option("--secret", metavar="SECRET",
+              help="The secret of huey's SignedSerializer, if it signed.")
+@click.option("--apply", is_flag=True, help="Copy (without it: only report "
+              "what would be copied).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def migrate(app_spec: str, source_url: str, names: "tuple[str, ...]",
+            secret: "str | None", apply: bool, as_json: bool) -> None:
+    """Move a plain huey's pending and scheduled tasks and kept results
+    into this app's queues, each task to its queue (a dry run without
+    --apply; running it again copies nothing twice)."""
+    from hueyq import migrate as migration
+    source = migration.open_source(source_url)
+    try:
+        app = _open_app(app_spec, require_secret=False,
+                        access="create" if apply else "read")
+        report = migration.migrate(app, source, list(names) or None, secret,
+                                   apply)
+    finally:
+        source.close()
+    if as_json:
+        _json(report.as_dict())
+        return
+    click.echo("from %s (huey %s)%s" % (
+        report.source, ", ".join(report.names) or "nothing found",
+        "" if apply else ": dry run, nothing written (--apply to migrate)"))
+    verb = "moved" if apply else "would move"
+    for queue, counts in sorted(report.moved.items()):
+        click.echo("  %-10s %s %d pending, %d scheduled"
+                   % (queue, verb, counts["pending"], counts["scheduled"]))
+    click.echo("  results %d, revokes %d, counters %d"
+               % (report.results, report.revokes, report.counters))
+    for dead in report.dead_letters:
+        click.echo("  unknown task %s (%s): kept as a dead letter on %s"
+                   % (dead["task"], dead["id"], dead["queue"]))
+    for line in report.undecodable:
+        click.echo("  could not decode a %s (left in huey's storage)" % line)
+    if report.already:
+        click.echo("  already migrated: %d" % report.already)
+    if report.not_copied:
+        click.echo("  not copied: %d locks and rate-limit windows"
+                   % report.not_copied)
 
 
 # ---------------------------------------------------------------- demo

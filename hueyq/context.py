@@ -4,8 +4,11 @@ The worker sets the current job for the thread that runs a task. Calling
 ``hueyq.progress(pct, message)`` records progress (written at most every
 ``store.progress_interval``, the last value always kept) and is the point
 where a cancelled job stops: it raises :class:`hueyq.JobCancelled` once the
-job has been cancelled, and huey's ``TaskTimeout`` once the task is past its
-``timeout``. Outside a task both functions are harmless no-ops.
+job has been cancelled, :class:`hueyq.SoftTimeLimitExceeded` once (the first
+call past the task's ``soft_time_limit``), and huey's ``TaskTimeout`` once the
+task is past its ``timeout`` or, on a thread worker, its ``time_limit`` (a
+thread cannot be killed, so there the hard limit is cooperative). Outside a
+task both functions are harmless no-ops.
 
 Once a task's body has run, :func:`persist` routes huey's bookkeeping writes
 (its result, a retry, a pipeline's next task) through the worker, which
@@ -13,12 +16,16 @@ holds the outcome and retries a write the backend refuses instead of running
 the task again.
 """
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from hueyq.exceptions import JobCancelled
+from huey.exceptions import TaskTimeout
+
+from hueyq.exceptions import JobCancelled, SoftTimeLimitExceeded
+from hueyq.units import format_duration
 
 _local = threading.local()
 
@@ -40,8 +47,40 @@ class JobContext:
     ran_at: "float | None" = None
     progress: "float | None" = None
     message: "str | None" = None
+    #: Seconds after ``started`` (monotonic) when SoftTimeLimitExceeded is
+    #: raised, and when a cooperative hard limit raises TaskTimeout.
+    soft_time_limit: "float | None" = None
+    time_limit: "float | None" = None
+    started: float = field(default_factory=time.monotonic)
+    #: Unix time the soft limit was raised inside the task (None: not yet).
+    soft_limit_raised: "float | None" = None
+    #: Called (with this context) as the soft limit is raised, to record it.
+    on_soft_limit: "Callable[[JobContext], None] | None" = None
     _last_write: float = field(default=0.0, repr=False)
     _dirty: bool = field(default=False, repr=False)
+
+    def soft_limit_due(self) -> bool:
+        """Past the soft limit, and SoftTimeLimitExceeded not raised yet."""
+        return bool(self.soft_time_limit) and self.soft_limit_raised is None \
+            and time.monotonic() - self.started >= self.soft_time_limit
+
+    def raise_soft_limit(self) -> None:
+        """Raise SoftTimeLimitExceeded in the task (once)."""
+        self.soft_limit_raised = time.time()
+        if self.on_soft_limit is not None:
+            self.on_soft_limit(self)
+        raise SoftTimeLimitExceeded("soft time limit exceeded (%s)"
+                                    % format_duration(self.soft_time_limit))
+
+    def check_limits(self) -> None:
+        """Raise the soft limit once it is due, and TaskTimeout past a
+        cooperative hard limit."""
+        if self.soft_limit_due():
+            self.raise_soft_limit()
+        if self.time_limit and \
+                time.monotonic() - self.started >= self.time_limit:
+            raise TaskTimeout("time limit exceeded (%s)"
+                              % format_duration(self.time_limit))
 
     def flush(self) -> None:
         """Write the last progress if a rate-limited one is still unwritten."""
@@ -54,6 +93,50 @@ def set_leased(task_id: "str | None", revoked: "bool | None" = None) -> None:
     """This thread's worker is running ``task_id`` from a lease that found
     (``revoked``) or did not find a revoke key; its ack deletes the key."""
     _local.leased = (task_id, revoked)
+    _local.revoke_cleared = False
+
+
+def note_revoke_cleared() -> None:
+    """huey asked to delete the running task's revoke key (it does after
+    running a task); the worker's ack does it instead."""
+    _local.revoke_cleared = True
+
+
+def revoke_cleared() -> bool:
+    """Whether huey asked to delete the running task's revoke key."""
+    return getattr(_local, "revoke_cleared", False)
+
+
+@contextlib.contextmanager
+def restoring():
+    """huey is restoring a revoked task (revoke_once, an expired
+    revoke_until): its delete of the revoke key goes through."""
+    _local.restoring = True
+    try:
+        yield
+    finally:
+        _local.restoring = False
+
+
+def is_restoring() -> bool:
+    """Inside :func:`restoring`."""
+    return getattr(_local, "restoring", False)
+
+
+@contextlib.contextmanager
+def interrupting(task_id: str):
+    """SIGNAL_INTERRUPTED is being sent for ``task_id``, whose lease hueyq's
+    consumer hands back."""
+    _local.interrupting = task_id
+    try:
+        yield
+    finally:
+        _local.interrupting = None
+
+
+def interrupted(task_id: str) -> bool:
+    """Whether this thread is sending SIGNAL_INTERRUPTED for ``task_id``."""
+    return getattr(_local, "interrupting", None) == task_id
 
 
 def leased(task_id: str) -> "tuple[bool, bool | None]":
@@ -87,8 +170,9 @@ def persist(write: "Callable[[], Any]") -> Any:
 def progress(percent: float, message: "str | None" = None) -> None:
     """Record the current task's progress (0-100) and an optional message.
 
-    Raises JobCancelled if the job was cancelled, and huey's TaskTimeout if
-    the task declared a ``timeout`` that has passed.
+    Raises JobCancelled if the job was cancelled, SoftTimeLimitExceeded
+    (once) past the task's soft time limit, and huey's TaskTimeout past its
+    ``timeout`` (or, on a thread worker, its ``time_limit``).
     """
     job = current_job()
     if job is None:
@@ -107,4 +191,5 @@ def progress(percent: float, message: "str | None" = None) -> None:
         job._dirty = True
     if job.cancelled():
         raise JobCancelled("cancelled while running")
+    job.check_limits()
     job.task.check_timeout()

@@ -91,6 +91,8 @@ QUEUE_PRIORITY = 0
 QUEUE_WORKERS = 1
 #: "thread" or "process".
 QUEUE_WORKER_TYPE = "thread"
+#: Seconds after which a task gets SoftTimeLimitExceeded (None: no soft limit).
+QUEUE_SOFT_TIME_LIMIT = None
 #: Backlog over which another consumer is started (autoscale).
 QUEUE_SCALE_UP_DEPTH = 100
 #: A backlog must stay over scale_up_depth this long to add a consumer.

@@ -41,7 +41,7 @@ _PREFIX = struct.Struct(">3sBH")
 _OVERHEAD = 64 * 1024
 #: Header keys that must be strings, and those that must be numbers.
 _HEADER_STRINGS = ("id", "name", "args")
-_HEADER_NUMBERS = ("eta", "t", "time_limit")
+_HEADER_NUMBERS = ("eta", "t", "time_limit", "priority")
 #: Levels a header value may nest.
 _MAX_HEADER_DEPTH = 4
 
@@ -73,8 +73,8 @@ def _header(data: Any) -> "tuple[dict, int]":
     """(header, offset of the body); Undecodable for anything else.
 
     A header is a JSON object; ``id``, ``name`` and ``args`` are strings,
-    ``eta``, ``t`` and ``time_limit`` finite numbers, ``memory`` a count of
-    bytes, all optional; no value nests deeper than
+    ``eta``, ``t``, ``time_limit`` and ``priority`` finite numbers,
+    ``memory`` a count of bytes, all optional; no value nests deeper than
     :data:`_MAX_HEADER_DEPTH`.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -2,6 +2,9 @@
 
 One flat hierarchy under :class:`HueyqError`, so callers catch one base class
 and the CLI and web UI map each kind to one exit status or HTTP status.
+:class:`Unsupported` is deliberately the one ``NotImplementedError`` of
+hueyq: it marks what a compatibility layer refuses on purpose (naming the
+hueyq way instead), never unfinished work.
 """
 
 from huey.exceptions import CancelExecution
@@ -71,3 +74,17 @@ class JobCancelled(HueyqError, CancelExecution):
 
     def __init__(self, msg: str = "cancelled") -> None:
         CancelExecution.__init__(self, msg, retry=False)
+
+
+class SoftTimeLimitExceeded(HueyqError):
+    """Raised inside a running task once it is past its ``soft_time_limit``.
+
+    The task may catch it to clean up; the hard ``time_limit`` still ends it.
+    Process workers get it at once (a signal in the worker), thread workers
+    at their next ``hueyq.progress()`` call.
+    """
+
+
+class Unsupported(HueyqError, NotImplementedError):
+    """A compatibility layer (``hueyq.celery``) was asked for something it
+    deliberately does not do; the message names the hueyq way instead."""

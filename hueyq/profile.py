@@ -339,6 +339,8 @@ class QueueConfig:
     worker_type: str = _f(defaults.QUEUE_WORKER_TYPE,
                           _choice("thread", "process"))
     time_limit: "float | None" = _f(None, _opt_duration)
+    soft_time_limit: "float | None" = _f(defaults.QUEUE_SOFT_TIME_LIMIT,
+                                         _opt_duration)
     max_tasks: int = _f(0, _int(0))
     memory_limit: "int | None" = _f(None, _opt_size)
     worker_memory_soft: "int | None" = _f(None, _opt_size)
@@ -809,6 +811,11 @@ def _check_consistency(profile: Profile, origins: dict, label: str) -> None:
             raise ConfigurationError(
                 "%s: queues.%s.worker_memory_soft: must not exceed "
                 "worker_memory_hard" % (where, q.name))
+        if (q.soft_time_limit and q.time_limit
+                and q.soft_time_limit >= q.time_limit):
+            raise ConfigurationError(
+                "%s: queues.%s.soft_time_limit: must be under time_limit"
+                % (where, q.name))
     memory = profile.memory
     if memory.resume_available and memory.resume_available < memory.min_available:
         raise ConfigurationError(

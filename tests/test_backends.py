@@ -459,3 +459,55 @@ def test_redis_eviction_policy_is_an_error(tmp_path):
         s.close()
     finally:
         server.stop()
+
+
+# ------------------------------------------------------- huey's meaning
+
+def _utc(ts):
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc) \
+        .replace(tzinfo=None)
+
+
+def test_due_messages_move_in_eta_order_behind_pending_and_note_when(storage):
+    now = time.time()
+    late, late_data = msg(eta=now + 30)
+    early, early_data = msg(eta=now + 20)
+    storage.enqueue(late_data)          # inserted first, due last
+    storage.enqueue(early_data)
+    waiting, waiting_data = msg()
+    storage.enqueue(waiting_data)       # pending before either is due
+    assert storage.promote_due(now + 40) == 2
+    order = storage.list_messages(PENDING)
+    assert [m.task_id for m in order] == [waiting, early, late]
+    assert all(m.meta["promoted"] >= now for m in order[1:])
+    assert "promoted" not in order[0].meta
+    assert storage.find(early).handle == order[1].handle
+    assert storage.lease(owner()).task_id == waiting
+
+
+def test_a_retry_added_to_the_schedule_keeps_its_priority(storage):
+    tid = uuid.uuid4().hex
+    data = SER.serialize_with_header(("payload",), {
+        "id": tid, "name": "tests.echo", "eta": None, "t": time.time(),
+        "priority": 7})
+    storage.add_to_schedule(data, _utc(time.time() - 1))
+    storage.promote_due()
+    info, = storage.list_messages(PENDING)
+    assert (info.task_id, info.priority) == (tid, 7)
+    assert "priority" not in info.meta
+
+
+def test_dequeue_and_a_skipped_task_s_ack_keep_the_revoke_key(storage):
+    tid, data = msg()
+    storage.enqueue(data)
+    storage.put_data("r:" + tid, b"revoked")
+    assert storage.dequeue() == data    # huey's dequeue, then its execute()
+    assert storage.peek_data("r:" + tid) == b"revoked"
+    storage.enqueue(data)
+    lease = storage.lease(owner())
+    storage.ack(lease.handle, DEAD, "cancelled")      # skipped as revoked
+    assert storage.has_data_for_key("r:" + tid)
+    storage.enqueue(msg(tid)[1])
+    lease = storage.lease(owner())
+    storage.ack(lease.handle)                          # ran: huey clears it
+    assert not storage.has_data_for_key("r:" + tid)

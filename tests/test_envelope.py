@@ -117,7 +117,7 @@ _json_values = st.recursive(
 _headers = st.one_of(
     st.binary(max_size=64),
     st.dictionaries(st.sampled_from(["id", "name", "eta", "t", "memory",
-                                     "time_limit", "args", "x"]),
+                                     "time_limit", "priority", "args", "x"]),
                     _json_values, max_size=5).map(
                         lambda d: json.dumps(d).encode()),
     st.integers(1, 3000).map(lambda n: b"[" * n),
@@ -143,7 +143,7 @@ def test_fuzz_peek_header_never_raises(data):
     if header is not None:
         assert all(isinstance(header.get(k), (str, type(None)))
                    for k in ("id", "name", "args"))
-        for key in ("eta", "t", "time_limit"):
+        for key in ("eta", "t", "time_limit", "priority"):
             value = header.get(key)
             assert value is None or (isinstance(value, (int, float))
                                      and not isinstance(value, bool))

@@ -213,3 +213,37 @@ def test_pipelines_follow_each_task_to_its_queue(app, inline):
     assert app.storage("high").count(PENDING) == 1
     inline(app, "high").run()
     assert [r.get(blocking=True, timeout=5) for r in results] == [3, 3]
+
+
+def test_a_message_is_marked_done_only_after_the_record_that_ends_it(
+        app, inline, tmp_path):
+    """The recorder forgets a done message one flush after it was noted;
+    that flush must already hold the job's final record, or a flush between
+    the two (a worker thread stalled under load) forgets a message whose job
+    the store still calls running: after a power cut, in neither place."""
+    worker = inline(app, "low")
+    recorder = worker.recorder
+    seen = []
+    noted = recorder.done
+
+    def done(handle):
+        with recorder._lock:
+            seen.append([dict(c) for c in recorder._jobs])
+        noted(handle)
+    recorder.done = done
+    completes = app.tasks.chore(str(tmp_path / "c"), "c")
+    retries = app.tasks.flaky(str(tmp_path / "r"), "r", 1)
+    worker.run()
+    killed = app.tasks.flaky(str(tmp_path / "k"), "k", 0)
+    storage = app.storage("low")
+    lease = storage.lease("elsewhere:1:Worker-1")
+    assert lease is not None and lease.task_id == killed.id
+    storage.requeue(lease.handle, "killed: memory budget exceeded", count=False)
+    worker.run()
+    # Each done() found its job's end already buffered: complete, retrying
+    # (it raised), retrying (its last worker was killed).
+    ends = [[(c["id"], c["state"]) for c in changes
+             if c.get("state") in ("complete", "retrying")][-1:]
+            for changes in seen]
+    assert ends == [[(completes.id, "complete")], [(retries.id, "retrying")],
+                    [(killed.id, "retrying")]]

@@ -51,7 +51,7 @@ from hueyq.owner import owner_name, runtime_id
 from hueyq.runtime import SCHEDULER_PROCESS_NAME, WORKER_PROCESS_NAME
 from hueyq.runtime.gpu import GpuLane
 from hueyq.store import ENDED, STARTED, JobRecorder, change_seq
-from hueyq.units import format_size
+from hueyq.units import format_duration, format_size
 
 logger = logging.getLogger("hueyq.worker")
 
@@ -234,6 +234,7 @@ class Worker(huey_consumer.Worker):
             # holding a lock at fork time leaves the child deadlocked.
             self.ctx.recorder.connect()
             signal.signal(signal.SIGUSR1, self._request_recycle)
+            signal.signal(signal.SIGUSR2, self._soft_limit_signal)
             if self.ctx.gpu:
                 self._gpu = GpuLane(self.ctx.gpu_memory_fraction,
                                     self.ctx.torch_threads)
@@ -262,6 +263,56 @@ class Worker(huey_consumer.Worker):
 
     def _request_recycle(self, signum, frame) -> None:
         self._recycle = True
+
+    # ------------------------------------------------------------ soft limits
+
+    def _soft_limit_signal(self, signum, frame) -> None:
+        # Raised only in the task's body (huey keeps it in _tasks_in_flight
+        # just while the function runs), never in the worker's bookkeeping.
+        job = job_context.current_job()
+        if job is not None and job.soft_limit_due() and \
+                job.task in self.huey._tasks_in_flight:
+            job.raise_soft_limit()
+
+    def _time_limits(self, task) -> "tuple[float | None, float | None]":
+        """(soft limit, cooperative hard limit) of a task on this worker:
+        the task's own, else its queue's; thread workers cannot be killed,
+        so their hard limit is raised at the next hueyq.progress()."""
+        config = self.ctx.app.profile.queues[self.ctx.queue]
+        cls = type(task)
+        soft = getattr(cls, "soft_time_limit", None) or config.soft_time_limit
+        hard = getattr(cls, "time_limit", None) or config.time_limit
+        return soft, hard if self.ctx.worker_type == "thread" else None
+
+    def _soft_limit_timer(self, job, name: str) -> "threading.Timer | None":
+        """Arm the soft limit of ``job``: on a thread worker it is raised at
+        the next progress() call and recorded there; on a process worker a
+        timer records it and signals this process, whose main thread runs
+        the task and is interrupted wherever it is (even in time.sleep)."""
+        if not job.soft_time_limit:
+            return None
+        if self.ctx.worker_type != "process":
+            job.on_soft_limit = lambda j: self._record_soft_limit(j, name)
+            return None
+        timer = threading.Timer(job.soft_time_limit, self._soft_limit_fire,
+                                (job, name))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _soft_limit_fire(self, job, name: str) -> None:
+        # The timer's thread records (a signal handler must not take the
+        # recorder's lock, which the task's thread may hold).
+        if job.task in self.huey._tasks_in_flight:
+            self._record_soft_limit(job, name)
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    def _record_soft_limit(self, job, name: str) -> None:
+        detail = "soft time limit exceeded (%s)" % format_duration(
+            job.soft_time_limit)
+        self.ctx.recorder.event(job.id, name, "soft-time-limit", detail)
+        logger.warning("%s: %s", name, detail,
+                       extra={"queue": self.ctx.queue, "job_id": job.id})
 
     def _recover_own_leases(self) -> None:
         # A worker thread that died left leases under the owner name its
@@ -431,11 +482,14 @@ class Worker(huey_consumer.Worker):
             cancelled=lambda: self._cancelled(task),
             interval=self.ctx.progress_interval, hold=self.hold)
         _mark_when_run(task, job)
+        job.soft_time_limit, job.time_limit = self._time_limits(task)
+        timer = self._soft_limit_timer(job, name)
         job_context.set_current(job)
         job_context.set_leased(task.id, lease.revoked)
         _trail.signals, _trail.task_id = [], task.id
         broken = None
         try:
+            self.restart_expiry(task, lease)
             self.huey.execute(task, now)
         except Exception as exc:
             # Not the task failing (huey records that) but huey's own
@@ -443,6 +497,8 @@ class Worker(huey_consumer.Worker):
             # away mid-task. Redeliver rather than guess at the outcome.
             broken = exc
         finally:
+            if timer is not None:
+                timer.cancel()
             trail, _trail.signals = _trail.signals, None
             job_context.set_current(None)
             job_context.set_leased(None)
@@ -451,17 +507,23 @@ class Worker(huey_consumer.Worker):
             self._redeliver(task, lease, name, started, broken, job.ran)
             return
         state, outcome, reason, exc = outcome_of(trail)
+        if reason == "cancelled" and job_context.revoke_cleared():
+            # Cancelled from inside the task: huey clears its revoke key
+            # after running it; the ack only does so for tasks that ended.
+            self.storage.delete_data(task.revoke_id)
         self._ack = (lease.handle, outcome, reason)
         if outcome == "release":
             self._interrupted = True
-        if outcome is None:
-            self.ctx.recorder.done(lease.handle)
         # When the task ended, not when its outcome was stored (a backend
         # that was away may have held it).
         finished = job.ran_at or time.time()
         error, tb = describe_error(exc, [n for n, _ in trail])
         self.ctx.recorder.job(_end_change(task.id, state, started, finished,
                                           error, tb, reason, lease.seq))
+        if outcome is None:
+            # After the record that ends the job: any flush that forgets
+            # the message has written that record first.
+            self.ctx.recorder.done(lease.handle)
         logger.info("%s %s after %.3fs%s", name,
                     "handed back (shutdown)" if outcome == "release" else state,
                     finished - started, " (%s)" % error if error else "",
@@ -469,6 +531,24 @@ class Worker(huey_consumer.Worker):
                            "task": name, "attempt": job.attempt})
         if self._gpu is not None:
             self._gpu_report()
+
+    def restart_expiry(self, task, lease) -> None:
+        """Count a promoted task's ``expires`` from its promotion.
+
+        huey's scheduler re-enqueues a due task, and its enqueue resolves
+        ``expires`` anew; hueyq's backend moves the message in place and
+        notes when (``promoted`` in its meta), so the clock restarts here.
+        """
+        if not task.expires or task.eta is None or \
+                isinstance(task.expires, datetime.datetime):
+            return
+        info = self.storage.find(task.id)
+        promoted = (info.meta.get("promoted") if info is not None and
+                    info.handle == lease.handle else None)
+        if promoted:
+            since = time.time() - float(promoted)
+            task.resolve_expires(self.huey.utc)
+            task.expires_resolved -= datetime.timedelta(seconds=since)
 
     def _start_change(self, task, lease, name, started) -> dict:
         change = {"id": task.id, "task": name, "queue": self.ctx.queue,
@@ -532,6 +612,7 @@ class Worker(huey_consumer.Worker):
         now = self.huey._get_timestamp()
         runnable, acks = [], []
         for task, lease in batch:
+            self.restart_expiry(task, lease)
             if self.huey.is_revoked(task, now, False):
                 self.huey._emit(S.SIGNAL_REVOKED, task)
                 acks.append((lease.handle, DEAD, "cancelled"))
@@ -711,7 +792,6 @@ class Worker(huey_consumer.Worker):
         if task.retries:
             self.huey._requeue_task(task, self.huey._get_timestamp())
             self._ack = (lease.handle, None, None)
-            self.ctx.recorder.done(lease.handle)
             state = "retrying"
         else:
             self._put_error(task.id, error)
@@ -722,6 +802,8 @@ class Worker(huey_consumer.Worker):
                                if state == "failed" else None,
                                "updated_at": now,
                                "seq": change_seq(lease.seq, ENDED)})
+        if state == "retrying":
+            self.ctx.recorder.done(lease.handle)
         self.ctx.recorder.event(task.id, _task_name(task), state, error)
         logger.warning("%s %s after its worker was %s", _task_name(task),
                        state, error, extra={"queue": self.ctx.queue,
@@ -898,6 +980,7 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
     config = app.profile.queue(queue)
     huey = app.huey(queue)
     huey.storage.admission = bool(config.memory_limit)
+    huey.hands_back = True
     huey.storage.consumer_side()
     recorder = JobRecorder(huey, app.store,
                            flush_interval=app.profile.store.flush_interval)

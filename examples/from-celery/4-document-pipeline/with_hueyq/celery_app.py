@@ -1,0 +1,12 @@
+"""The document service's Celery app (the tasks live in tasks.py)."""
+
+import os
+
+from hueyq.celery import Celery
+
+app = Celery("documents", include=["tasks"])
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_max_tasks_per_child=200,
+)
