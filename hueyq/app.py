@@ -532,7 +532,7 @@ class App(huey_api.HueyAPI):
         if raw is EmptyData:
             return None, None
         try:
-            return self.serializer.preview(raw), None
+            return self.huey(job.queue).serializer.preview(raw), None
         except BadSignature:
             return None, "result unreadable: bad signature"
         except (Undecodable, PayloadTooLarge) as exc:

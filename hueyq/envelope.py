@@ -189,13 +189,22 @@ class EnvelopeSerializer(Serializer):
             raise Undecodable("cannot unpickle message: %s: %s"
                               % (type(exc).__name__, exc)) from None
 
-    def preview(self, data: bytes) -> Any:
+    def preview(self, data: bytes, inner: Any = None) -> Any:
         """What a read path may show of a stored value: verified like
         :meth:`deserialize`, then built as plain data only
-        (:mod:`hueyq.preview`), never a full unpickle."""
+        (:mod:`hueyq.preview`), never a full unpickle. ``inner`` is a
+        serializer set on an App's huey, whose bytes the envelope carries:
+        huey's own format (a pickle, maybe gzip or zlib) is read the same
+        way; any other stays bytes."""
         from hueyq.preview import plain, plain_loads
         try:
-            return plain(plain_loads(self._body(data)))
+            value = plain_loads(self._body(data))
+            if isinstance(value, bytes) and type(inner) is Serializer:
+                if inner.comp:
+                    value = self._decompress(value, 15 if inner.use_zlib
+                                             else 31)
+                value = plain_loads(value)
+            return plain(value)
         except HueyqError:
             raise
         except Exception as exc:
@@ -240,8 +249,8 @@ class EnvelopeSerializer(Serializer):
         _, offset = _header(data)
         return data[offset:], flags
 
-    def _decompress(self, body: bytes) -> bytes:
-        inflater = zlib.decompressobj()
+    def _decompress(self, body: bytes, wbits: int = 15) -> bytes:
+        inflater = zlib.decompressobj(wbits)
         try:
             out = inflater.decompress(body, self.max_size + 1)
         except zlib.error as exc:
