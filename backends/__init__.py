@@ -10,6 +10,7 @@ Every backend module subclasses huey's own storage for one queue (huey name
   records without wall clocks; ``next_seq()`` numbers a control);
   ``ack``, ``release``, ``requeue``,
   ``annotate`` and ``leases()`` finish, hand back, recover and list them;
+  ``relabel`` files a message that failed verification under its own id;
   ``forget`` and ``sweep_done`` drop finished messages;
 * scheduling: ``promote_due()`` moves due scheduled messages into the queue
   atomically; ``wait(timeout)`` blocks until work may be there and
@@ -32,10 +33,15 @@ then forgotten, so a job is never in neither place).
 """
 
 import dataclasses
+import json
+import logging
+import math
 from typing import Any
 
 from hueyq.exceptions import ConfigurationError
 from hueyq.owner import parse_owner
+
+logger = logging.getLogger("hueyq.backends")
 
 #: Message states inside a backend.
 PENDING = "pending"
@@ -46,6 +52,9 @@ DONE = "done"
 STATES = (PENDING, SCHEDULED, RUNNING, DEAD)
 #: Prefix of the flags that pause a queue (``paused:user``, ...).
 PAUSE_PREFIX = "paused:"
+#: Bytes of an oversized message that a lease hands over and a dead letter
+#: keeps: enough for any envelope header.
+HEAD_BYTES = 66 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +64,11 @@ class Lease:
     ``revoked`` says whether a huey revoke key for the task or its task
     class existed when it was taken (read in the same atomic step), so the
     worker asks huey only when one did; None when the backend did not look.
+
+    A message longer than the backend's ``lease_limit`` is cut as it is
+    leased: ``data`` holds only its first :data:`HEAD_BYTES` (the backend
+    keeps no more either) and ``size`` what it was, so a forged giant never
+    reaches the worker's memory; ``size`` is None for a whole message.
     """
     handle: Any
     task_id: str
@@ -65,6 +79,12 @@ class Lease:
     revoked: "bool | None" = None
     #: The app's sequence number of this delivery (see ``next_seq``).
     seq: "int | None" = None
+    size: "int | None" = None
+
+    @property
+    def oversized(self) -> bool:
+        """Whether the message was cut (see above)."""
+        return self.size is not None and self.size > len(self.data or b"")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +116,27 @@ class MessageInfo:
     #: The sequence number of the message's latest delivery, if any.
     lease_seq: "int | None" = None
 
+    @classmethod
+    def checked(cls, **fields: Any) -> "MessageInfo":
+        """A MessageInfo whose fields have the types readers expect, whatever
+        a forged or corrupt record held: a wrong string becomes empty, a
+        wrong number zero or None, a wrong meta an empty one."""
+        for key in ("task_id", "name", "state"):
+            fields[key] = _of(fields.get(key), str, "")
+        for key in ("owner", "last_error", "reason"):
+            fields[key] = _of(fields.get(key), str, None)
+        for key in ("enqueued_at", "updated_at", "eta"):
+            fields[key] = _number(fields.get(key))
+        fields["priority"] = _number(fields.get("priority")) or 0
+        for key in ("redeliveries", "size"):
+            value = _number(fields.get(key))
+            fields[key] = int(value) if value is not None else 0
+        if "lease_seq" in fields:
+            value = _number(fields["lease_seq"])
+            fields["lease_seq"] = int(value) if value is not None else None
+        fields["meta"] = clean_meta(fields.get("meta"))
+        return cls(**fields)
+
     @property
     def host(self) -> "str | None":
         """Host part of the lease owner ``host:pid:worker|stamp``."""
@@ -117,9 +158,60 @@ class MessageInfo:
         return parse_owner(self.owner).name if self.owner else None
 
 
+def _of(value: Any, kind: type, default: Any) -> Any:
+    return value if isinstance(value, kind) else default
+
+
+def _number(value: Any) -> "float | None":
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        return None
+    return value
+
+
+def clean_meta(meta: Any) -> dict:
+    """A message's meta with the types readers expect (see peek_header)."""
+    if not isinstance(meta, dict):
+        return {}
+    out = dict(meta)
+    if "memory" in out and (isinstance(out["memory"], bool) or not isinstance(
+            out["memory"], int) or out["memory"] < 0):
+        del out["memory"]
+    for key in ("t", "time_limit"):
+        if key in out and _number(out[key]) is None:
+            del out[key]
+    if "args" in out and not isinstance(out["args"], str):
+        del out["args"]
+    return out
+
+
+_reported: "set[str]" = set()
+
+
+def read_json(raw: Any, what: str) -> Any:
+    """A stored JSON document, or None when it is not JSON (forged or
+    corrupt): the reader skips it, and it is reported once per process."""
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        report_bad(what)
+        return None
+
+
+def report_bad(what: str) -> None:
+    """Log, once per process, a record a reader had to skip."""
+    if what not in _reported and len(_reported) < 1000:
+        _reported.add(what)
+        logger.warning("skipped an unreadable record: %s", what)
+
+
 class HueyViews:
     """huey's listing and schedule API on top of a backend's own methods
     (``count``, ``_data``, ``_flush_state``, ``promote_due``)."""
+
+    #: Messages longer than this many bytes are leased without their body
+    #: (see :class:`Lease`); None reads every message whole.
+    lease_limit: "int | None" = None
 
     def consumer_side(self) -> None:
         """Called once by a consumer process before it takes work; backends
@@ -154,7 +246,8 @@ class HueyViews:
 def message_fields(data: bytes, now: float) -> "tuple[dict, dict, str, Any]":
     """(header, meta, state, eta) of a message about to be stored: meta is
     the header without id, name, eta and priority; a message with an eta
-    still ahead is scheduled."""
+    still ahead is scheduled. Never raises: a malformed header counts as none
+    (the worker dead-letters such a message as undecodable)."""
     from hueyq.envelope import peek_header
     header = peek_header(data) or {}
     eta = header.get("eta")

@@ -26,9 +26,10 @@ import time
 
 from huey.storage import RedisStorage
 
-from hueyq.backends import (DEAD, DONE, PAUSE_PREFIX, PENDING, RUNNING,
-                            SCHEDULED, Finding, HueyViews, Lease, MessageInfo,
-                            message_fields, split_name)
+from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
+                            RUNNING, SCHEDULED, Finding, HueyViews, Lease,
+                            MessageInfo, message_fields, read_json, report_bad,
+                            split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
@@ -92,14 +93,58 @@ end
 return hid
 """
 
+# Every script reads a message's info through load_info, which never fails:
+# a record that is not JSON or has fields of the wrong type (forged, corrupt)
+# is replaced by a well-formed one that says so in last_error, so a script
+# never stops half way through its writes.
+_INFO = """
+local function load_info(key, hid, state)
+  local raw = redis.call('hget', key, hid)
+  local ok, info = false, nil
+  if raw then ok, info = pcall(cjson.decode, raw) end
+  if not ok or type(info) ~= 'table' then
+    info = {task_id='', name='', state=state,
+      last_error='its info record was unreadable'}
+  end
+  if type(info.task_id) ~= 'string' then info.task_id = '' end
+  if type(info.name) ~= 'string' then info.name = '' end
+  if type(info.priority) ~= 'number' then info.priority = 0 end
+  if type(info.redeliveries) ~= 'number' then info.redeliveries = 0 end
+  if type(info.meta) ~= 'table' or #info.meta > 0 then info.meta = {} end
+  if type(info.meta.memory) ~= 'number' then info.meta.memory = nil end
+  for _, k in ipairs({'enqueued_at', 'updated_at', 'eta', 'size',
+                      'lease_seq'}) do
+    if type(info[k]) ~= 'number' then info[k] = nil end
+  end
+  for _, k in ipairs({'state', 'owner', 'last_error', 'reason'}) do
+    if type(info[k]) ~= 'string' then info[k] = nil end
+  end
+  info.state = info.state or state
+  return info
+end
+"""
+
+# A message over the lease limit is cut to its first head_bytes as it is
+# leased and handed over with its length, so a forged giant never reaches
+# the worker or a dead letter.
+_HEAD = """
+local function message_head(key, hid, limit, head)
+  local size = redis.call('hstrlen', key, hid)
+  if limit ~= '' and size > tonumber(limit) then
+    local cut = string.sub(redis.call('hget', key, hid), 1, tonumber(head))
+    redis.call('hset', key, hid, cut)
+    return cut, size
+  end
+  return redis.call('hget', key, hid), size
+end
+"""
+
 # Ends a lease. KEYS: running msg info ids pending dead wake done results
 # ARGV: hid outcome reason now
-_FINISH = """
+_FINISH = _INFO + """
 local function finish(hid, outcome, reason, now)
   if redis.call('zrem', KEYS[1], hid) == 0 then return 0 end
-  local raw = redis.call('hget', KEYS[3], hid)
-  if not raw then return 0 end
-  local info = cjson.decode(raw)
+  local info = load_info(KEYS[3], hid, 'running')
   info.updated_at = now
   if outcome == '' or (outcome == 'dead' and reason == 'failed') then
     -- huey's revoke key of a task that ran, left for us to delete (one
@@ -126,8 +171,8 @@ end
 """
 
 # KEYS: running msg info ids pending dead wake done results paused flags seq
-# ARGV: owner now ack_hid ack_outcome ack_reason
-_LEASE = _FINISH + """
+# ARGV: owner now ack_hid ack_outcome ack_reason lease_limit head_bytes
+_LEASE = _FINISH + _HEAD + """
 local now = tonumber(ARGV[2])
 if ARGV[3] ~= '' then finish(ARGV[3], ARGV[4], ARGV[5], now) end
 if redis.call('hlen', KEYS[10]) > 0 then
@@ -135,18 +180,17 @@ if redis.call('hlen', KEYS[10]) > 0 then
   return false
 end
 local hid = nil
-local room = redis.call('hget', KEYS[11], 'admission')
+local room = tonumber(redis.call('hget', KEYS[11], 'admission'))
 if room then
   -- Admission: skip tasks whose declared memory does not fit what is left
   -- of the queue's budget, less what running tasks declared.
-  room = tonumber(room)
   for _, running in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
-    local meta = cjson.decode(redis.call('hget', KEYS[3], running)).meta
-    room = room - ((meta and meta.memory) or 0)
+    local meta = load_info(KEYS[3], running, 'running').meta
+    room = room - (meta.memory or 0)
   end
   for _, candidate in ipairs(redis.call('zrange', KEYS[5], 0, 99)) do
-    local meta = cjson.decode(redis.call('hget', KEYS[3], candidate)).meta
-    local need = (meta and meta.memory) or 0
+    local meta = load_info(KEYS[3], candidate, 'pending').meta
+    local need = meta.memory or 0
     if need == 0 or need <= room then
       hid = candidate
       break
@@ -162,7 +206,7 @@ if not hid then
 end
 redis.call('zrem', KEYS[5], hid)
 redis.call('zadd', KEYS[1], now, hid)
-local info = cjson.decode(redis.call('hget', KEYS[3], hid))
+local info = load_info(KEYS[3], hid, 'pending')
 info.state = 'running'
 info.owner = ARGV[1]
 info.updated_at = now
@@ -170,18 +214,20 @@ info.lease_seq = redis.call('incr', KEYS[12])
 redis.call('hset', KEYS[3], hid, cjson.encode(info))
 local revoked = redis.call('hexists', KEYS[9], 'r:' .. info.task_id) +
   redis.call('hexists', KEYS[9], 'rt:' .. info.name)
-return {hid, info.task_id, redis.call('hget', KEYS[2], hid),
+local data, size = message_head(KEYS[2], hid, ARGV[6], ARGV[7])
+return {hid, info.task_id, data,
         info.redeliveries, info.last_error or false,
-        tostring(info.enqueued_at), revoked, info.lease_seq}
+        tostring(info.enqueued_at or now), revoked, info.lease_seq, size}
 """
 
 # KEYS: running msg info ids pending dead wake done results
 # ARGV: hid outcome reason now
 _ACK = _FINISH + "return finish(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))"
 
-# KEYS: running msg info pending paused seq   ARGV: owner now name limit
+# KEYS: running msg info pending paused seq
+# ARGV: owner now name limit lease_limit head_bytes
 # Suspects (recovered from a crash) are left for a lease of their own.
-_LEASE_BATCH = """
+_LEASE_BATCH = _INFO + _HEAD + """
 if redis.call('hlen', KEYS[5]) > 0 then return {} end
 local limit = tonumber(ARGV[4])
 local now = tonumber(ARGV[2])
@@ -194,7 +240,7 @@ while taken < limit and scanned < 1000 do
   local skipped = 0
   for _, hid in ipairs(hids) do
     scanned = scanned + 1
-    local info = cjson.decode(redis.call('hget', KEYS[3], hid))
+    local info = load_info(KEYS[3], hid, 'pending')
     local suspect = type(info.last_error) == 'string' and
       string.sub(info.last_error, 1, 8) == 'suspect:'
     if taken < limit and info.name == ARGV[3] and not suspect then
@@ -209,10 +255,12 @@ while taken < limit and scanned < 1000 do
       taken = taken + 1
       table.insert(out, hid)
       table.insert(out, info.task_id)
-      table.insert(out, redis.call('hget', KEYS[2], hid))
+      local data, size = message_head(KEYS[2], hid, ARGV[5], ARGV[6])
+      table.insert(out, data)
       table.insert(out, info.redeliveries)
       table.insert(out, info.last_error or '')
       table.insert(out, seq)
+      table.insert(out, size)
     else
       skipped = skipped + 1
     end
@@ -224,10 +272,10 @@ return out
 
 # KEYS: running info pending dead wake
 # ARGV: hid last_error count max_redeliveries now
-_REQUEUE = """
+_REQUEUE = _INFO + """
 local hid = ARGV[1]
 if not redis.call('zscore', KEYS[1], hid) then return false end
-local info = cjson.decode(redis.call('hget', KEYS[2], hid))
+local info = load_info(KEYS[2], hid, 'running')
 local now = tonumber(ARGV[5])
 redis.call('zrem', KEYS[1], hid)
 if ARGV[3] == '1' then info.redeliveries = info.redeliveries + 1 end
@@ -254,12 +302,12 @@ return result
 # pending (a new handle), noting when (meta.promoted), from which a worker
 # restarts the task's expiry clock as huey's enqueue does.
 # KEYS: sched pending info wake msg ids seq   ARGV: due moved_at
-_PROMOTE = """
+_PROMOTE = _INFO + """
 local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])
 local now = tonumber(ARGV[2])
 for _, old in ipairs(due) do
   local hid = string.format('%016d', redis.call('incr', KEYS[7]))
-  local info = cjson.decode(redis.call('hget', KEYS[3], old))
+  local info = load_info(KEYS[3], old, 'scheduled')
   info.state = 'pending'
   info.updated_at = now
   if type(info.meta) ~= 'table' then info.meta = {} end
@@ -281,33 +329,29 @@ return #due
 
 # huey's at-most-once dequeue: the next pending message, removed.
 # KEYS: pending msg info ids
-_DEQUEUE = """
+_DEQUEUE = _INFO + """
 local hid = redis.call('zrange', KEYS[1], 0, 0)[1]
 if not hid then return false end
+local task_id = load_info(KEYS[3], hid, 'pending').task_id
 redis.call('zrem', KEYS[1], hid)
 local data = redis.call('hget', KEYS[2], hid)
-local raw = redis.call('hget', KEYS[3], hid)
 redis.call('hdel', KEYS[2], hid)
 redis.call('hdel', KEYS[3], hid)
-if raw then
-  local task_id = cjson.decode(raw).task_id
-  if task_id and task_id ~= '' and redis.call('hget', KEYS[4], task_id) == hid
-  then
-    redis.call('hdel', KEYS[4], task_id)
-  end
+if task_id ~= '' and redis.call('hget', KEYS[4], task_id) == hid then
+  redis.call('hdel', KEYS[4], task_id)
 end
 return data
 """
 
 # Moves messages between sets. KEYS: from_set to_set info wake
 # ARGV: to_state reason now hid...
-_MOVE = """
+_MOVE = _INFO + """
 local moved = {}
 local now = tonumber(ARGV[3])
 for i = 4, #ARGV do
   local hid = ARGV[i]
   if redis.call('zrem', KEYS[1], hid) == 1 then
-    local info = cjson.decode(redis.call('hget', KEYS[3], hid))
+    local info = load_info(KEYS[3], hid, ARGV[1])
     info.state = ARGV[1]
     info.updated_at = now
     info.owner = nil
@@ -348,13 +392,26 @@ return 1
 """
 
 # KEYS: running info   ARGV: hid last_error
-_ANNOTATE = """
+_ANNOTATE = _INFO + """
 if not redis.call('zscore', KEYS[1], ARGV[1]) then return 0 end
-local info = cjson.decode(redis.call('hget', KEYS[2], ARGV[1]))
+local info = load_info(KEYS[2], ARGV[1], 'running')
 info.last_error = ARGV[2]
 redis.call('hset', KEYS[2], ARGV[1], cjson.encode(info))
 return 1
 """
+
+# Files a message under another job id. KEYS: info ids   ARGV: hid task_id
+_RELABEL = _INFO + """
+local info = load_info(KEYS[1], ARGV[1], 'running')
+if redis.call('hget', KEYS[2], info.task_id) == ARGV[1] then
+  redis.call('hdel', KEYS[2], info.task_id)
+end
+info.task_id = ARGV[2]
+redis.call('hset', KEYS[1], ARGV[1], cjson.encode(info))
+redis.call('hset', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
 
 def _memory_finding(memory: dict) -> Finding:
     used = memory.get("used_memory", 0)
@@ -373,6 +430,18 @@ def _memory_finding(memory: dict) -> Finding:
         return Finding("warning", "redis.memory", "%s: at maxmemory Redis "
                        "refuses enqueues and results" % figures)
     return Finding("ok", "redis.memory", figures)
+
+
+def _record(doc) -> "dict | None":
+    """A stored record with its fields of the types readers expect."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("value"), dict):
+        return None
+    for key in ("at", "ttl", "expires"):
+        value = doc.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, (int, float))):
+            return None
+    return doc
 
 
 def _text(value) -> str:
@@ -435,6 +504,7 @@ class RedisBackend(HueyViews, RedisStorage):
                    "lease_batch": _LEASE_BATCH,
                    "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
                    "dequeue": _DEQUEUE, "annotate": _ANNOTATE,
+                   "relabel": _RELABEL,
                    "delete_dead": _DELETE_DEAD, "put_record": _PUT_RECORD}
         self._scripts = {k: self.conn.register_script(v)
                          for k, v in scripts.items()}
@@ -491,8 +561,9 @@ class RedisBackend(HueyViews, RedisStorage):
         infos = self.conn.hmget(self.keys["info"], hids)
         current = {}
         for hid, raw in zip(hids, infos):
-            if raw:
-                current[json.loads(raw)["task_id"]] = hid
+            info = self._info(hid, raw) if raw else None
+            if info is not None and info.task_id:
+                current[info.task_id] = hid
         pipe = self.conn.pipeline(transaction=False)
         pipe.hdel(self.keys["msg"], *hids)
         pipe.hdel(self.keys["info"], *hids)
@@ -521,14 +592,18 @@ class RedisBackend(HueyViews, RedisStorage):
             keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
                             "wake", "done") + [self.result_key] +
             self._keys("paused", "flags", "seq"),
-            args=[owner, time.time(), handle, outcome or "", reason or ""])
+            args=[owner, time.time(), handle, outcome or "", reason or "",
+                  self._limit(), HEAD_BYTES])
         if not row:
             return None
         hid, task_id, data, redeliveries, last_error, enqueued, revoked, \
-            seq = row
+            seq, size = row
         return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
                      last_error.decode() if last_error else None,
-                     float(enqueued), bool(revoked), int(seq))
+                     float(enqueued), bool(revoked), int(seq), size=int(size))
+
+    def _limit(self) -> str:
+        return "" if self.lease_limit is None else str(int(self.lease_limit))
 
     def _ack_keys(self) -> list:
         return self._keys("running", "msg", "info", "ids", "pending", "dead",
@@ -540,11 +615,12 @@ class RedisBackend(HueyViews, RedisStorage):
         out = self._scripts["lease_batch"](
             keys=self._keys("running", "msg", "info", "pending", "paused",
                             "seq"),
-            args=[owner, time.time(), name, int(limit)])
+            args=[owner, time.time(), name, int(limit), self._limit(),
+                  HEAD_BYTES])
         return [Lease(out[i].decode(), out[i + 1].decode(), out[i + 2],
                       int(out[i + 3]), out[i + 4].decode() or None,
-                      seq=int(out[i + 5]))
-                for i in range(0, len(out), 6)]
+                      seq=int(out[i + 5]), size=int(out[i + 6]))
+                for i in range(0, len(out), 7)]
 
     def next_seq(self) -> int:
         """Take the next number of the app's sequence (for a control's
@@ -612,6 +688,12 @@ class RedisBackend(HueyViews, RedisStorage):
         return bool(self._scripts["annotate"](
             keys=self._keys("running", "info"), args=[handle, last_error]))
 
+    def relabel(self, handle, task_id: str) -> None:
+        """File a leased message under the job id ``task_id`` instead of the
+        one it claims (a message that failed verification)."""
+        self._scripts["relabel"](keys=self._keys("info", "ids"),
+                                 args=[handle, task_id])
+
     def leases(self) -> "list[MessageInfo]":
         """Every leased (running) message of this queue."""
         return self.list_messages(RUNNING, limit=None)
@@ -639,12 +721,22 @@ class RedisBackend(HueyViews, RedisStorage):
 
     # ------------------------------------------------------------ listing
 
-    def _info(self, hid, raw) -> MessageInfo:
-        info = json.loads(raw)
+    def _info(self, hid, raw, state: "str | None" = None
+              ) -> "MessageInfo | None":
+        """The MessageInfo of a stored info record. One that is unreadable
+        is reported and skipped, or, when the set it sits in (``state``) is
+        known, listed with what is known, so that lease recovery still sees
+        it (the scripts rebuild it on their next move)."""
         hid = hid.decode() if isinstance(hid, bytes) else hid
-        return MessageInfo(
+        info = read_json(raw, "message info %s of %s" % (hid, self.name))
+        if not isinstance(info, dict):
+            if state is None:
+                return None
+            report_bad("message info %s of %s" % (hid, self.name))
+            info = {"last_error": "its info record was unreadable"}
+        return MessageInfo.checked(
             handle=hid, queue=self.queue, task_id=info.get("task_id", ""),
-            name=info.get("name", ""), state=info["state"],
+            name=info.get("name", ""), state=state or info.get("state"),
             priority=info.get("priority", 0),
             enqueued_at=info.get("enqueued_at"),
             updated_at=info.get("updated_at"), eta=info.get("eta"),
@@ -653,11 +745,14 @@ class RedisBackend(HueyViews, RedisStorage):
             meta=info.get("meta") or {}, size=info.get("size", 0),
             lease_seq=info.get("lease_seq"))
 
-    def _infos(self, hids: list) -> "list[MessageInfo]":
+    def _infos(self, hids: list, state: "str | None" = None
+               ) -> "list[MessageInfo]":
         if not hids:
             return []
         raws = self.conn.hmget(self.keys["info"], hids)
-        return [self._info(h, r) for h, r in zip(hids, raws) if r]
+        infos = [self._info(h, r, state) for h, r in zip(hids, raws)
+                 if r or state]
+        return [info for info in infos if info is not None]
 
     def find(self, task_id: str) -> "MessageInfo | None":
         """The newest message of a job."""
@@ -674,7 +769,7 @@ class RedisBackend(HueyViews, RedisStorage):
             hids = self.conn.zrevrange(key, offset, stop)
         else:
             hids = self.conn.zrange(key, offset, stop)
-        return self._infos(hids)
+        return self._infos(hids, state)
 
     def count(self, state: str) -> int:
         """Number of messages of this queue in ``state``."""
@@ -690,10 +785,10 @@ class RedisBackend(HueyViews, RedisStorage):
     def _declared(self, hids: list) -> "list[int]":
         """The memory each message declared (0 for none)."""
         out = []
-        for raw in (self.conn.hmget(self.keys["info"], hids) if hids else ()):
-            meta = json.loads(raw).get("meta") if raw else None
-            out.append(int(meta.get("memory") or 0)
-                       if isinstance(meta, dict) else 0)
+        for hid, raw in zip(hids, self.conn.hmget(self.keys["info"], hids)
+                            if hids else ()):
+            info = self._info(hid, raw) if raw else None
+            out.append(info.meta.get("memory", 0) if info is not None else 0)
         return out
 
     def memory_room(self) -> "int | None":
@@ -704,9 +799,11 @@ class RedisBackend(HueyViews, RedisStorage):
         pipe.hget(self._flag_key("admission"), "admission")
         pipe.zrange(self.keys["running"], 0, -1)
         budget, running = pipe.execute()
-        if budget is None:
+        budget = read_json(budget, "admission flag of %s" % self.name) \
+            if budget is not None else None
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)):
             return None
-        return int(json.loads(budget)) - sum(self._declared(running))
+        return int(budget) - sum(self._declared(running))
 
     def waiting_for_memory(self, room: int, limit: int = 1000) -> int:
         """How many of the next ``limit`` pending jobs declared more memory
@@ -734,22 +831,23 @@ class RedisBackend(HueyViews, RedisStorage):
                 self.keys["ids"], match=pattern, count=1000)}
         names = set(names) if names is not None else None
 
-        def wanted(raw: bytes) -> bool:
-            info = json.loads(raw)
-            at = info.get("enqueued_at") or 0
-            return (info["state"] in states
+        def wanted(info: "MessageInfo | None") -> bool:
+            if info is None:  # unreadable: skipped (and reported)
+                return False
+            at = info.enqueued_at or 0
+            return (info.state in states
                     and (before is None or at < before)
                     and (since is None or at >= since)
-                    and (names is None or info.get("name") in names)
-                    and info.get("task_id", "").startswith(id_prefix or ""))
+                    and (names is None or info.name in names)
+                    and info.task_id.startswith(id_prefix or ""))
         found: "list[MessageInfo]" = []
         ordered = sorted(live, reverse=True)
         step = max(2 * limit, 200)
         for first in range(0, len(ordered), step):
             chunk = ordered[first:first + step]
-            found += [self._info(hid, raw) for hid, raw in zip(
-                chunk, self.conn.hmget(self.keys["info"], chunk))
-                if raw and wanted(raw)]
+            infos = [self._info(hid, raw) for hid, raw in zip(
+                chunk, self.conn.hmget(self.keys["info"], chunk)) if raw]
+            found += [info for info in infos if wanted(info)]
             if len(found) >= limit:
                 break
         found.sort(key=lambda i: (i.enqueued_at or 0, i.handle), reverse=True)
@@ -765,8 +863,9 @@ class RedisBackend(HueyViews, RedisStorage):
             keys=[self.keys[_SETS[from_state]], self.keys[_SETS[to_state]],
                   self.keys["info"], self.keys["wake"]],
             args=[to_state, reason or "", time.time()] + list(hids))
-        return [self._info(moved[i], moved[i + 1])
-                for i in range(0, len(moved), 2)]
+        infos = [self._info(moved[i], moved[i + 1])
+                 for i in range(0, len(moved), 2)]
+        return [info for info in infos if info is not None]
 
     def cancel(self, task_id: str, reason: str = "cancelled"
                ) -> "list[MessageInfo]":
@@ -843,7 +942,11 @@ class RedisBackend(HueyViews, RedisStorage):
         pipe.hgetall(self.keys["flags"])
         out = {}
         for mapping in pipe.execute():
-            out.update({k.decode(): json.loads(v) for k, v in mapping.items()})
+            for key, raw in mapping.items():
+                key = key.decode(errors="replace")
+                value = read_json(raw, "flag %s of %s" % (key, self.name))
+                if isinstance(value, dict):
+                    out[key] = value
         return out
 
     # ------------------------------------------------------------ records
@@ -873,8 +976,12 @@ class RedisBackend(HueyViews, RedisStorage):
         now = seconds + micros / 1e6
         out, stale = {}, []
         for key, raw in raws.items():
-            key = key.decode()
-            doc = json.loads(raw)
+            key = key.decode(errors="replace")
+            doc = _record(read_json(raw, "record %s of %s" % (
+                key, self.app_name)))
+            if doc is None:
+                report_bad("record %s of %s" % (key, self.app_name))
+                continue
             if "at" in doc:
                 age, ttl = now - doc["at"], doc.get("ttl")
             else:  # written by an earlier version: a wall-clock expiry

@@ -34,6 +34,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import select
 import shutil
@@ -46,14 +47,17 @@ from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
 from hueyq import defaults
-from hueyq.backends import (DEAD, DONE, PAUSE_PREFIX, PENDING, RUNNING,
-                            SCHEDULED, Finding, HueyViews, Lease, MessageInfo,
-                            message_fields, split_name)
 from hueyq import files
+from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
+                            RUNNING, SCHEDULED, Finding, HueyViews, Lease,
+                            MessageInfo, message_fields, read_json, report_bad,
+                            split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable
 from hueyq.owner import boot_id
 from hueyq.units import format_size
+
+logger = logging.getLogger("hueyq.backends.sqlite")
 
 _SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
@@ -96,10 +100,17 @@ _NEXT_SEQ = ("(select coalesce(max(value), 0) + 1 from counter where queue ="
 _BUMP_SEQ = ("insert into counter (queue, key, value) values (?, 'hueyq:seq',"
              " 1) on conflict (queue, key) do update set value = value + 1"
              " returning value")
+# A lease takes only a message within the lease limit (?5). SQLite rewrites
+# every row it updates, so a forged giant is never updated: it is taken by
+# SqliteBackend._take_oversized, which replaces it by a row of its first
+# bytes (see Lease).
+_FITS_LIMIT = " and length(data) <= ?5"
+#: The lease limit of a backend that has none.
+_NO_LIMIT = 1 << 62
 _LEASE = ("update hueyq_message set state = 'running', owner = ?1,"
           " updated_at = ?2, lease_seq = " + _NEXT_SEQ + " where id = (select"
           " id from hueyq_message"
-          " where queue = ?3 and state = 'pending'"
+          " where queue = ?3 and state = 'pending'" + _FITS_LIMIT +
           " order by priority desc, id limit 1) and not exists (select 1 from"
           " hueyq_flag where queue = ?3 and name glob 'paused:*')" + _RETURNING)
 # Admission: a task that declared memory= waits until it fits in what the
@@ -113,7 +124,7 @@ _ADMISSION_LEASE = (
     "update hueyq_message set state = 'running', owner = ?1, updated_at = ?2,"
     " lease_seq = " + _NEXT_SEQ + " where id = (select id from hueyq_message"
     " where queue = ?3 and state ="
-    " 'pending'" + _FITS + " order by priority desc, id"
+    " 'pending'" + _FITS + _FITS_LIMIT + " order by priority desc, id"
     " limit 1) and not exists (select 1 from hueyq_flag where queue = ?3 and"
     " name glob 'paused:*')" + _RETURNING)
 _INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
@@ -161,11 +172,8 @@ class WriterLock:
     def _file(self) -> "int | None":
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT
-                                   | os.O_CLOEXEC, 0o644)
-            except OSError:
-                self._fd = None  # A read-only directory: SQLite's locks only.
+            self._fd = open_own(self.path, os.O_RDWR | os.O_CREAT,
+                                stat.S_ISREG, "lock file")
         return self._fd
 
     def __enter__(self) -> "WriterLock":
@@ -208,6 +216,32 @@ class WriterLock:
 
 os.register_at_fork(after_in_child=WriterLock._after_fork)
 
+_refused: "set[str]" = set()
+
+
+def open_own(path: str, flags: int, is_kind, what: str) -> "int | None":
+    """Open a file hueyq keeps beside a database, never through a symlink,
+    and only if it is of the kind hueyq made (``is_kind`` of its mode);
+    None otherwise (logged once) or when it cannot be opened."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     files.FILE_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            _refuse(path, what, "it is a symlink")
+        return None
+    if not is_kind(os.fstat(fd).st_mode):
+        os.close(fd)
+        _refuse(path, what, "it is not a file hueyq made")
+        return None
+    return fd
+
+
+def _refuse(path: str, what: str, why: str) -> None:
+    if path not in _refused:
+        _refused.add(path)
+        logger.warning("not using the %s %s: %s", what, path, why)
+
 
 class SqliteBackend(HueyViews, SqliteStorage):
     """One queue of an app in a SQLite file, with leases and wake-ups."""
@@ -219,14 +253,13 @@ class SqliteBackend(HueyViews, SqliteStorage):
         #: ``files.CREATE``, ``EXISTING`` or ``READ``: whether this storage
         #: may create the file (and its tables and directory).
         self.access = access
-        directory = os.path.dirname(os.path.abspath(filename))
         if access == files.CREATE:
             try:
-                os.makedirs(directory, exist_ok=True)
+                files.create_private(filename)
             except OSError as exc:
-                raise BackendUnavailable("cannot create the directory of the "
-                                         "SQLite backend %s: %s"
-                                         % (filename, exc.strerror)) from None
+                raise BackendUnavailable("cannot create the SQLite backend "
+                                         "%s: %s" % (filename, exc.strerror)
+                                         ) from None
         self.app_name, self.queue = split_name(name)
         self.qname = name
         self._wake_path = "%s.%s.wake" % (filename, name)
@@ -437,6 +470,8 @@ class SqliteBackend(HueyViews, SqliteStorage):
                 if ack is not None:
                     self._finish(conn, now, *ack)
                 row = conn.execute(*self._lease_sql(owner, now)).fetchone()
+                if row is None and self.lease_limit:
+                    row = self._take_oversized(conn, owner, now)
                 if row is not None:
                     conn.execute(_BUMP_SEQ, (self.name,)).fetchall()
                 conn.execute("commit")
@@ -446,11 +481,14 @@ class SqliteBackend(HueyViews, SqliteStorage):
                 raise
         if row is None:
             return None
+        if isinstance(row, Lease):
+            return row
         return Lease(row[0], row[1], row[2], row[3], row[4], row[5],
                      bool(row[6]), row[7])
 
     def _lease_sql(self, owner: str, now: float) -> tuple:
-        params = (owner, now, self.qname, self.name)
+        params = (owner, now, self.qname, self.name,
+                  self.lease_limit or _NO_LIMIT)
         return (_ADMISSION_LEASE if self.admission else _LEASE), params
 
     def lease_batch(self, owner: str, name: str, limit: int
@@ -463,11 +501,13 @@ class SqliteBackend(HueyViews, SqliteStorage):
                          " where id in (select id from hueyq_message where"
                          " queue = ?3 and state = 'pending' and name = ?5 and"
                          " coalesce(last_error, '') not like 'suspect:%'"
+                         " and length(data) <= ?7"
                          " order by priority desc, id limit ?6) and not exists"
                          " (select 1 from hueyq_flag where queue = ?3 and name"
                          " glob 'paused:*') returning id, task_id, data,"
                          " redeliveries, last_error, lease_seq",
-                         (owner, now, self.qname, self.name, name, int(limit)))
+                         (owner, now, self.qname, self.name, name, int(limit),
+                          self.lease_limit or _NO_LIMIT))
             rows = curs.fetchall()
             if rows:
                 curs.execute(_BUMP_SEQ, (self.name,)).fetchall()
@@ -481,6 +521,47 @@ class SqliteBackend(HueyViews, SqliteStorage):
         with self.db(commit=True) as curs:
             curs.execute(_BUMP_SEQ, (self.name,))
             return curs.fetchone()[0]
+
+    def _take_oversized(self, conn, owner: str, now: float
+                        ) -> "Lease | None":
+        """Lease the first pending message over the lease limit without
+        reading or rewriting it: a new row holding its first HEAD_BYTES
+        (read through SQLite's incremental blob I/O) takes its place."""
+        found = conn.execute(
+            "select id, length(data) from hueyq_message where queue = ? and"
+            " state = 'pending' and length(data) > ? and " + _NOT_PAUSED +
+            " order by priority desc, id limit 1",
+            (self.qname, self.lease_limit, self.qname)).fetchone()
+        if found is None:
+            return None
+        handle, size = found
+        if hasattr(conn, "blobopen"):
+            with conn.blobopen("hueyq_message", "data", handle,
+                               readonly=True) as blob:
+                head = blob.read(HEAD_BYTES)
+        else:  # Python 3.10: SQLite reads the blob whole, once
+            head = conn.execute("select substr(data, 1, ?) from hueyq_message"
+                                " where id = ?", (HEAD_BYTES, handle)
+                                ).fetchone()[0]
+        row = conn.execute(
+            "insert into hueyq_message (queue, task_id, name, state, priority,"
+            " eta, enqueued_at, updated_at, owner, redeliveries, meta, memory,"
+            " data, lease_seq) select queue, task_id, name, 'running',"
+            " priority, eta, enqueued_at, ?, ?, redeliveries, meta, memory, ?,"
+            " (select coalesce(max(value), 0) + 1 from counter where queue = ?"
+            " and key = 'hueyq:seq') from hueyq_message where id = ?"
+            " returning id, task_id, redeliveries, enqueued_at, lease_seq",
+            (now, owner, head, self.name, handle)).fetchone()
+        # Deleting walks the giant's overflow pages: through a small page
+        # cache, so that they do not stay in this worker's memory.
+        conn.execute("pragma cache_size = -256")
+        try:
+            conn.execute("delete from hueyq_message where id = ?", (handle,))
+        finally:
+            conn.execute("pragma cache_size = %d" % -(1000 * (
+                self._cache_mb or 2)))
+        return Lease(row[0], row[1], head, row[2], None, row[3], None,
+                     row[4], size=size)
 
     def ack_many(self, acks) -> None:
         """End several leases in one transaction (see :meth:`ack`)."""
@@ -598,6 +679,12 @@ class SqliteBackend(HueyViews, SqliteStorage):
                          " and state = 'running'", (last_error, handle))
             return curs.rowcount == 1
 
+    def relabel(self, handle, task_id: str) -> None:
+        """File a leased message under the job id ``task_id`` instead of the
+        one it claims (a message that failed verification)."""
+        self.sql("update hueyq_message set task_id = ? where id = ?",
+                 (task_id, handle), commit=True)
+
     def leases(self) -> "list[MessageInfo]":
         """Every leased (running) message of this queue."""
         return self._infos("state = 'running'", (), "updated_at, id")
@@ -637,11 +724,13 @@ class SqliteBackend(HueyViews, SqliteStorage):
         """Wake workers waiting on this queue (one byte into its FIFO)."""
         with self._notify_lock:
             if self._notify_fd is None:
-                try:
-                    self._notify_fd = os.open(self._wake_path,
-                                              os.O_WRONLY | os.O_NONBLOCK)
-                except OSError:
-                    return  # No consumer is listening; it polls on start.
+                # None: no consumer is listening (it polls on start), or the
+                # path is not the FIFO hueyq made.
+                self._notify_fd = open_own(self._wake_path, os.O_WRONLY
+                                           | os.O_NONBLOCK, stat.S_ISFIFO,
+                                           "wake-up FIFO")
+                if self._notify_fd is None:
+                    return
             try:
                 os.write(self._notify_fd, b"\x01")
             except BlockingIOError:
@@ -673,16 +762,20 @@ class SqliteBackend(HueyViews, SqliteStorage):
         if self._wake_fds is not None and self._wake_pid == pid:
             return self._wake_fds
         try:
-            try:
-                os.mkfifo(self._wake_path, 0o660)
-            except FileExistsError:
-                pass
-            if not stat.S_ISFIFO(os.stat(self._wake_path).st_mode):
-                return None
-            rfd = os.open(self._wake_path, os.O_RDONLY | os.O_NONBLOCK)
-            # Holding a write end keeps the reader from seeing hang-ups.
-            wfd = os.open(self._wake_path, os.O_WRONLY | os.O_NONBLOCK)
+            os.mkfifo(self._wake_path, files.FIFO_MODE)
+        except FileExistsError:
+            pass
         except OSError:
+            return None
+        rfd = open_own(self._wake_path, os.O_RDONLY | os.O_NONBLOCK,
+                       stat.S_ISFIFO, "wake-up FIFO")
+        if rfd is None:
+            return None
+        # Holding a write end keeps the reader from seeing hang-ups.
+        wfd = open_own(self._wake_path, os.O_WRONLY | os.O_NONBLOCK,
+                       stat.S_ISFIFO, "wake-up FIFO")
+        if wfd is None:
+            os.close(rfd)
             return None
         self._wake_fds, self._wake_pid = (rfd, wfd), pid
         return self._wake_fds
@@ -713,13 +806,14 @@ class SqliteBackend(HueyViews, SqliteStorage):
         return [self._info(row) for row in rows]
 
     def _info(self, row) -> MessageInfo:
-        meta = json.loads(row[13]) if row[13] else {}
-        return MessageInfo(handle=row[0], queue=self.queue, task_id=row[2],
-                           name=row[3], state=row[4], priority=row[5],
-                           enqueued_at=row[6], updated_at=row[7], eta=row[8],
-                           owner=row[9], redeliveries=row[10],
-                           last_error=row[11], reason=row[12], meta=meta,
-                           size=row[14], lease_seq=row[15])
+        meta = read_json(row[13], "meta of message %s of %s" % (
+            row[0], self.qname)) if row[13] else {}
+        return MessageInfo.checked(
+            handle=row[0], queue=self.queue, task_id=row[2], name=row[3],
+            state=row[4], priority=row[5], enqueued_at=row[6],
+            updated_at=row[7], eta=row[8], owner=row[9], redeliveries=row[10],
+            last_error=row[11], reason=row[12], meta=meta, size=row[14],
+            lease_seq=row[15])
 
     def find(self, task_id: str) -> "MessageInfo | None":
         """The message of a job: its lease first, else its newest row."""
@@ -872,7 +966,12 @@ class SqliteBackend(HueyViews, SqliteStorage):
         """Every flag of this queue."""
         rows = self.sql("select name, value from hueyq_flag where queue = ?",
                         (self.qname,), results=True)
-        return {name: json.loads(value) for name, value in rows}
+        out = {}
+        for name, value in rows:
+            value = read_json(value, "flag %s of %s" % (name, self.qname))
+            if isinstance(value, dict):
+                out[name] = value
+        return out
 
     # ------------------------------------------------------------ records
 
@@ -909,7 +1008,11 @@ class SqliteBackend(HueyViews, SqliteStorage):
         cut = len(self.app_name) + 1
         out = {}
         for key, raw, expires in rows:
-            value, age, ttl = _aged(json.loads(raw), expires)
+            aged = _aged(read_json(raw, "record %s" % key), expires)
+            if aged is None:
+                report_bad("record %s" % key)
+                continue
+            value, age, ttl = aged
             if ttl is None or age <= ttl:
                 out[key[cut:]] = (value, age)
         return out
@@ -923,7 +1026,7 @@ class SqliteBackend(HueyViews, SqliteStorage):
         rows = self.sql("select key, value, expires from hueyq_record",
                         results=True)
         stale = [key for key, raw, expires in rows
-                 if _is_stale(json.loads(raw), expires)]
+                 if _is_stale(read_json(raw, "record %s" % key), expires)]
         if stale:
             self.sql("delete from hueyq_record where key in (%s)"
                      % ",".join("?" * len(stale)), stale, commit=True)
@@ -1064,9 +1167,16 @@ class SqliteBackend(HueyViews, SqliteStorage):
         return "queue database %s: %s" % (self.filename, text)
 
 
-def _aged(doc, expires) -> "tuple[dict, float, float | None]":
-    """(record, age, ttl) of a stored record document."""
-    if isinstance(doc, dict) and "at" in doc and "value" in doc:
+def _aged(doc, expires) -> "tuple[dict, float, float | None] | None":
+    """(record, age, ttl) of a stored record document; None for one that is
+    not a record (forged or corrupt)."""
+    if not isinstance(doc, dict) or not (expires is None or _is_number(
+            expires)):
+        return None
+    if "at" in doc and "value" in doc:
+        if not isinstance(doc["value"], dict) or not _is_number(doc["at"]) \
+                or not (doc.get("ttl") is None or _is_number(doc["ttl"])):
+            return None
         age = time.monotonic() - doc["at"] if doc.get("boot") == boot_id() \
             else float("inf")
         return doc["value"], age, doc.get("ttl")
@@ -1075,9 +1185,13 @@ def _aged(doc, expires) -> "tuple[dict, float, float | None]":
     return doc, 0.0 if live else float("inf"), None if live else 0.0
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _is_stale(doc, expires) -> bool:
-    _, age, ttl = _aged(doc, expires)
-    return ttl is not None and age > ttl
+    aged = _aged(doc, expires)
+    return aged is not None and aged[2] is not None and aged[1] > aged[2]
 
 
 def wal_blockers(filename: str) -> str:

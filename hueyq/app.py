@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from huey import signals as S
 from huey.api import Huey, ResultGroup, Task, TaskWrapper
+from huey.constants import EmptyData
 from huey.exceptions import HueyException
 from huey.registry import Registry
 
@@ -30,8 +31,9 @@ from hueyq import backends, context, defaults, files, huey_api
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
 from hueyq.envelope import EnvelopeSerializer, epoch
 from hueyq.logs import Outage
-from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
-                              JobNotFound, QueueNotFound)
+from hueyq.exceptions import (BackendUnavailable, BadSignature,
+                              ConfigurationError, JobNotFound, PayloadTooLarge,
+                              QueueNotFound, Undecodable)
 from hueyq.profile import Profile, load_profile, select
 from hueyq.store import (ENDED, FINISHED, REASON_STATE, STATES, Job, Store,
                          change_seq, check_driver)
@@ -78,9 +80,11 @@ class QueueHuey(Huey):
         self._registry = app.registry
 
     def get_storage(self, **kwargs: Any):
-        return backends.open_storage(self.app.profile.backend.url,
-                                     self.app.name, self.queue,
-                                     **self._storage_options)
+        storage = backends.open_storage(self.app.profile.backend.url,
+                                        self.app.name, self.queue,
+                                        **self._storage_options)
+        storage.lease_limit = self.serializer.max_wire_size
+        return storage
 
     def get_immediate_storage(self):
         return huey_api.ImmediateStorage(self.name, self.app)
@@ -121,7 +125,10 @@ class QueueHuey(Huey):
             value = getattr(cls, attr, None)
             if value:
                 header[attr] = value
-        if self.app.profile.store.args_preview:
+        if self.app.profile.store.args_preview and \
+                not self.app.profile.security.encryption_keys:
+            # Encrypted, the arguments stay out of the plaintext header; the
+            # worker records their preview when it decrypts them.
             header["args"] = args_preview(task.args, task.kwargs)
         return self.serializer.serialize_with_header(message, header)
 
@@ -507,17 +514,29 @@ class App(huey_api.HueyAPI):
         if job.state == PENDING and job.memory:
             job = _waiting(job, self.storage(job.queue).memory_room())
         if job.state == "complete":
-            job = _replace(job, result=self._peek_result(job))
+            result, unreadable = self._peek_result(job)
+            job = _replace(job, result=result, result_error=unreadable)
         if history:
             job = _replace(job, history=tuple(self.store.history(job_id)))
         return job
 
-    def _peek_result(self, job: Job) -> Any:
+    def _peek_result(self, job: Job) -> "tuple[Any, str | None]":
+        """(result, why it cannot be shown) of a complete job, as read
+        paths show it: verified, and built as plain data only
+        (EnvelopeSerializer.preview), never a full unpickle."""
         try:
-            return self.huey(job.queue).get(job.id, peek=True)
-        except (QueueNotFound, HueyException, ValueError) as exc:
+            raw = self.huey(job.queue).storage.peek_data(job.id)
+        except QueueNotFound as exc:
             logger.debug("no result for %s: %s", job.id, exc)
-            return None
+            return None, None
+        if raw is EmptyData:
+            return None, None
+        try:
+            return self.huey(job.queue).serializer.preview(raw), None
+        except BadSignature:
+            return None, "result unreadable: bad signature"
+        except (Undecodable, PayloadTooLarge) as exc:
+            return None, "result unreadable: %s" % exc
 
     def jobs(self, queue: "str | None" = None, state: "str | None" = None,
              limit: int = 50, before: "float | None" = None,
@@ -703,6 +722,10 @@ class App(huey_api.HueyAPI):
         out = []
         for key, (record, age) in self.any_storage.record_ages(
                 "runtime:").items():
+            record = runtime_record(record)
+            if record is None:
+                backends.report_bad("status record %s of %s" % (key, self.name))
+                continue
             out.append(dict(record, age=age,
                             alive=age < 3 * record.get("interval", 1.0) + 2))
         out.sort(key=lambda r: r["age"])
@@ -846,6 +869,41 @@ def _row_is_later(row: dict, message) -> bool:
     if row.get("seq") is not None and message.lease_seq is not None:
         return row["seq"] >= change_seq(message.lease_seq, ENDED)
     return row["updated_at"] >= (message.updated_at or 0)
+
+
+def runtime_record(record: Any) -> "dict | None":
+    """A supervisor's status record with the fields readers use of the types
+    they expect, its workers that are well-formed; None when it is not one
+    (forged or corrupt)."""
+    if not isinstance(record, dict) or not isinstance(record.get("host"), str) \
+            or not _is_int(record.get("pid")):
+        return None
+    record = dict(record)
+    for key, default in (("interval", 1.0), ("started_at", time.time()),
+                         ("heartbeat", time.time())):
+        if not _is_number(record.get(key)):
+            record[key] = default
+    workers = record.get("workers")
+    record["workers"] = [w for w in (workers if isinstance(workers, list)
+                                     else ()) if _worker_ok(w)]
+    return record
+
+
+def _worker_ok(worker: Any) -> bool:
+    return isinstance(worker, dict) and isinstance(worker.get("queue"), str) \
+        and _is_int(worker.get("pid")) and isinstance(worker.get("kind"), str) \
+        and all(worker.get(k) is None or _is_int(worker[k]) for k in (
+            "memory", "rss", "soft_limit", "hard_limit")) \
+        and (worker.get("gpu") is None or isinstance(worker["gpu"], dict))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and value == value and abs(value) != float("inf")
 
 
 def _waiting(job: Job, room: "int | None") -> Job:

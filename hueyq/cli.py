@@ -17,6 +17,7 @@ import click
 
 from hueyq import __version__
 from hueyq.exceptions import ConfigurationError, HueyqError
+from hueyq.logs import escape
 from hueyq.profile import redact_url
 from hueyq.units import format_duration, format_size
 
@@ -103,7 +104,7 @@ def _json(data) -> None:
 
 
 def _table(rows: "list[list]", headers: "list[str]") -> None:
-    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    rows = [["" if v is None else escape(str(v)) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows])
               for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
@@ -252,7 +253,8 @@ def status(app_spec: "str | None", as_json: bool) -> None:
         for action in actions:
             click.echo("  %s  %-7s %-7s %s" % (
                 time.strftime("%H:%M:%S", time.localtime(action["ts"])),
-                action["action"], action["queue"] or "-", action["reason"]))
+                action["action"], action["queue"] or "-",
+                escape(action["reason"] or "")))
 
 
 def _rate(value: "float | None") -> str:
@@ -390,7 +392,7 @@ def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
         if field == "progress" and value is not None:
             value = "%.0f%%" % value
         if value not in (None, ""):
-            click.echo("%-13s %s" % (field + ":", value))
+            click.echo("%-13s %s" % (field + ":", escape(str(value))))
     if found.memory:
         click.echo("%-13s %s" % ("memory:", format_size(found.memory)))
     for field, label in (("enqueued_at", "enqueued"), ("started_at", "started"),
@@ -400,15 +402,17 @@ def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
             click.echo("%-13s %s (%s)" % (label + ":", time.strftime(
                 "%Y-%m-%d %H:%M:%S", time.localtime(value)), _ago(value)))
     if found.state == "complete":
-        click.echo("%-13s %r" % ("result:", found.result))
+        click.echo("%-13s %s" % ("result:", found.result_error
+                                 or repr(found.result)))
     if found.traceback:
-        click.echo("traceback:\n" + found.traceback.rstrip())
+        click.echo("traceback:\n" + "\n".join(
+            escape(line) for line in found.traceback.rstrip().split("\n")))
     if found.history:
         click.echo("history:")
         for event in found.history:
             click.echo("  %s  %-16s %s" % (
                 time.strftime("%H:%M:%S", time.localtime(event["ts"])),
-                event["event"], event["detail"] or ""))
+                escape(str(event["event"])), escape(event["detail"] or "")))
 
 
 @main.command()

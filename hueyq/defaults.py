@@ -65,6 +65,20 @@ WEB_BIND = "127.0.0.1:8787"
 WEB_WORKERS = 2
 #: gunicorn threads per worker (server-sent event streams hold one each).
 WEB_THREADS = 8
+#: Shortest web token accepted.
+MIN_TOKEN_LENGTH = 16
+#: Wrong sign-ins (password or bearer token) one client may make within
+#: SIGNIN_WINDOW before it is locked out for SIGNIN_LOCKOUT (per web worker).
+SIGNIN_CLIENT_FAILURES = 5
+#: Wrong sign-ins of all clients together within SIGNIN_WINDOW before every
+#: sign-in is refused for SIGNIN_LOCKOUT (per web worker).
+SIGNIN_GLOBAL_FAILURES = 50
+#: Seconds over which wrong sign-ins are counted.
+SIGNIN_WINDOW = 60.0
+#: Seconds a lockout lasts.
+SIGNIN_LOCKOUT = 60.0
+#: Seconds a signed-in session lasts.
+SESSION_LIFETIME = 12 * 3600.0
 
 # [security]
 #: Largest message accepted at enqueue and decoded at dequeue.

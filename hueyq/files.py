@@ -21,6 +21,13 @@ import os
 import sqlite3
 import urllib.parse
 
+#: Modes of what hueyq creates (less the umask): no access for others. A
+#: database's WAL and SHM get the database's mode from SQLite; the lock file
+#: beside it is a file too; the wake-up FIFO is the owner's alone.
+FILE_MODE = 0o640
+FIFO_MODE = 0o600
+DIR_MODE = 0o750
+
 #: Make missing directories, files and tables (producers, the runtime).
 CREATE = "create"
 #: Open what exists, writing when this user may (controls, web UI).
@@ -47,6 +54,20 @@ def access(mode: str):
         yield mode
     finally:
         _access.reset(token)
+
+
+def create_private(path: str) -> None:
+    """Make an SQLite file's directory and the empty file with
+    :data:`DIR_MODE` and :data:`FILE_MODE` unless they exist (SQLite itself
+    would make the file, its WAL and its SHM readable by everyone)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=DIR_MODE,
+                exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                     | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def missing_reason(path: str, what: str) -> "str | None":

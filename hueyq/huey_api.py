@@ -75,6 +75,10 @@ class ForeignSerializer:
         return self.envelope.serialize_with_header(self.inner.serialize(data),
                                                    header)
 
+    def preview(self, data: bytes) -> Any:
+        """What a read path may show (EnvelopeSerializer.preview)."""
+        return self.envelope.preview(data, inner=self.inner)
+
     def deserialize(self, data: bytes) -> Any:
         value = self.envelope.deserialize(data)
         # Written before the serializer was set: hueyq's own pickle.

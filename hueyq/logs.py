@@ -4,7 +4,10 @@ Every process of a runtime logs through :func:`setup`. A record may carry
 ``queue``, ``job_id``, ``task`` and ``attempt`` (the worker passes them as
 ``extra``), and the text format shows them as ``key=value``. JSON lines are
 chosen with ``--log-format json`` or ``runtime.log_format = "json"``, and by
-default under systemd's journal (``JOURNAL_STREAM`` is set).
+default under systemd's journal (``JOURNAL_STREAM`` is set). Text that may
+come from outside (task ids and names, errors of forged messages) goes
+through :func:`escape`: a text record is always one line, and no terminal
+escape code reaches a terminal (JSON lines escape by themselves).
 
 :class:`Outage` logs an operation that keeps failing (a backend that went
 away) a few times, not once per attempt.
@@ -13,11 +16,22 @@ away) a few times, not once per attempt.
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
 
 _FIELDS = ("queue", "job_id", "task", "attempt")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\n``,
+    ``\\x1b``), safe to print as one line of a log or a terminal."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group()) or (
+        "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100
+        else "\\u%04x" % ord(m.group())), text)
 
 
 class Outage:
@@ -70,8 +84,11 @@ class TextFormatter(logging.Formatter):
                          "%Y-%m-%d %H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.msg, record.args = escape(record.getMessage()), None
         line = super().format(record)
-        extras = ["%s=%s" % ("job" if f == "job_id" else f, getattr(record, f))
+        extras = ["%s=%s" % ("job" if f == "job_id" else f,
+                             escape(str(getattr(record, f))))
                   for f in _FIELDS if getattr(record, f, None) is not None]
         if extras:
             first, nl, rest = line.partition("\n")

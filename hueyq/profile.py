@@ -37,6 +37,10 @@ _APP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _TEMPLATE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = {("security", "secret"), ("security", "encryption_keys"),
                 ("web", "token")}
+#: Query parameters of a URL that hold secrets (redis-py's ``?password=``,
+#: libpq's ``?password=`` and ``?sslpassword=``, ...).
+_SECRET_PARAM = re.compile(r"(?i)(?<![^&;])([^&;=]*(?:pass|secret|token|"
+                           r"auth)[^&;=]*)=[^&;]*")
 
 
 # --------------------------------------------------------------- value parsers
@@ -90,6 +94,18 @@ def _str(value: Any) -> str:
 
 def _opt_str(value: Any) -> "str | None":
     return _str(value) or None
+
+
+def _token(value: Any) -> "str | None":
+    token = _opt_str(value)
+    if token is None:
+        return None
+    if len(token) < defaults.MIN_TOKEN_LENGTH:
+        raise ValueError("a token needs at least %d characters, got %d"
+                         % (defaults.MIN_TOKEN_LENGTH, len(token)))
+    if any(c.isspace() or not c.isprintable() for c in token):
+        raise ValueError("a token cannot hold spaces or control characters")
+    return token
 
 
 def _choice(*choices: str):
@@ -220,7 +236,11 @@ def sqlite_path(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a URL (``redis://:***@host``) for any output."""
+    """Hide the password of a URL (``redis://:***@host``) and secret query
+    parameters (``?password=***``) for any output."""
+    base, mark, query = url.partition("?")
+    if mark:
+        url = base + mark + _SECRET_PARAM.sub(r"\1=***", query)
     try:
         parsed = urllib.parse.urlsplit(url)
     except ValueError:
@@ -290,11 +310,13 @@ class MemoryConfig:
 class WebConfig:
     """The web UI and JSON API."""
     bind: str = _f(defaults.WEB_BIND, check_bind)
-    token: "str | None" = _f(None, _opt_str)
+    token: "str | None" = _f(None, _token)
     read_only: bool = _f(False, _bool)
     workers: int = _f(defaults.WEB_WORKERS, _int(1))
     threads: int = _f(defaults.WEB_THREADS, _int(1))
     insecure: bool = _f(False, _bool)
+    allowed_hosts: "tuple[str, ...]" = _f((), _str_list)
+    trust_proxy: bool = _f(False, _bool)
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,11 @@ class Job:
     eta: "float | None" = None
     worker: "str | None" = None
     args: "str | None" = None
+    #: The result of a complete job as read paths show it: plain data only
+    #: (hueyq.preview), never a fully unpickled object.
     result: Any = None
+    #: Why the result cannot be shown ("result unreadable: bad signature").
+    result_error: "str | None" = None
     has_payload: bool = False
     #: Bytes the task declared with ``memory=`` (admission), if any.
     memory: "int | None" = None
@@ -171,16 +175,13 @@ class Job:
         return self.enqueued_at
 
     def as_dict(self) -> dict:
-        """The job as JSON-ready data (the result as repr if not JSON)."""
-        import json
+        """The job as strict JSON-ready data (hueyq.preview.plain: bounded,
+        non-finite numbers as "NaN", "Infinity", "-Infinity")."""
+        from hueyq.preview import plain
         out = {k: getattr(self, k) for k in self.__dataclass_fields__
                if k != "history"}
-        try:
-            json.dumps(out["result"])
-        except (TypeError, ValueError):
-            out["result"] = repr(out["result"])
         out["history"] = list(self.history)
-        return out
+        return plain(out)
 
 
 class _ExistingSqlite(peewee.SqliteDatabase):
@@ -228,7 +229,7 @@ def open_database(url: str, access: str = files.CREATE) -> peewee.Database:
         path = sqlite_path(url)
         if access != files.CREATE:
             return _ExistingSqlite(path, access)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        files.create_private(path)
         return peewee.SqliteDatabase(path, timeout=10, pragmas={
             "journal_mode": "wal", "synchronous": "normal",
             "busy_timeout": 10000,

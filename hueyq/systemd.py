@@ -5,8 +5,11 @@ sends READY, STATUS and WATCHDOG itself) and, when asked, the web unit
 (gunicorn notifies READY). The numbers come from the profile: the stop
 timeout covers the grace period, ``MemoryMax=`` is a backstop above the sum
 of the queues' budgets, and SQLite files get write access through
-``ReadWritePaths=``. Secrets stay out of the units, in an
-``EnvironmentFile=`` that only root reads.
+``ReadWritePaths=``, created private (``UMask=0027``,
+``StateDirectoryMode=0750``). Secrets stay out of the units, in an
+``EnvironmentFile=`` that only root reads. A value with a newline or other
+control character (``--app``, ``--user``, ``--workdir``, a path) would
+become a directive of its own, so it is refused.
 """
 
 import dataclasses
@@ -16,6 +19,7 @@ import shlex
 import shutil
 import sys
 
+from hueyq.exceptions import ConfigurationError
 from hueyq.profile import Profile, sqlite_path
 
 #: Where --install writes units.
@@ -61,6 +65,8 @@ def check_app(app_spec: str, workdir: str) -> None:
     from hueyq import files
     from hueyq.app import load_app
     from hueyq.exceptions import ConfigurationError
+    _check_value("--app", app_spec)
+    _check_value("--workdir", workdir)
     if workdir not in sys.path:
         sys.path.insert(0, workdir)
     try:
@@ -78,6 +84,7 @@ def check_user(user: str) -> None:
     """ConfigurationError unless ``user`` exists on this machine."""
     import pwd
     from hueyq.exceptions import ConfigurationError
+    _check_value("--user", user)
     try:
         pwd.getpwnam(user)
     except KeyError:
@@ -90,9 +97,16 @@ def units(profile: Profile, profile_arg: str, app_spec: str,
           user: "str | None" = None, web: bool = False,
           executable: "str | None" = None,
           workdir: "str | None" = None) -> "list[Unit]":
-    """The unit files for running ``app_spec`` under ``profile``."""
+    """The unit files for running ``app_spec`` under ``profile``;
+    ConfigurationError for a value that cannot go into a unit."""
     executable = executable or hueyq_executable()
     workdir = workdir or os.getcwd()
+    for option, value in (("--app", app_spec), ("--user", user),
+                          ("--workdir", workdir), ("--exec", executable),
+                          ("--profile", profile_arg),
+                          ("web.bind", profile.web.bind)) + tuple(
+            ("a SQLite path", d) for d in _writable(profile)):
+        _check_value(option, value)
     base = "hueyq-%s" % profile.app_name
     common = _common(profile, profile_arg, user, workdir)
     run = " ".join([executable, "run", "--profile", shlex.quote(profile_arg),
@@ -110,6 +124,17 @@ def units(profile: Profile, profile_arg: str, app_spec: str,
             _after(profile) + [base + ".service"], serve,
             common + ["TimeoutStopSec=30s", "KillMode=mixed"])))
     return out
+
+
+def _check_value(option: str, value: "str | None") -> None:
+    if value is None:
+        return
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigurationError("%s: %r holds a newline or another control "
+                                 "character, which a unit file cannot carry"
+                                 % (option, value))
+    if option == "--user" and (not value or any(c.isspace() for c in value)):
+        raise ConfigurationError("--user: %r is not a user name" % value)
 
 
 def _after(profile: Profile) -> "list[str]":
@@ -139,7 +164,8 @@ def _common(profile: Profile, profile_arg: str, user: "str | None",
              "EnvironmentFile=-/etc/hueyq/%s.env" % profile.app_name]
     if user:
         lines += ["User=%s" % user, "Group=%s" % user]
-    lines += ["StateDirectory=hueyq", "LogsDirectory=hueyq",
+    lines += ["StateDirectory=hueyq", "StateDirectoryMode=0750",
+              "LogsDirectory=hueyq", "UMask=0027",
               "Restart=on-failure", "RestartSec=5s",
               "NoNewPrivileges=yes", "ProtectSystem=strict",
               "ProtectHome=read-only", "PrivateTmp=yes",

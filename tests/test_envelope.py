@@ -1,5 +1,6 @@
 """The message envelope: signing, size limits, safe decompression, keys."""
 
+import json
 import pickle
 import zlib
 
@@ -91,3 +92,148 @@ def test_encryption_with_key_rotation():
     assert rotated.deserialize(data).args == ("private",)
     with pytest.raises(Undecodable, match="decrypt"):
         EnvelopeSerializer(secret="s", encryption_keys=(new,)).deserialize(data)
+
+
+# ---------------------------------------------------------------- hostile input
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from hueyq.backends import PENDING, SCHEDULED, message_fields
+from hueyq.envelope import MAGIC
+
+DOCUMENTED = (BadSignature, PayloadTooLarge, Undecodable)
+FUZZ = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def envelope(flags, size, header, body):
+    return MAGIC + bytes([flags]) + size.to_bytes(2, "big") + header + body
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=5), inner, max_size=3), max_leaves=8)
+_headers = st.one_of(
+    st.binary(max_size=64),
+    st.dictionaries(st.sampled_from(["id", "name", "eta", "t", "memory",
+                                     "time_limit", "priority", "args", "x"]),
+                    _json_values, max_size=5).map(
+                        lambda d: json.dumps(d).encode()),
+    st.integers(1, 3000).map(lambda n: b"[" * n),
+    st.integers(1, 3000).map(lambda n: b'{"a":' * n))
+_bodies = st.one_of(
+    st.binary(max_size=128),
+    _json_values.map(lambda v: pickle.dumps(v)),
+    _json_values.map(lambda v: zlib.compress(pickle.dumps(v))))
+_envelopes = st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda f, h, b, cut: envelope(f, len(h) + cut, h, b),
+              st.integers(0, 255), _headers, _bodies, st.integers(-3, 3)
+              .filter(lambda c: c >= 0)),
+    st.builds(envelope, st.integers(0, 255), st.integers(0, 65535), _headers,
+              _bodies))
+
+
+@FUZZ
+@given(_envelopes)
+def test_fuzz_peek_header_never_raises(data):
+    header = peek_header(data)
+    assert header is None or isinstance(header, dict)
+    if header is not None:
+        assert all(isinstance(header.get(k), (str, type(None)))
+                   for k in ("id", "name", "args"))
+        for key in ("eta", "t", "time_limit", "priority"):
+            value = header.get(key)
+            assert value is None or (isinstance(value, (int, float))
+                                     and not isinstance(value, bool))
+
+
+@FUZZ
+@given(_envelopes, st.sampled_from([None, "s3cret"]), st.booleans())
+def test_fuzz_deserialize_raises_only_the_documented_errors(data, secret,
+                                                            compression):
+    ser = EnvelopeSerializer(secret=secret, compression=compression,
+                             max_size=4096)
+    try:
+        ser.deserialize(data)
+    except DOCUMENTED:
+        pass
+    try:
+        ser.preview(data)
+    except DOCUMENTED:
+        pass
+
+
+@FUZZ
+@given(_envelopes, st.floats(0, 2e9))
+def test_fuzz_message_fields_never_raises(data, now):
+    header, meta, state, eta = message_fields(data, now)
+    assert isinstance(header, dict) and isinstance(meta, dict)
+    assert state in (PENDING, SCHEDULED)
+    assert eta is None or isinstance(eta, (int, float))
+    json.dumps(meta)
+
+
+def test_malformed_headers_are_undecodable_never_a_crash():
+    ser = EnvelopeSerializer()
+    body = pickle.dumps(message())
+    deep = b"[" * 60_000
+    cases = {
+        "deep nesting": envelope(0, len(deep), deep, body),
+        "eta not a number": envelope(0, 16, b'{"eta":"sooner"}', body),
+        "eta not finite": envelope(0, 13, b'{"eta":NaN}  ', body),
+        "length past the end": envelope(0, 65535, b"{}", body),
+        "not an object": envelope(0, 2, b"[]", body),
+        "id not a string": envelope(0, 8, b'{"id":1}', body),
+    }
+    for name, data in cases.items():
+        assert peek_header(data) is None, name
+        with pytest.raises(Undecodable, match="header"):
+            ser.deserialize(data)
+        header, meta, state, eta = message_fields(data, 0)
+        assert (header, meta, state, eta) == ({}, {}, PENDING, None), name
+    assert peek_header(None) is None and peek_header(5) is None
+    with pytest.raises(Undecodable):
+        ser.deserialize(10 ** 9)  # bytes(int) would allocate a gigabyte
+
+
+def test_encryption_refuses_a_plaintext_envelope():
+    fernet = pytest.importorskip("cryptography.fernet")
+    key = fernet.Fernet.generate_key().decode()
+    plaintext = EnvelopeSerializer().serialize(message())
+    with pytest.raises(Undecodable, match="not encrypted"):
+        EnvelopeSerializer(encryption_keys=(key,)).deserialize(plaintext)
+    signed_plain = EnvelopeSerializer(secret="s").serialize(message())
+    with pytest.raises(Undecodable, match="not encrypted"):
+        EnvelopeSerializer(secret="s", encryption_keys=(key,)).deserialize(
+            signed_plain)
+
+
+def test_preview_builds_plain_data_and_never_runs_a_pickle(tmp_path):
+    import datetime
+    import fractions
+    canary = tmp_path / "canary"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(canary), "w"))
+    ser = EnvelopeSerializer()
+    value = {"n": 1, "f": float("nan"), "inf": float("-inf"), "when":
+             datetime.datetime(2026, 1, 2, 3, 4, 5), "set": {3},
+             "frac": fractions.Fraction(1, 3), "evil": Evil(),
+             "nested": [[[["deep"]]]], "bytes": b"\x00\x01"}
+    shown = ser.preview(ser.serialize(value))
+    assert not canary.exists()
+    assert shown["n"] == 1 and shown["f"] == "NaN" and shown["inf"] == "-Infinity"
+    assert shown["when"] == "2026-01-02T03:04:05" and shown["set"] == [3]
+    assert shown["frac"] == "<fractions.Fraction>"
+    assert shown["evil"] == "<io.open>"
+    assert shown["nested"] == [[[["deep"]]]] and shown["bytes"] == "b'\\x00\\x01'"
+    json.dumps(shown, allow_nan=False)
+    # 100,000 nested lists (a pickle pickle.dumps could not even write).
+    deep = envelope(0, 2, b"{}", b"\x80\x04" + b"]" * 100_000
+                    + b"a" * 99_999 + b".")
+    assert json.dumps(ser.preview(deep), allow_nan=False).count("[") == 32
+    with pytest.raises(BadSignature):
+        EnvelopeSerializer(secret="s").preview(ser.serialize(value))

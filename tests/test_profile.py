@@ -98,10 +98,11 @@ def test_selection_order():
 
 def test_show_redacts_secrets_and_passwords():
     profile = load_profile("server", env={
-        "HUEYQ_SECRET": "topsecret", "HUEYQ_WEB_TOKEN": "tok",
+        "HUEYQ_SECRET": "topsecret", "HUEYQ_WEB_TOKEN": "tok-of-sixteen-chars",
         "HUEYQ_REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0"})
     text = json.dumps(profile.as_dict())
-    assert "topsecret" not in text and "hunter2" not in text and '"tok"' not in text
+    assert "topsecret" not in text and "hunter2" not in text
+    assert "tok-of-sixteen" not in text
     assert profile.as_dict()["security"]["secret"] == "***"
     assert profile.as_dict()["backend"]["url"] == "redis://:***@127.0.0.1:6379/0"
 

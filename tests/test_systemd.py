@@ -161,6 +161,40 @@ def test_the_runtime_speaks_the_notify_protocol(notify_socket, profile_path,
     assert "STOPPING=1" in seen
 
 
+@pytest.mark.parametrize("option, value", [
+    ("--app", "myproject.tasks\nExecStartPre=/bin/sh -c 'id > /tmp/pwned'"),
+    ("--user", "daemon\nUser=root"),
+    ("--user", "two words"),
+    ("--workdir", "{project}\n[Service]\nExecStartPost=/bin/true"),
+    ("--exec", "/opt/hueyq/bin/hueyq\rUser=root")])
+def test_a_value_that_would_become_a_directive_is_refused(tmp_path, option,
+                                                          value):
+    project = user_project(tmp_path / "project")
+    args = {"--app": "myproject.tasks", "--user": "daemon",
+            "--workdir": project, "--exec": "/opt/hueyq/bin/hueyq"}
+    fine = cli("systemd", "--profile", "jetson", *[
+        x for kv in args.items() for x in kv], cwd=project)
+    assert fine.returncode == 0, fine.stderr
+    args[option] = value.format(project=project)
+    result = cli("systemd", "--profile", "jetson", *[
+        x for kv in args.items() for x in kv], cwd=project)
+    assert result.returncode == 2, result.stdout
+    assert "control character" in result.stderr or "not a user name" in \
+        result.stderr, result.stderr
+    assert option in result.stderr and "Traceback" not in result.stderr
+    assert "[Service]" not in result.stdout
+
+
+def test_units_keep_the_state_directory_private():
+    from hueyq import systemd
+    from hueyq.profile import load_profile
+    jetson = load_profile("jetson", env={"STATE_DIRECTORY": "/var/lib/hueyq"})
+    for unit in systemd.units(jetson, "jetson", "m.tasks", web=True,
+                              executable="/x/hueyq", workdir="/w"):
+        assert "UMask=0027" in unit.text.splitlines()
+        assert "StateDirectoryMode=0750" in unit.text.splitlines()
+
+
 def test_systemd_refuses_an_app_that_does_not_import_and_an_unknown_user(
         tmp_path):
     project = user_project(tmp_path / "project")

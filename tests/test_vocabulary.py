@@ -37,8 +37,8 @@ QUEUE = QUEUE_STATS | {"name", "memory_limit", "worker_memory_soft",
 JOB = {"id", "task", "queue", "state", "attempts", "redeliveries",
        "priority", "progress", "message", "error", "traceback", "reason",
        "enqueued_at", "started_at", "finished_at", "updated_at", "duration",
-       "eta", "worker", "args", "result", "has_payload", "memory", "waiting",
-       "history"}
+       "eta", "worker", "args", "result", "result_error", "has_payload",
+       "memory", "waiting", "history"}
 #: GET /api/jobs.
 JOB_PAGE = {"jobs", "queue", "state", "task", "id", "error", "since",
             "until", "limit", "next", "now"}

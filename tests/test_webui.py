@@ -14,7 +14,7 @@ from hueyq.webui.serve import (WebServer, check_bind, gunicorn_options,
 
 from conftest import write_profile
 
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-the-tests"
 FAST_STREAM = {"HUEYQ_STREAM_INTERVAL": 0.02, "HUEYQ_STREAM_LIFETIME": 0.3}
 
 
@@ -656,14 +656,22 @@ def test_session_secret_is_shared_by_workers_with_a_token(token_app,
     assert other.get("/api/queues").status_code == 200
 
 
-def test_session_secret_sources(app, monkeypatch):
+def test_session_secret_sources(app, token_app, make_app, tmp_path, app_name,
+                                monkeypatch):
     from hueyq.webui.auth import session_secret
     monkeypatch.delenv("HUEYQ_WEB_SECRET_KEY", raising=False)
+    # Random, kept in the backend: the same for every worker of one app,
+    # another for another app, never derived from the token.
+    assert session_secret(app) == session_secret(app) == build(app).secret_key
+    retokened = sqlite_app(make_app, tmp_path, app_name,
+                           web={"token": "another-token-of-16+"})
+    assert session_secret(retokened) == session_secret(token_app)
+    other = sqlite_app(make_app, tmp_path, app_name + "x")
+    assert session_secret(other) != session_secret(token_app)
     assert session_secret(None) != session_secret(None)
-    assert session_secret("a") == session_secret("a") != session_secret("b")
-    assert session_secret("a", "explicit") == "explicit"
+    assert session_secret(app, "explicit") == "explicit"
     monkeypatch.setenv("HUEYQ_WEB_SECRET_KEY", "from-env")
-    assert session_secret("a") == "from-env"
+    assert session_secret(app) == "from-env"
     assert build(app).secret_key == "from-env"
 
 
@@ -685,15 +693,16 @@ def test_create_app_without_an_app_uses_the_profile(profile_path,
     ("127.0.0.1:8787", True), ("localhost:80", True), ("[::1]:8787", True),
     ("127.0.0.2:1", True), ("unix:/run/hueyq.sock", True),
     ("0.0.0.0:8787", False), (":8787", False), ("192.168.1.5:80", False),
-    ("[::]:8787", False), ("example.com:80", False)])
+    ("[::]:8787", False), ("example.com:80", False), ("fd://3", False)])
 def test_loopback_binds(bind, loopback):
     assert is_loopback(bind) is loopback
 
 
 def test_non_loopback_bind_needs_a_token_or_insecure():
     from hueyq.exceptions import ConfigurationError
-    with pytest.raises(ConfigurationError, match="--insecure"):
-        check_bind("0.0.0.0:8787", None, False)
+    for bind in ("0.0.0.0:8787", "fd://3"):
+        with pytest.raises(ConfigurationError, match="--insecure"):
+            check_bind(bind, None, False)
     check_bind("0.0.0.0:8787", "token", False)
     check_bind("0.0.0.0:8787", None, True)
     check_bind("127.0.0.1:8787", None, False)
@@ -708,6 +717,95 @@ def test_gunicorn_application_is_configured_from_the_profile(app):
     assert cfg.worker_class_str == "gthread"
     wsgi = server.load()
     assert wsgi.extensions["hueyq"].app is app and wsgi.secret_key == "key"
+
+
+# ---------------------------------------------------------------- hosts
+
+@pytest.mark.parametrize("bind, host, answered", [
+    ("127.0.0.1:8787", "127.0.0.1:8787", True),
+    ("127.0.0.1:8787", "localhost", True),
+    ("127.0.0.1:8787", "app.localhost:8787", True),
+    ("127.0.0.1:8787", "[::1]:8787", True),
+    ("127.0.0.1:8787", "attacker.example:8787", False),
+    ("127.0.0.1:8787", "192.168.1.5:8787", False),
+    ("127.0.0.1:8787", "", False),
+    ("192.168.1.5:80", "192.168.1.5", True),
+    ("192.168.1.5:80", "192.168.1.6", False),
+    ("0.0.0.0:8787", "192.168.1.6:8787", True),
+    ("0.0.0.0:8787", "[fe80::1]:8787", True),
+    ("0.0.0.0:8787", "attacker.example", False),
+    ("unix:/run/hueyq.sock", "10.0.0.1", True),
+    ("unix:/run/hueyq.sock", "attacker.example", False),
+    ("0.0.0.0:8787", "ui.example", True),
+    ("0.0.0.0:8787", "UI.Example.:443", True),
+    ("0.0.0.0:8787", "a.corp.example", True),
+    ("0.0.0.0:8787", "corp.example.evil", False),
+])
+def test_host_policy(bind, host, answered):
+    from hueyq.webui.hosts import HostPolicy
+    policy = HostPolicy(bind, ("ui.example", "*.corp.example"))
+    assert policy.allows(host) is answered
+
+
+def test_the_machines_own_names_are_answered_on_a_public_bind():
+    import socket
+    from hueyq.webui.hosts import HostPolicy
+    assert HostPolicy("0.0.0.0:8787").allows(socket.gethostname())
+    assert not HostPolicy("127.0.0.1:8787").allows("attacker.example")
+    assert HostPolicy("127.0.0.1:8787", ("*",)).allows("attacker.example")
+
+
+def test_allowed_hosts_and_the_421_answer(make_app, tmp_path, app_name):
+    app = sqlite_app(make_app, tmp_path, app_name,
+                     web={"allowed_hosts": ["hueyq.example"]})
+    client = build(app).test_client()
+    assert client.get("/api/queues", base_url="http://hueyq.example").status_code == 200
+    refused = client.get("/api/queues", base_url="http://other.example:8787")
+    assert refused.status_code == 421
+    assert refused.get_json()["error"] == "misdirected_request"
+    assert "other.example" in refused.get_json()["detail"]
+    page = client.get("/", base_url="http://other.example")
+    assert page.status_code == 421 and "text/html" in page.content_type
+
+
+def test_proxy_headers_count_only_with_trust_proxy(make_app, tmp_path, app_name):
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hueyq.example",
+                 "X-Forwarded-For": "203.0.113.9"}
+    plain = sqlite_app(make_app, tmp_path, app_name, web={"token": TOKEN})
+    response = build(plain).test_client().get("/login", headers=forwarded)
+    assert response.status_code == 200
+    assert "Secure" not in response.headers["Set-Cookie"]
+    trusted = sqlite_app(make_app, tmp_path, app_name, web={
+        "token": TOKEN, "trust_proxy": True, "allowed_hosts": ["hueyq.example"]})
+    client = build(trusted).test_client()
+    response = client.get("/login", headers=forwarded)
+    assert response.status_code == 200
+    assert "Secure" in response.headers["Set-Cookie"]
+    assert client.get("/login", headers=dict(
+        forwarded, **{"X-Forwarded-Host": "evil.example"})).status_code == 421
+
+
+def test_sign_in_limiter_counts_per_client_and_in_all():
+    from hueyq.webui.auth import SignInLimiter
+    now = [1000.0]
+    limiter = SignInLimiter(per_client=3, overall=5, window=60, lockout=30,
+                            clock=lambda: now[0])
+    for _ in range(2):
+        limiter.failed("a")
+    assert limiter.retry_after("a") == 0
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 30 and limiter.retry_after("b") == 0
+    now[0] += 31
+    assert limiter.retry_after("a") == 0
+    limiter.failed("b")
+    now[0] += 61                        # outside the window: forgotten
+    limiter.failed("b")
+    limiter.failed("b")
+    assert limiter.retry_after("b") == 0
+    limiter.succeeded("b")
+    for client in ("c", "d", "e"):      # 2 + 3 in the window: everyone
+        limiter.failed(client)
+    assert limiter.retry_after("z") == 30
 
 
 # ---------------------------------------------------------------- search

@@ -9,6 +9,7 @@ import pytest
 from huey.exceptions import TaskException
 
 from hueyq.backends import DEAD, PENDING
+from hueyq.exceptions import JobNotFound
 
 from conftest import wait_for, write_profile
 
@@ -95,8 +96,14 @@ def test_bad_signature_never_runs(tmp_path, backend_url, app_name, make_app, inl
     handle = forger.tasks.chore(str(canary), "x")
     inline(consumer, "low").run()
     assert not canary.exists()
-    job = consumer.job(handle.id)
+    # It claims an id nobody vouches for: it is filed under its own.
+    dead = consumer.storage("low").list_messages(DEAD)
+    assert [m.task_id for m in dead] == ["bad_signature-low-%s" % dead[0].handle]
+    job = consumer.job(dead[0].task_id)
     assert job.state == "dead" and job.reason == "bad_signature"
+    assert job.task == "apps.basic.chore" and job.has_payload
+    with pytest.raises(JobNotFound):
+        consumer.job(handle.id)
 
 
 def test_a_killed_attempt_is_retried_or_failed(app, inline, tmp_path):

@@ -65,7 +65,7 @@ def create_app(hueyq_app: Any = None, *, secret_key: "str | None" = None,
         HUEYQ_STREAM_LIMIT=STREAM_LIMIT)
     web.config.update(config or {})
     settings = hueyq_app.profile.web
-    web.secret_key = auth.session_secret(settings.token, secret_key)
+    web.secret_key = auth.session_secret(hueyq_app, secret_key)
     from hueyq.webui.stream import Hub
     web.extensions["hueyq"] = WebState(
         app=hueyq_app, token=settings.token, read_only=settings.read_only,

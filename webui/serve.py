@@ -53,9 +53,13 @@ class WebServer(BaseApplication):
 
 
 def is_loopback(bind: str) -> bool:
-    """Whether a gunicorn bind address only listens on this machine."""
-    if bind.startswith(("unix:", "fd://")):
+    """Whether a gunicorn bind address only listens on this machine: a
+    unix socket does; an inherited ``fd://`` socket may listen anywhere, so
+    it counts as public."""
+    if bind.startswith("unix:"):
         return True
+    if bind.startswith("fd://"):
+        return False
     host = bind
     if bind.startswith("["):
         host = bind[1:].split("]", 1)[0]

@@ -51,7 +51,7 @@ from hueyq.owner import owner_name, runtime_id
 from hueyq.runtime import SCHEDULER_PROCESS_NAME, WORKER_PROCESS_NAME
 from hueyq.runtime.gpu import GpuLane
 from hueyq.store import ENDED, STARTED, JobRecorder, change_seq
-from hueyq.units import format_duration
+from hueyq.units import format_duration, format_size
 
 logger = logging.getLogger("hueyq.worker")
 
@@ -444,10 +444,24 @@ class Worker(huey_consumer.Worker):
     def _decode(self, lease):
         """The lease's task, or None when it was ended here instead: dead-
         lettered, or retried/failed after its last worker was killed."""
+        if lease.oversized:
+            self.dead_letter(lease, "too_large", "message is %s; the limit is "
+                             "%s" % (format_size(lease.size), format_size(
+                                 self.huey.serializer.max_size)))
+            return None
         try:
-            task = self.huey.deserialize_task(lease.data)
+            message = self.huey.serializer.deserialize(lease.data)
         except Exception as exc:
             self.dead_letter(lease, _dead_reason(exc), str(exc))
+            return None
+        try:
+            task = self.huey._registry.create_task(message)
+        except Exception as exc:
+            # Verified (or no secret to verify with): the message's own id.
+            job_id = getattr(message, "id", None)
+            self.dead_letter(lease, _dead_reason(exc), str(exc),
+                             job_id if isinstance(job_id, str) and job_id
+                             else None)
             return None
         if lease.last_error and lease.last_error.startswith("killed:"):
             self.after_kill(task, lease)
@@ -549,6 +563,10 @@ class Worker(huey_consumer.Worker):
             header = peek_header(lease.data) or {}
             change["args"] = header.get("args")
             change["enqueued_at"] = change["enqueued_at"] or header.get("t")
+        if self.ctx.args_preview and change.get("args") is None:
+            # Encrypted messages carry no preview in their plaintext header.
+            from hueyq.app import args_preview
+            change["args"] = args_preview(task.args, task.kwargs)
         return change
 
     def _report_progress(self, job_id: str, percent: float,
@@ -733,24 +751,35 @@ class Worker(huey_consumer.Worker):
         self.ctx.recorder.event(task.id, name, "redelivered", error,
                                 duration=now - started)
 
-    def dead_letter(self, lease, reason: str, detail: str) -> None:
-        """Keep a message that cannot run, with the reason, and record it."""
-        job_id = lease.task_id or "%s-%s-%s" % (reason, self.ctx.queue,
-                                                lease.handle)
+    def dead_letter(self, lease, reason: str, detail: str,
+                    job_id: "str | None" = None) -> None:
+        """Keep a message that cannot run, with the reason, and record it.
+
+        ``job_id`` is the id of a message that was verified (or that there
+        was no secret to verify); one that failed verification claims an id
+        nobody vouches for, so it is filed under an id of its own and never
+        touches another job's record or result.
+        """
+        own = job_id is None
+        if own:
+            job_id = "%s-%s-%s" % (reason, self.ctx.queue, lease.handle)
+        if job_id != lease.task_id:
+            self.storage.relabel(lease.handle, job_id)
         header = peek_header(lease.data) or {}
+        name = (header.get("name") or "")[:255]
         self.storage.ack(lease.handle, DEAD, reason)
         now = time.time()
         self.ctx.recorder.job({
-            "id": job_id, "task": header.get("name") or "", "state": "dead",
+            "id": job_id, "task": name, "state": "dead",
             "queue": self.ctx.queue, "reason": reason, "error": detail,
-            "enqueued_at": header.get("t"), "finished_at": now,
-            "updated_at": now, "payload": bytes(lease.data),
+            "enqueued_at": header.get("t") or now, "finished_at": now,
+            "updated_at": now, "payload": bytes(lease.data or b""),
             "redeliveries": lease.redeliveries,
             "seq": change_seq(lease.seq, ENDED)})
-        self.ctx.recorder.event(job_id, header.get("name") or "", "dead",
-                                "%s: %s" % (reason, detail))
-        if lease.task_id:
-            self._put_error(lease.task_id, "%s: %s" % (reason, detail))
+        self.ctx.recorder.event(job_id, name, "dead", "%s: %s" % (reason,
+                                                                   detail))
+        if not own:
+            self._put_error(job_id, "%s: %s" % (reason, detail))
         logger.warning("dead-lettered message %s: %s: %s", lease.handle,
                        reason, detail,
                        extra={"queue": self.ctx.queue, "job_id": job_id})

@@ -840,8 +840,8 @@
     block("job-args", job.args);
     block("job-error", job.error);
     block("job-traceback", job.traceback);
-    block("job-result", job.state === "complete" && job.result !== null && job.result !== undefined
-      ? JSON.stringify(job.result, null, 2) : null);
+    block("job-result", job.result_error || (job.state === "complete" && job.result !== null && job.result !== undefined
+      ? JSON.stringify(job.result, null, 2) : null));
     var tbody = document.getElementById("history").tBodies[0];
     tbody.replaceChildren.apply(tbody, (job.history || []).map(function (h) {
       return el("tr", {}, [el("td", { text: when(h.ts) }), el("td", { text: h.event }),
