@@ -937,13 +937,23 @@ class AsyncResult:
                 return states.PENDING, None, job
             return state, _exc_from(meta.get("exc"), job.error or ""), job
         if state == states.SUCCESS:
-            return state, job.result, job
+            return state, self._value(job), job
         if state == states.FAILURE:
             return state, self._exception(job), job
         if state == states.REVOKED:
             return state, TaskRevokedError(job.reason if job.state == "expired"
                                            else "revoked"), job
         return state, None, job
+
+    def _value(self, job) -> Any:
+        """The job's result as the task returned it: a producer decodes its
+        own app's results, as huey's ``Result`` does (``Job.result`` is the
+        read paths' plain-data preview)."""
+        try:
+            return self.app.huey(job.queue).get(self.id, peek=True)
+        except Exception:  # a queue no longer in the profile, a bad value
+            logger.debug("no result for %s", self.id, exc_info=True)
+            return job.result
 
     def _error(self, job) -> "dict | None":
         """huey's error result of a failed job (CeleryQueueHuey's keys)."""

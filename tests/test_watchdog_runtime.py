@@ -141,11 +141,14 @@ def test_low_system_memory_pauses_lowest_first_and_resumes(
     def paused_by_memory():
         stats = app.queue_stats()
         return sorted(q for q, s in stats.items() if "memory" in s["paused_by"])
+    def pause_order():
+        return [a["queue"] for a in reversed(app.store.watchdog_events())
+                if a["action"] == "pause"]
     wait_for(lambda: paused_by_memory() == ["gpu", "low", "medium"], 20,
              message="three pressure pauses")
-    order = [a["queue"] for a in reversed(app.store.watchdog_events())
-             if a["action"] == "pause"]
-    assert order == ["low", "gpu", "medium"]
+    # Each pause is recorded just after its flag is set.
+    wait_for(lambda: len(pause_order()) == 3, 10, message="three records")
+    assert pause_order() == ["low", "gpu", "medium"]
     assert app.tasks.echo("still served")(blocking=True, timeout=20) == "still served"
     status = subprocess.run([sys.executable, "-m", "hueyq", "status"], env=rt.env,
                             cwd=tmp_path, capture_output=True, text=True)
