@@ -3,6 +3,7 @@ consumer, reboots and runtime kills, SIGTERM to every process, a second
 Ctrl-C, a Redis that is full or stopped under a running task, a long reader
 of the SQLite file, and a Redis without AOF."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -312,20 +313,25 @@ def test_require_aof_refuses_to_start_and_doctor_says_what_is_lost(
 
 # ---------------------------------------------------------------- SQLite WAL
 
-def _reader(db: str, seconds: float) -> subprocess.Popen:
+@contextlib.contextmanager
+def _reader(db: str):
     """Another process holding a read transaction open (a backup, a
-    dashboard's long query)."""
-    code = ("import sqlite3, sys, time\n"
+    dashboard's long query) until the block ends; it yields the process."""
+    code = ("import sqlite3, sys\n"
             "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
             "c.execute('begin')\n"
             "c.execute('select count(*) from hueyq_message').fetchall()\n"
             "print('reading', flush=True)\n"
-            "time.sleep(float(sys.argv[2]))\n"
+            "sys.stdin.readline()\n"
             "c.execute('commit')\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, db, str(seconds)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "reading"
-    return proc
+    with subprocess.Popen([sys.executable, "-c", code, db], text=True,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
+        try:
+            assert proc.stdout.readline().strip() == "reading"
+            yield proc
+        finally:
+            proc.stdin.close()          # the reader commits and exits
+            proc.wait(30)
 
 
 @pytest.mark.slow
@@ -351,15 +357,13 @@ def test_the_wal_shrinks_after_a_long_reader_under_load(
         wait_for(lambda: app.store.count_states("high").get("complete", 0)
                  > 100, 30, message="load")
         start = os.path.getsize(wal)
-        reader = _reader(db, 10.0)
-        wait_for(lambda: os.path.getsize(wal) > 24 << 20, 10, 0.1,
-                 message="the WAL to grow behind the reader")
-        doctor = cli(rt, "doctor")
-        assert "a checkpoint cannot complete: a read transaction is open in" \
-            in doctor.stdout and "pid %d (" % reader.pid in doctor.stdout, \
-            doctor.stdout
-        reader.wait(30)
-        reader.stdout.close()
+        with _reader(db) as reader:
+            wait_for(lambda: os.path.getsize(wal) > 24 << 20, 30, 0.1,
+                     message="the WAL to grow behind the reader")
+            doctor = cli(rt, "doctor")
+            assert "a checkpoint cannot complete: a read transaction is open" \
+                " in" in doctor.stdout \
+                and "pid %d (" % reader.pid in doctor.stdout, doctor.stdout
         peak = os.path.getsize(wal)
         ended = time.monotonic()
         wait_for(lambda: os.path.getsize(wal) < 16 << 20, 60, 0.1,
