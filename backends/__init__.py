@@ -262,7 +262,7 @@ def open_storage(url: str, app_name: str, queue: str, **options: Any):
     name = "%s.%s" % (app_name, queue)
     if scheme == "sqlite":
         from hueyq.backends.sqlite import SqliteBackend
-        from hueyq.profile import sqlite_path
+        from hueyq.urls import sqlite_path
         return SqliteBackend(name, filename=sqlite_path(url), **options)
     if scheme in ("redis", "rediss", "unix"):
         from hueyq.backends.redis import RedisBackend

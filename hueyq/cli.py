@@ -18,7 +18,7 @@ import click
 from hueyq import __version__
 from hueyq.exceptions import ConfigurationError, HueyqError
 from hueyq.logs import escape
-from hueyq.profile import redact_url
+from hueyq.urls import redact_url
 from hueyq.units import format_duration, format_size
 
 

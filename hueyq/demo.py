@@ -17,6 +17,7 @@ import time
 import click
 
 import hueyq
+from hueyq import urls
 from hueyq.runtime import python_command
 
 app = hueyq.App()
@@ -88,7 +89,7 @@ def main(count: int = 8, timeout: float = 120.0) -> int:
     storage = app.any_storage
     click.echo("hueyq demo: app %s, profile %s" % (app.name, app.profile.name))
     click.echo("  queue backend: %s" % storage.describe())
-    click.echo("  job store:     %s" % hueyq.profile.redact_url(
+    click.echo("  job store:     %s" % urls.redact_url(
         app.profile.store.url))
     jobs = enqueue(count)
     ids = [r.id for results in jobs.values() for r in results]
@@ -124,7 +125,7 @@ def _exit_text(code: int) -> str:
 def _log_path() -> str:
     url = app.profile.backend.url
     if url.startswith("sqlite:"):
-        directory = os.path.dirname(hueyq.profile.sqlite_path(url))
+        directory = os.path.dirname(urls.sqlite_path(url))
     else:
         directory = os.path.abspath(".hueyq")
     os.makedirs(directory, exist_ok=True)

@@ -14,7 +14,7 @@ import time
 
 from hueyq.backends import PAUSE_PREFIX, Finding
 from hueyq.exceptions import HueyqError
-from hueyq.profile import redact_url
+from hueyq.urls import redact_url
 
 
 @dataclasses.dataclass(frozen=True)

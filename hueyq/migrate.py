@@ -163,7 +163,7 @@ def open_source(url: str):
     """The huey storage at ``url`` (``sqlite:///path`` or ``redis://``)."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        from hueyq.profile import sqlite_path
+        from hueyq.urls import sqlite_path
         try:
             return SqliteSource(sqlite_path(url))
         except ValueError as exc:
@@ -176,7 +176,7 @@ def open_source(url: str):
 
 
 def _redact(url: str) -> str:
-    from hueyq.profile import redact_url
+    from hueyq.urls import redact_url
     return redact_url(url)
 
 

@@ -19,13 +19,16 @@ import os
 import re
 import sys
 import types
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from hueyq import defaults
+from hueyq import urls
 from hueyq.exceptions import ConfigurationError
 from hueyq.units import parse_duration, parse_size
+# Re-exported: the URL helpers lived here before hueyq.urls.
+from hueyq.urls import redact_url  # noqa: F401
+from hueyq.urls import sqlite_path  # noqa: F401
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,10 +40,6 @@ _APP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _TEMPLATE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = {("security", "secret"), ("security", "encryption_keys"),
                 ("web", "token")}
-#: Query parameters of a URL that hold secrets (redis-py's ``?password=``,
-#: libpq's ``?password=`` and ``?sslpassword=``, ...).
-_SECRET_PARAM = re.compile(r"(?i)(?<![^&;])([^&;=]*(?:pass|secret|token|"
-                           r"auth)[^&;=]*)=[^&;]*")
 
 
 # --------------------------------------------------------------- value parsers
@@ -169,88 +168,25 @@ def check_bind(value: Any) -> str:
 
 def _backend_url(value: Any) -> str:
     url = _str(value)
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    scheme = urls.scheme(url)
     if scheme == "sqlite":
-        return "sqlite://" + sqlite_path(url)
+        return urls.check_sqlite_url(url)
     elif scheme in ("redis", "rediss", "unix"):
-        _check_redis_url(url)
-    else:
-        raise ValueError("unsupported backend URL %r (use sqlite:///path/"
-                         "queue.db or redis://host:6379/0)" % redact_url(url))
-    return url
+        return urls.check_redis_url(url)
+    raise ValueError("unsupported backend URL %r (use sqlite:///path/"
+                     "queue.db or redis://host:6379/0)" % redact_url(url))
 
 
 def _store_url(value: Any) -> str:
     url = _str(value)
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    scheme = urls.scheme(url)
     if scheme == "sqlite":
-        return "sqlite://" + sqlite_path(url)
+        return urls.check_sqlite_url(url)
     elif scheme in ("postgresql", "postgres"):
-        parsed = urllib.parse.urlsplit(url)
-        if not parsed.path.strip("/"):
-            raise ValueError("a PostgreSQL URL needs a database name, got %r"
-                             % redact_url(url))
-        _check_port(parsed, url)
-    else:
-        raise ValueError("unsupported store URL %r (use sqlite:///path/"
-                         "store.db or postgresql://user@host/db)"
-                         % redact_url(url))
-    return url
-
-
-def _check_port(parsed: urllib.parse.SplitResult, url: str) -> None:
-    try:
-        parsed.port
-    except ValueError:
-        raise ValueError("bad port in %r" % redact_url(url)) from None
-
-
-def _check_redis_url(url: str) -> None:
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme == "unix":
-        if not parsed.path:
-            raise ValueError("a unix:// Redis URL needs a socket path")
-        return
-    if not parsed.hostname:
-        raise ValueError("a Redis URL needs a host, got %r" % redact_url(url))
-    _check_port(parsed, url)
-    db = parsed.path.strip("/")
-    if db and not db.isdigit():
-        raise ValueError("the Redis database must be a number, got %r" % db)
-
-
-def sqlite_path(url: str) -> str:
-    """The file of a ``sqlite://`` URL: ``sqlite:///abs`` or ``sqlite://rel``.
-
-    Three slashes mean an absolute path (as in ``sqlite:///var/lib/q.db``);
-    anything else after ``sqlite://`` is relative to the working directory.
-    """
-    if not url.lower().startswith("sqlite://"):
-        raise ValueError("not a sqlite:// URL: %r" % url)
-    path = url[len("sqlite://"):].split("?", 1)[0]
-    if not path or path.endswith("/"):
-        raise ValueError("a sqlite URL needs a file path, got %r" % url)
-    if path.startswith("//"):
-        path = path[1:]
-    return os.path.abspath(path)
-
-
-def redact_url(url: str) -> str:
-    """Hide the password of a URL (``redis://:***@host``) and secret query
-    parameters (``?password=***``) for any output."""
-    base, mark, query = url.partition("?")
-    if mark:
-        url = base + mark + _SECRET_PARAM.sub(r"\1=***", query)
-    try:
-        parsed = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
-    if parsed.password is None:
-        return url
-    netloc = parsed.netloc.rsplit("@", 1)
-    user = parsed.username or ""
-    return urllib.parse.urlunsplit(parsed._replace(
-        netloc="%s:***@%s" % (user, netloc[-1])))
+        return urls.check_postgresql_url(url)
+    raise ValueError("unsupported store URL %r (use sqlite:///path/"
+                     "store.db or postgresql://user@host/db)"
+                     % redact_url(url))
 
 
 # --------------------------------------------------------------- the schema

@@ -37,7 +37,7 @@ from huey.contrib import stats as huey_stats
 
 from hueyq import defaults, files
 from hueyq.exceptions import ConfigurationError, StoreUnavailable
-from hueyq.profile import redact_url, sqlite_path
+from hueyq.urls import redact_url, sqlite_path
 
 logger = logging.getLogger("hueyq.store")
 

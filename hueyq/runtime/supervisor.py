@@ -42,7 +42,7 @@ from hueyq.backends import DEAD, DONE, PENDING, SCHEDULED
 from hueyq.exceptions import (AlreadyRunning, BackendUnavailable,
                               ConfigurationError, StoreUnavailable)
 from hueyq.owner import alive_here, boot_id, parse_owner, runtime_id
-from hueyq.profile import redact_url, sqlite_path
+from hueyq.urls import redact_url, sqlite_path
 from hueyq.runtime import SCHEDULER_PROCESS_NAME, main_command, notify
 from hueyq.runtime.watchdog import (Action, LeaseSample, Proc, Samples,
                                     Sampler, Watchdog)
