@@ -26,10 +26,10 @@ import time
 
 from huey.storage import RedisStorage
 
-from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
-                            RUNNING, SCHEDULED, Finding, HueyViews, Lease,
-                            MessageInfo, message_fields, read_json, report_bad,
-                            split_name)
+from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
+                                 PENDING, RUNNING, SCHEDULED, Backend,
+                                 Finding, Lease, MessageInfo, message_fields,
+                                 read_json, report_bad, split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
@@ -468,11 +468,16 @@ _SETS = {PENDING: "pending", SCHEDULED: "sched", RUNNING: "running",
          DEAD: "dead", DONE: "done"}
 
 
-class RedisBackend(HueyViews, RedisStorage):
+class RedisBackend(Backend, RedisStorage):
     """One queue of an app in Redis, with leases and wake-ups."""
 
     priority = True
     redis_client = _Client
+    driver_errors = (RedisError,) if RedisError is not None else ()
+
+    @classmethod
+    def from_url(cls, url: str, name: str, **options) -> "RedisBackend":
+        return cls(name, url=url, **options)
 
     def __init__(self, name: str, url: "str | None" = None,
                  connection_pool=None, read_timeout: float = 1.0,
@@ -959,11 +964,6 @@ class RedisBackend(HueyViews, RedisStorage):
             keys=[self.keys["records"]],
             args=[key, json.dumps(value), "null" if ttl is None else
                   repr(float(ttl))])
-
-    def records(self, prefix: str = "") -> "dict[str, dict]":
-        """Live records of this app whose key starts with ``prefix``."""
-        return {key: value for key, (value, _) in
-                self.record_ages(prefix).items()}
 
     def record_ages(self, prefix: str = ""
                     ) -> "dict[str, tuple[dict, float]]":

@@ -48,14 +48,15 @@ from huey.storage import SqliteStorage
 
 from hueyq import defaults
 from hueyq import files
-from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
-                            RUNNING, SCHEDULED, Finding, HueyViews, Lease,
-                            MessageInfo, message_fields, read_json, report_bad,
-                            split_name)
+from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
+                                 PENDING, RUNNING, SCHEDULED, Backend,
+                                 Finding, Lease, MessageInfo, message_fields,
+                                 read_json, report_bad, split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable
 from hueyq.owner import boot_id
 from hueyq.units import format_size
+from hueyq.urls import sqlite_path
 
 logger = logging.getLogger("hueyq.backends.sqlite")
 
@@ -243,10 +244,15 @@ def _refuse(path: str, what: str, why: str) -> None:
         logger.warning("not using the %s %s: %s", what, path, why)
 
 
-class SqliteBackend(HueyViews, SqliteStorage):
+class SqliteBackend(Backend, SqliteStorage):
     """One queue of an app in a SQLite file, with leases and wake-ups."""
 
     ddl = _TABLES
+    driver_errors = (sqlite3.Error,)
+
+    @classmethod
+    def from_url(cls, url: str, name: str, **options) -> "SqliteBackend":
+        return cls(name, filename=sqlite_path(url), **options)
 
     def __init__(self, name: str, filename: str, timeout: float = 5.0,
                  access: str = files.CREATE, **kwargs) -> None:
@@ -990,11 +996,6 @@ class SqliteBackend(HueyViews, SqliteStorage):
         self._puts += 1
         if self._puts % 100 == 1:
             self._purge_records()
-
-    def records(self, prefix: str = "") -> "dict[str, dict]":
-        """Live records of this app whose key starts with ``prefix``."""
-        return {key: value for key, (value, _) in
-                self.record_ages(prefix).items()}
 
     def record_ages(self, prefix: str = ""
                     ) -> "dict[str, tuple[dict, float]]":

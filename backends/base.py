@@ -1,0 +1,524 @@
+"""The backend contract: what every queue backend adds to huey's storage.
+
+This module owns the contract and nothing else: the message states, the
+:class:`Lease`, :class:`MessageInfo` and :class:`Finding` a backend hands
+out, the helpers every backend uses to read what it stored, and
+:class:`Backend`, the abstract base every backend class subclasses next to
+huey's own storage for one queue (huey name ``<app>.<queue>``)::
+
+    class SqliteBackend(Backend, SqliteStorage): ...
+
+:class:`Backend` declares, as abstract methods, what hueyq adds to huey's
+storage (a backend missing one cannot be instantiated), and implements on
+top of them huey's listing and schedule API. The interface, by group:
+
+* leases: ``lease(owner, ack=None)`` moves the next pending message into a
+  lease owned by ``host:pid:worker|stamp`` (:mod:`hueyq.owner`) in one
+  atomic step (optionally acking the previous one in the same step), and
+  numbers it from the app's sequence (``Lease.seq``, which orders the job's
+  records without wall clocks; ``next_seq()`` numbers a control);
+  ``ack``, ``release``, ``requeue``,
+  ``annotate`` and ``leases()`` finish, hand back, recover and list them;
+  ``relabel`` files a message that failed verification under its own id;
+  ``forget`` and ``sweep_done`` drop finished messages;
+* scheduling: ``promote_due()`` moves due scheduled messages into the queue
+  atomically; ``wait(timeout)`` blocks until work may be there and
+  ``notify()`` wakes waiting workers;
+* listing and control: ``find``, ``list_messages``, ``counts``, ``cancel``,
+  ``drain``, ``revive``, ``purge_dead``;
+* flags (``set_flag``, ``clear_flag``, ``flags``): a queue is paused while
+  any ``paused:*`` flag is set, checked inside the dequeue itself;
+* records (``put_record``, ``records``, ``record_ages``): small JSON
+  documents with a lifetime, such as the supervisor's status; their age is
+  counted on the backend's own clock (this host's monotonic clock for a
+  SQLite file, the server's for Redis), never by comparing hosts' clocks;
+* ``health()``: findings about the backend's own configuration, with
+  ``ping``, ``describe``, ``explain``, ``claim``, ``identity`` and
+  ``checkpoint`` for the runtime and the CLI.
+
+Messages are hueyq envelopes (``hueyq.envelope``); backends read only the
+header. A message is in one state: ``pending``, ``scheduled``, ``running``
+(leased), ``dead`` (kept with a reason, so it can be retried) or ``done``
+(finished; kept, without its body, until the store has the job's record,
+then forgotten, so a job is never in neither place).
+"""
+
+import abc
+import dataclasses
+import json
+import logging
+import math
+from typing import Any
+
+from hueyq.exceptions import BackendFull
+from hueyq.exceptions import BackendUnavailable
+from hueyq.owner import parse_owner
+
+logger = logging.getLogger("hueyq.backends")
+
+#: Message states inside a backend.
+PENDING = "pending"
+SCHEDULED = "scheduled"
+RUNNING = "running"
+DEAD = "dead"
+DONE = "done"
+STATES = (PENDING, SCHEDULED, RUNNING, DEAD)
+#: Prefix of the flags that pause a queue (``paused:user``, ...).
+PAUSE_PREFIX = "paused:"
+#: Bytes of an oversized message that a lease hands over and a dead letter
+#: keeps: enough for any envelope header.
+HEAD_BYTES = 66 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    """A message taken by a worker; ``handle`` identifies it to ack.
+
+    ``revoked`` says whether a huey revoke key for the task or its task
+    class existed when it was taken (read in the same atomic step), so the
+    worker asks huey only when one did; None when the backend did not look.
+
+    A message longer than the backend's ``lease_limit`` is cut as it is
+    leased: ``data`` holds only its first :data:`HEAD_BYTES` (the backend
+    keeps no more either) and ``size`` what it was, so a forged giant never
+    reaches the worker's memory; ``size`` is None for a whole message.
+    """
+    handle: Any
+    task_id: str
+    data: bytes
+    redeliveries: int
+    last_error: "str | None"
+    enqueued_at: "float | None" = None
+    revoked: "bool | None" = None
+    #: The app's sequence number of this delivery (see ``next_seq``).
+    seq: "int | None" = None
+    size: "int | None" = None
+
+    @property
+    def oversized(self) -> bool:
+        """Whether the message was cut (see above)."""
+        return self.size is not None and self.size > len(self.data or b"")
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One line of a health report: level is ``ok``, ``warning`` or ``error``."""
+    level: str
+    check: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageInfo:
+    """What a backend knows of one message, without decoding it."""
+    handle: Any
+    queue: str
+    task_id: str
+    name: str
+    state: str
+    priority: float
+    enqueued_at: "float | None"
+    updated_at: "float | None"
+    eta: "float | None"
+    owner: "str | None"
+    redeliveries: int
+    last_error: "str | None"
+    reason: "str | None"
+    meta: dict
+    size: int
+    #: The sequence number of the message's latest delivery, if any.
+    lease_seq: "int | None" = None
+
+    @classmethod
+    def checked(cls, **fields: Any) -> "MessageInfo":
+        """A MessageInfo whose fields have the types readers expect, whatever
+        a forged or corrupt record held: a wrong string becomes empty, a
+        wrong number zero or None, a wrong meta an empty one."""
+        for key in ("task_id", "name", "state"):
+            fields[key] = _of(fields.get(key), str, "")
+        for key in ("owner", "last_error", "reason"):
+            fields[key] = _of(fields.get(key), str, None)
+        for key in ("enqueued_at", "updated_at", "eta"):
+            fields[key] = _number(fields.get(key))
+        fields["priority"] = _number(fields.get("priority")) or 0
+        for key in ("redeliveries", "size"):
+            value = _number(fields.get(key))
+            fields[key] = int(value) if value is not None else 0
+        if "lease_seq" in fields:
+            value = _number(fields["lease_seq"])
+            fields["lease_seq"] = int(value) if value is not None else None
+        fields["meta"] = clean_meta(fields.get("meta"))
+        return cls(**fields)
+
+    @property
+    def host(self) -> "str | None":
+        """Host part of the lease owner ``host:pid:worker|stamp``."""
+        return parse_owner(self.owner).host
+
+    @property
+    def pid(self) -> "int | None":
+        """Process id part of the lease owner."""
+        return parse_owner(self.owner).pid
+
+    @property
+    def worker(self) -> "str | None":
+        """Worker part of the lease owner."""
+        return parse_owner(self.owner).worker
+
+    @property
+    def holder(self) -> "str | None":
+        """The lease owner as people read it: ``host:pid:worker``."""
+        return parse_owner(self.owner).name if self.owner else None
+
+
+def _of(value: Any, kind: type, default: Any) -> Any:
+    return value if isinstance(value, kind) else default
+
+
+def _number(value: Any) -> "float | None":
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        return None
+    return value
+
+
+def clean_meta(meta: Any) -> dict:
+    """A message's meta with the types readers expect (see peek_header)."""
+    if not isinstance(meta, dict):
+        return {}
+    out = dict(meta)
+    if "memory" in out and (isinstance(out["memory"], bool) or not isinstance(
+            out["memory"], int) or out["memory"] < 0):
+        del out["memory"]
+    for key in ("t", "time_limit"):
+        if key in out and _number(out[key]) is None:
+            del out[key]
+    if "args" in out and not isinstance(out["args"], str):
+        del out["args"]
+    return out
+
+
+_reported: "set[str]" = set()
+
+
+def read_json(raw: Any, what: str) -> Any:
+    """A stored JSON document, or None when it is not JSON (forged or
+    corrupt): the reader skips it, and it is reported once per process."""
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        report_bad(what)
+        return None
+
+
+def report_bad(what: str) -> None:
+    """Log, once per process, a record a reader had to skip."""
+    if what not in _reported and len(_reported) < 1000:
+        _reported.add(what)
+        logger.warning("skipped an unreadable record: %s", what)
+
+
+class Backend(abc.ABC):
+    """What hueyq adds to huey's storage for one queue: the contract.
+
+    A backend class subclasses this first and huey's own storage for its
+    server second (``class SqliteBackend(Backend, SqliteStorage)``), so
+    huey's key/value methods (results, revokes, locks, counters, one
+    namespace per app) come from huey, and huey's listing and schedule
+    methods are answered here from the backend's own.
+
+    Errors: a backend raises :class:`~hueyq.exceptions.BackendUnavailable`
+    when its server cannot be reached and :class:`~hueyq.exceptions.BackendFull`
+    when it refuses writes; what its driver raises otherwise it lets
+    through, and lists in :attr:`driver_errors` (``explain`` words them).
+    """
+
+    #: Exception classes of this backend's driver that mean the backend
+    #: could not be reached or refused a command.
+    driver_errors: "tuple[type[BaseException], ...]" = ()
+    #: Messages longer than this many bytes are leased without their body
+    #: (see :class:`Lease`); None reads every message whole.
+    lease_limit: "int | None" = None
+    #: Whether leases honour the queue's ``admission`` flag (set by the
+    #: consumer of a queue with a memory budget).
+    admission: bool = False
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str, name: str, **options: Any) -> "Backend":
+        """The storage of the queue ``name`` (``<app>.<queue>``) at ``url``;
+        ``options`` are :meth:`shared_options` and the caller's own."""
+
+    @classmethod
+    def shared_options(cls, url: str, access: str) -> dict:
+        """Options every queue of one App opens its storage with (a
+        connection pool, the file access mode); raises
+        ConfigurationError when the backend's driver is missing."""
+        return {}
+
+    def consumer_side(self) -> None:
+        """Called once by a consumer process before it takes work; backends
+        whose producers and consumers commit differently override it."""
+
+    # ------------------------------------------------------------ leases
+
+    @abc.abstractmethod
+    def lease(self, owner: str, ack: "tuple | None" = None
+              ) -> "Lease | None":
+        """Move the next pending message into a lease owned by ``owner``
+        in one atomic step, unless a ``paused:*`` flag is set (and, with
+        :attr:`admission`, only one whose declared memory fits); ``ack``,
+        ``(handle, outcome, reason)``, is acked in the same step."""
+
+    @abc.abstractmethod
+    def lease_batch(self, owner: str, name: str, limit: int
+                    ) -> "list[Lease]":
+        """Lease up to ``limit`` pending messages of task ``name`` at once
+        (never a suspect, whose ``last_error`` starts with ``suspect:``)."""
+
+    @abc.abstractmethod
+    def ack(self, handle, outcome: "str | None" = None,
+            reason: "str | None" = None) -> None:
+        """End a lease: None (``done``, body dropped), ``"dead"`` (kept
+        with ``reason``) or ``"release"`` (back to the queue)."""
+
+    @abc.abstractmethod
+    def ack_many(self, acks) -> None:
+        """End several leases, each ``(handle, outcome, reason)``."""
+
+    @abc.abstractmethod
+    def release(self, handles) -> int:
+        """Hand leases back without counting a redelivery; how many."""
+
+    @abc.abstractmethod
+    def requeue(self, handle, last_error: "str | None" = None,
+                count: bool = True, max_redeliveries: "int | None" = None
+                ) -> "str | None":
+        """Recover a lease whose owner is gone: ``pending`` again (counting
+        a redelivery when ``count``), or ``dead`` as poison past
+        ``max_redeliveries``; None when it was no longer leased."""
+
+    @abc.abstractmethod
+    def annotate(self, handle, last_error: str) -> bool:
+        """Record on a lease why its worker is about to be killed."""
+
+    @abc.abstractmethod
+    def relabel(self, handle, task_id: str) -> None:
+        """File a leased message under the job id ``task_id``."""
+
+    @abc.abstractmethod
+    def leases(self) -> "list[MessageInfo]":
+        """Every leased (running) message of this queue."""
+
+    @abc.abstractmethod
+    def next_seq(self) -> int:
+        """Take the next number of the app's sequence."""
+
+    @abc.abstractmethod
+    def forget(self, handles) -> int:
+        """Delete these ``done`` messages; how many."""
+
+    @abc.abstractmethod
+    def sweep_done(self, before: float) -> int:
+        """Delete ``done`` messages finished before ``before``."""
+
+    @abc.abstractmethod
+    def message_data(self, handle) -> "bytes | None":
+        """The stored bytes of one message."""
+
+    # ------------------------------------------------------------ wake-ups
+
+    @abc.abstractmethod
+    def promote_due(self, now: "float | None" = None) -> int:
+        """Move scheduled messages due at ``now`` into the queue, in eta
+        order behind what is pending, noting ``promoted`` in their meta."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> None:
+        """Block until work may be there or ``timeout`` passes."""
+
+    @abc.abstractmethod
+    def notify(self) -> None:
+        """Wake workers waiting on this queue."""
+
+    # ------------------------------------------------------------ listing
+
+    @abc.abstractmethod
+    def find(self, task_id: str) -> "MessageInfo | None":
+        """The message of a job: its lease first, else its newest."""
+
+    @abc.abstractmethod
+    def list_messages(self, state: str, limit: "int | None" = 50,
+                      offset: int = 0) -> "list[MessageInfo]":
+        """Messages in ``state`` in the order they will be taken (dead
+        ones newest first), ``limit`` of them from ``offset``."""
+
+    @abc.abstractmethod
+    def newest(self, limit: int, before: "float | None" = None,
+               names: "list[str] | None" = None,
+               id_prefix: "str | None" = None, since: "float | None" = None,
+               states: "tuple[str, ...]" = (PENDING, SCHEDULED, RUNNING)
+               ) -> "list[MessageInfo]":
+        """Messages in ``states``, newest enqueued first, filtered."""
+
+    @abc.abstractmethod
+    def count(self, state: str) -> int:
+        """Number of messages of this queue in ``state``."""
+
+    @abc.abstractmethod
+    def counts(self) -> "dict[str, int]":
+        """``{pending, scheduled, running, dead}`` for this queue."""
+
+    @abc.abstractmethod
+    def memory_room(self) -> "int | None":
+        """What admission leaves for tasks that declared ``memory=``;
+        None when the queue has no memory budget."""
+
+    @abc.abstractmethod
+    def waiting_for_memory(self, room: int, limit: int = 1000) -> int:
+        """How many of the next ``limit`` pending jobs need over ``room``."""
+
+    @abc.abstractmethod
+    def _data(self, state: str, limit: "int | None") -> list:
+        """The bodies of the messages in ``state`` (for huey's listing)."""
+
+    @abc.abstractmethod
+    def _flush_state(self, state: str) -> None:
+        """Delete every message in ``state`` (for huey's flush)."""
+
+    # ------------------------------------------------------------ control
+
+    @abc.abstractmethod
+    def cancel(self, task_id: str, reason: str = "cancelled"
+               ) -> "list[MessageInfo]":
+        """Move a pending or scheduled job's messages to ``dead``."""
+
+    @abc.abstractmethod
+    def drain(self, reason: str = "drained") -> "list[MessageInfo]":
+        """Move every pending and scheduled message to ``dead``."""
+
+    @abc.abstractmethod
+    def revive(self, task_id: str) -> "MessageInfo | None":
+        """Put a dead job's newest message back into the queue."""
+
+    @abc.abstractmethod
+    def purge_dead(self, before: float, keep: int) -> int:
+        """Delete dead messages older than ``before`` or past ``keep``."""
+
+    @abc.abstractmethod
+    def delete_dead(self, task_ids) -> int:
+        """Delete the kept (dead) messages of these jobs."""
+
+    # ------------------------------------------------------------ flags
+
+    @abc.abstractmethod
+    def set_flag(self, name: str, value: dict) -> None:
+        """Set a flag of this queue, such as ``paused:user``."""
+
+    @abc.abstractmethod
+    def clear_flag(self, name: str) -> bool:
+        """Remove a flag (waking workers if it paused); True if it was set."""
+
+    @abc.abstractmethod
+    def flags(self) -> "dict[str, dict]":
+        """Every flag of this queue."""
+
+    # ------------------------------------------------------------ records
+
+    @abc.abstractmethod
+    def put_record(self, key: str, value: dict, ttl: "float | None" = None
+                   ) -> None:
+        """Store a small JSON document for the whole app, living ``ttl``
+        seconds on the backend's own clock."""
+
+    @abc.abstractmethod
+    def record_ages(self, prefix: str = ""
+                    ) -> "dict[str, tuple[dict, float]]":
+        """``{key: (record, age)}`` of the live records under ``prefix``."""
+
+    @abc.abstractmethod
+    def delete_record(self, key: str) -> None:
+        """Remove a record of this app."""
+
+    def records(self, prefix: str = "") -> "dict[str, dict]":
+        """Live records of this app whose key starts with ``prefix``."""
+        return {key: value for key, (value, _) in
+                self.record_ages(prefix).items()}
+
+    # ------------------------------------------------------------ health
+
+    @abc.abstractmethod
+    def health(self, **options: Any) -> "list[Finding]":
+        """Findings about the backend's own configuration."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise BackendUnavailable unless the backend answers."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where this backend lives, for people (never a password)."""
+
+    @abc.abstractmethod
+    def explain(self, exc: BaseException) -> str:
+        """One line for a user about an error this backend raised."""
+
+    @abc.abstractmethod
+    def claim(self, holder: str) -> "str | None":
+        """Take the app's runtime lock; None, or who holds it."""
+
+    @abc.abstractmethod
+    def identity(self) -> Any:
+        """What the runtime opened (a file's device and inode), to notice
+        it replaced; None where there is nothing to replace."""
+
+    @abc.abstractmethod
+    def checkpoint(self) -> bool:
+        """Fold a write-ahead log back; True when it was folded."""
+
+    # ------------------------------------------------------------ huey's API
+
+    def read_schedule(self, ts) -> list:
+        # Due messages are moved into the queue atomically, so huey's
+        # scheduler has nothing left to enqueue.
+        from hueyq.envelope import epoch
+        self.promote_due(epoch(ts))
+        return []
+
+    def queue_size(self) -> int:
+        return self.count(PENDING)
+
+    def enqueued_items(self, limit: "int | None" = None) -> list:
+        return self._data(PENDING, limit)
+
+    def schedule_size(self) -> int:
+        return self.count(SCHEDULED)
+
+    def scheduled_items(self, limit: "int | None" = None) -> list:
+        return self._data(SCHEDULED, limit)
+
+    def flush_queue(self) -> None:
+        self._flush_state(PENDING)
+
+    def flush_schedule(self) -> None:
+        self._flush_state(SCHEDULED)
+
+def message_fields(data: bytes, now: float) -> "tuple[dict, dict, str, Any]":
+    """(header, meta, state, eta) of a message about to be stored: meta is
+    the header without id, name, eta and priority; a message with an eta
+    still ahead is scheduled. Never raises: a malformed header counts as none
+    (the worker dead-letters such a message as undecodable)."""
+    from hueyq.envelope import peek_header
+    header = peek_header(data) or {}
+    eta = header.get("eta")
+    meta = {k: v for k, v in header.items()
+            if k not in ("id", "name", "eta", "priority")}
+    return header, meta, SCHEDULED if eta and eta > now else PENDING, eta
+
+
+def split_name(name: str) -> "tuple[str, str]":
+    """``"app.queue"`` -> ``("app", "queue")``."""
+    app, _, queue = name.rpartition(".")
+    return app, queue
