@@ -479,6 +479,15 @@ class RedisBackend(Backend, RedisStorage):
     def from_url(cls, url: str, name: str, **options) -> "RedisBackend":
         return cls(name, url=url, **options)
 
+    @classmethod
+    def shared_options(cls, url: str, access: str) -> dict:
+        """One connection pool for every queue of an App."""
+        if RedisError is None:
+            raise ConfigurationError("the Redis backend needs redis-py: "
+                                     "pip install 'hueyq[redis]'")
+        return {"connection_pool": redis.ConnectionPool.from_url(
+            url, health_check_interval=30, socket_keepalive=True)}
+
     def __init__(self, name: str, url: "str | None" = None,
                  connection_pool=None, read_timeout: float = 1.0,
                  **kwargs) -> None:

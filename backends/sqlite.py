@@ -254,6 +254,10 @@ class SqliteBackend(Backend, SqliteStorage):
     def from_url(cls, url: str, name: str, **options) -> "SqliteBackend":
         return cls(name, filename=sqlite_path(url), **options)
 
+    @classmethod
+    def shared_options(cls, url: str, access: str) -> dict:
+        return {"access": access}
+
     def __init__(self, name: str, filename: str, timeout: float = 5.0,
                  access: str = files.CREATE, **kwargs) -> None:
         #: ``files.CREATE``, ``EXISTING`` or ``READ``: whether this storage

@@ -50,14 +50,7 @@ _SECRET_WORDS = ("password", "passwd", "secret", "token", "key", "auth",
 
 def backend_errors() -> tuple:
     """Exception classes that mean the backend could not be reached."""
-    import sqlite3
-    errors = [sqlite3.Error, OSError]
-    try:
-        from redis.exceptions import RedisError
-        errors.append(RedisError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return backends.driver_errors()
 
 
 class QueueHuey(Huey):
@@ -303,17 +296,12 @@ class App(huey_api.HueyAPI):
 
     def _storage_options(self) -> dict:
         url = self.profile.backend.url
-        if url.split(":", 1)[0].lower() in ("redis", "rediss", "unix"):
-            try:
-                from redis import ConnectionPool
-            except ImportError:
-                raise ConfigurationError("%s: backend.url: the Redis backend "
-                                         "needs redis-py: pip install "
-                                         "'hueyq[redis]'"
-                                         % self.profile.source) from None
-            return {"connection_pool": ConnectionPool.from_url(
-                url, health_check_interval=30, socket_keepalive=True)}
-        return {"access": self.access}
+        try:
+            return backends.backend_class(url).shared_options(url,
+                                                              self.access)
+        except ConfigurationError as exc:
+            raise ConfigurationError("%s: backend.url: %s" % (
+                self.profile.source, exc)) from None
 
     # ------------------------------------------------------------ structure
 

@@ -22,6 +22,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from hueyq import backends
 from hueyq import defaults
 from hueyq import urls
 from hueyq.exceptions import ConfigurationError
@@ -167,14 +168,8 @@ def check_bind(value: Any) -> str:
 
 
 def _backend_url(value: Any) -> str:
-    url = _str(value)
-    scheme = urls.scheme(url)
-    if scheme == "sqlite":
-        return urls.check_sqlite_url(url)
-    elif scheme in ("redis", "rediss", "unix"):
-        return urls.check_redis_url(url)
-    raise ValueError("unsupported backend URL %r (use sqlite:///path/"
-                     "queue.db or redis://host:6379/0)" % redact_url(url))
+    # Each backend's URL check is registered with its scheme.
+    return backends.check_url(_str(value))
 
 
 def _store_url(value: Any) -> str:
