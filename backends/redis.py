@@ -22,6 +22,7 @@ is let finish by Redis, so leases, acks and the heartbeat go on.
 """
 
 import json
+import os
 import time
 
 from huey.storage import RedisStorage
@@ -71,346 +72,39 @@ if RedisError is not None:
 else:  # pragma: no cover
     _Client = None
 
-# KEYS: pending sched msg info ids wake seq
-# ARGV: data priority task_id name eta now meta state
-_ENQUEUE = """
-local hid = string.format('%016d', redis.call('incr', KEYS[7]))
-local state = ARGV[8]
-local info = {task_id=ARGV[3], name=ARGV[4], state=state,
-  priority=tonumber(ARGV[2]), enqueued_at=tonumber(ARGV[6]),
-  updated_at=tonumber(ARGV[6]), redeliveries=0, meta=cjson.decode(ARGV[7]),
-  size=string.len(ARGV[1])}
-if ARGV[5] ~= '' then info.eta = tonumber(ARGV[5]) end
-redis.call('hset', KEYS[3], hid, ARGV[1])
-redis.call('hset', KEYS[4], hid, cjson.encode(info))
-if ARGV[3] ~= '' then redis.call('hset', KEYS[5], ARGV[3], hid) end
-if state == 'scheduled' then
-  redis.call('zadd', KEYS[2], info.eta, hid)
-else
-  redis.call('zadd', KEYS[1], -info.priority, hid)
-  redis.call('lpush', KEYS[6], 1)
-end
-return hid
-"""
+#: The Lua scripts, one file each in ``lua/`` (shipped as package data),
+#: with the files of the functions each one calls (load_info, finish,
+#: message_head) put before its own; every move of a message between sets
+#: is one script, so it is atomic.
+_SCRIPT_PARTS = {
+    "enqueue": ("enqueue",),
+    "lease": ("load_info", "finish", "message_head", "lease"),
+    "ack": ("load_info", "finish", "ack"),
+    "lease_batch": ("load_info", "message_head", "lease_batch"),
+    "requeue": ("load_info", "requeue"),
+    "promote": ("load_info", "promote"),
+    "move": ("load_info", "move"),
+    "dequeue": ("load_info", "dequeue"),
+    "annotate": ("load_info", "annotate"),
+    "relabel": ("load_info", "relabel"),
+    "delete_dead": ("delete_dead",),
+    "put_record": ("put_record",),
+}
+_LUA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lua")
 
-# Every script reads a message's info through load_info, which never fails:
-# a record that is not JSON or has fields of the wrong type (forged, corrupt)
-# is replaced by a well-formed one that says so in last_error, so a script
-# never stops half way through its writes.
-_INFO = """
-local function load_info(key, hid, state)
-  local raw = redis.call('hget', key, hid)
-  local ok, info = false, nil
-  if raw then ok, info = pcall(cjson.decode, raw) end
-  if not ok or type(info) ~= 'table' then
-    info = {task_id='', name='', state=state,
-      last_error='its info record was unreadable'}
-  end
-  if type(info.task_id) ~= 'string' then info.task_id = '' end
-  if type(info.name) ~= 'string' then info.name = '' end
-  if type(info.priority) ~= 'number' then info.priority = 0 end
-  if type(info.redeliveries) ~= 'number' then info.redeliveries = 0 end
-  if type(info.meta) ~= 'table' or #info.meta > 0 then info.meta = {} end
-  if type(info.meta.memory) ~= 'number' then info.meta.memory = nil end
-  for _, k in ipairs({'enqueued_at', 'updated_at', 'eta', 'size',
-                      'lease_seq'}) do
-    if type(info[k]) ~= 'number' then info[k] = nil end
-  end
-  for _, k in ipairs({'state', 'owner', 'last_error', 'reason'}) do
-    if type(info[k]) ~= 'string' then info[k] = nil end
-  end
-  info.state = info.state or state
-  return info
-end
-"""
 
-# A message over the lease limit is cut to its first head_bytes as it is
-# leased and handed over with its length, so a forged giant never reaches
-# the worker or a dead letter.
-_HEAD = """
-local function message_head(key, hid, limit, head)
-  local size = redis.call('hstrlen', key, hid)
-  if limit ~= '' and size > tonumber(limit) then
-    local cut = string.sub(redis.call('hget', key, hid), 1, tonumber(head))
-    redis.call('hset', key, hid, cut)
-    return cut, size
-  end
-  return redis.call('hget', key, hid), size
-end
-"""
+def _load_scripts() -> "dict[str, str]":
+    """The text of every script, read from its files once, at import."""
+    texts: "dict[str, str]" = {}
+    for part in {p for parts in _SCRIPT_PARTS.values() for p in parts}:
+        with open(os.path.join(_LUA_DIR, part + ".lua"),
+                  encoding="utf-8") as fh:
+            texts[part] = fh.read()
+    return {name: "\n".join(texts[p] for p in parts)
+            for name, parts in _SCRIPT_PARTS.items()}
 
-# Ends a lease. KEYS: running msg info ids pending dead wake done results
-# ARGV: hid outcome reason now
-_FINISH = _INFO + """
-local function finish(hid, outcome, reason, now)
-  if redis.call('zrem', KEYS[1], hid) == 0 then return 0 end
-  local info = load_info(KEYS[3], hid, 'running')
-  info.updated_at = now
-  if outcome == '' or (outcome == 'dead' and reason == 'failed') then
-    -- huey's revoke key of a task that ran, left for us to delete (one
-    -- skipped as revoked keeps a persistent revoke).
-    redis.call('hdel', KEYS[9], 'r:' .. info.task_id)
-  end
-  if outcome == '' then
-    info.state = 'done'
-    redis.call('hdel', KEYS[2], hid)
-    redis.call('zadd', KEYS[8], now, hid)
-  elseif outcome == 'dead' then
-    info.state = 'dead'
-    info.reason = reason
-    redis.call('zadd', KEYS[6], now, hid)
-  else
-    info.state = 'pending'
-    info.owner = nil
-    redis.call('zadd', KEYS[5], -info.priority, hid)
-    redis.call('lpush', KEYS[7], 1)
-  end
-  redis.call('hset', KEYS[3], hid, cjson.encode(info))
-  return 1
-end
-"""
 
-# KEYS: running msg info ids pending dead wake done results paused flags seq
-# ARGV: owner now ack_hid ack_outcome ack_reason lease_limit head_bytes
-_LEASE = _FINISH + _HEAD + """
-local now = tonumber(ARGV[2])
-if ARGV[3] ~= '' then finish(ARGV[3], ARGV[4], ARGV[5], now) end
-if redis.call('hlen', KEYS[10]) > 0 then
-  redis.call('del', KEYS[7])
-  return false
-end
-local hid = nil
-local room = tonumber(redis.call('hget', KEYS[11], 'admission'))
-if room then
-  -- Admission: skip tasks whose declared memory does not fit what is left
-  -- of the queue's budget, less what running tasks declared.
-  for _, running in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
-    local meta = load_info(KEYS[3], running, 'running').meta
-    room = room - (meta.memory or 0)
-  end
-  for _, candidate in ipairs(redis.call('zrange', KEYS[5], 0, 99)) do
-    local meta = load_info(KEYS[3], candidate, 'pending').meta
-    local need = meta.memory or 0
-    if need == 0 or need <= room then
-      hid = candidate
-      break
-    end
-  end
-else
-  local top = redis.call('zrange', KEYS[5], 0, 0)
-  hid = top[1]
-end
-if not hid then
-  redis.call('del', KEYS[7])
-  return false
-end
-redis.call('zrem', KEYS[5], hid)
-redis.call('zadd', KEYS[1], now, hid)
-local info = load_info(KEYS[3], hid, 'pending')
-info.state = 'running'
-info.owner = ARGV[1]
-info.updated_at = now
-info.lease_seq = redis.call('incr', KEYS[12])
-redis.call('hset', KEYS[3], hid, cjson.encode(info))
-local revoked = redis.call('hexists', KEYS[9], 'r:' .. info.task_id) +
-  redis.call('hexists', KEYS[9], 'rt:' .. info.name)
-local data, size = message_head(KEYS[2], hid, ARGV[6], ARGV[7])
-return {hid, info.task_id, data,
-        info.redeliveries, info.last_error or false,
-        tostring(info.enqueued_at or now), revoked, info.lease_seq, size}
-"""
-
-# KEYS: running msg info ids pending dead wake done results
-# ARGV: hid outcome reason now
-_ACK = _FINISH + "return finish(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))"
-
-# KEYS: running msg info pending paused seq
-# ARGV: owner now name limit lease_limit head_bytes
-# Suspects (recovered from a crash) are left for a lease of their own.
-_LEASE_BATCH = _INFO + _HEAD + """
-if redis.call('hlen', KEYS[5]) > 0 then return {} end
-local limit = tonumber(ARGV[4])
-local now = tonumber(ARGV[2])
-local taken, scanned, offset = 0, 0, 0
-local out = {}
-local seq = nil
-while taken < limit and scanned < 1000 do
-  local hids = redis.call('zrange', KEYS[4], offset, offset + 99)
-  if #hids == 0 then break end
-  local skipped = 0
-  for _, hid in ipairs(hids) do
-    scanned = scanned + 1
-    local info = load_info(KEYS[3], hid, 'pending')
-    local suspect = type(info.last_error) == 'string' and
-      string.sub(info.last_error, 1, 8) == 'suspect:'
-    if taken < limit and info.name == ARGV[3] and not suspect then
-      redis.call('zrem', KEYS[4], hid)
-      redis.call('zadd', KEYS[1], now, hid)
-      if not seq then seq = redis.call('incr', KEYS[6]) end
-      info.state = 'running'
-      info.owner = ARGV[1]
-      info.updated_at = now
-      info.lease_seq = seq
-      redis.call('hset', KEYS[3], hid, cjson.encode(info))
-      taken = taken + 1
-      table.insert(out, hid)
-      table.insert(out, info.task_id)
-      local data, size = message_head(KEYS[2], hid, ARGV[5], ARGV[6])
-      table.insert(out, data)
-      table.insert(out, info.redeliveries)
-      table.insert(out, info.last_error or '')
-      table.insert(out, seq)
-      table.insert(out, size)
-    else
-      skipped = skipped + 1
-    end
-  end
-  offset = offset + skipped
-end
-return out
-"""
-
-# KEYS: running info pending dead wake
-# ARGV: hid last_error count max_redeliveries now
-_REQUEUE = _INFO + """
-local hid = ARGV[1]
-if not redis.call('zscore', KEYS[1], hid) then return false end
-local info = load_info(KEYS[2], hid, 'running')
-local now = tonumber(ARGV[5])
-redis.call('zrem', KEYS[1], hid)
-if ARGV[3] == '1' then info.redeliveries = info.redeliveries + 1 end
-if ARGV[2] ~= '' then info.last_error = ARGV[2] end
-info.updated_at = now
-local result
-if ARGV[4] ~= '' and info.redeliveries > tonumber(ARGV[4]) then
-  info.state = 'dead'
-  info.reason = 'poison'
-  redis.call('zadd', KEYS[4], now, hid)
-  result = 'dead'
-else
-  info.state = 'pending'
-  info.owner = nil
-  redis.call('zadd', KEYS[3], -info.priority, hid)
-  redis.call('lpush', KEYS[5], 1)
-  result = 'pending'
-end
-redis.call('hset', KEYS[2], hid, cjson.encode(info))
-return result
-"""
-
-# As huey's scheduler re-enqueues due messages: in eta order, behind what is
-# pending (a new handle), noting when (meta.promoted), from which a worker
-# restarts the task's expiry clock as huey's enqueue does.
-# KEYS: sched pending info wake msg ids seq   ARGV: due moved_at
-_PROMOTE = _INFO + """
-local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])
-local now = tonumber(ARGV[2])
-for _, old in ipairs(due) do
-  local hid = string.format('%016d', redis.call('incr', KEYS[7]))
-  local info = load_info(KEYS[3], old, 'scheduled')
-  info.state = 'pending'
-  info.updated_at = now
-  if type(info.meta) ~= 'table' then info.meta = {} end
-  info.meta.promoted = now
-  redis.call('zrem', KEYS[1], old)
-  redis.call('hset', KEYS[5], hid, redis.call('hget', KEYS[5], old))
-  redis.call('hdel', KEYS[5], old)
-  redis.call('hdel', KEYS[3], old)
-  redis.call('hset', KEYS[3], hid, cjson.encode(info))
-  if info.task_id ~= '' and redis.call('hget', KEYS[6], info.task_id) == old
-  then
-    redis.call('hset', KEYS[6], info.task_id, hid)
-  end
-  redis.call('zadd', KEYS[2], -info.priority, hid)
-  redis.call('lpush', KEYS[4], 1)
-end
-return #due
-"""
-
-# huey's at-most-once dequeue: the next pending message, removed.
-# KEYS: pending msg info ids
-_DEQUEUE = _INFO + """
-local hid = redis.call('zrange', KEYS[1], 0, 0)[1]
-if not hid then return false end
-local task_id = load_info(KEYS[3], hid, 'pending').task_id
-redis.call('zrem', KEYS[1], hid)
-local data = redis.call('hget', KEYS[2], hid)
-redis.call('hdel', KEYS[2], hid)
-redis.call('hdel', KEYS[3], hid)
-if task_id ~= '' and redis.call('hget', KEYS[4], task_id) == hid then
-  redis.call('hdel', KEYS[4], task_id)
-end
-return data
-"""
-
-# Moves messages between sets. KEYS: from_set to_set info wake
-# ARGV: to_state reason now hid...
-_MOVE = _INFO + """
-local moved = {}
-local now = tonumber(ARGV[3])
-for i = 4, #ARGV do
-  local hid = ARGV[i]
-  if redis.call('zrem', KEYS[1], hid) == 1 then
-    local info = load_info(KEYS[3], hid, ARGV[1])
-    info.state = ARGV[1]
-    info.updated_at = now
-    info.owner = nil
-    if ARGV[1] == 'pending' then
-      info.reason = nil
-      info.last_error = nil
-      info.redeliveries = 0
-      redis.call('zadd', KEYS[2], -info.priority, hid)
-      redis.call('lpush', KEYS[4], 1)
-    else
-      info.reason = ARGV[2]
-      redis.call('zadd', KEYS[2], now, hid)
-    end
-    local raw = cjson.encode(info)
-    redis.call('hset', KEYS[3], hid, raw)
-    table.insert(moved, hid)
-    table.insert(moved, raw)
-  end
-end
-return moved
-"""
-
-# The first write frees nothing but lets a full Redis (noeviction) finish
-# the script: the heartbeat replaces a record of the same size and must not
-# stop while Redis is out of memory. KEYS: records  ARGV: key value ttl
-# ("expires" is for readers of earlier versions.)
-_PUT_RECORD = """
-redis.call('hdel', KEYS[1], ' ')
-local t = redis.call('time')
-local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local expires = 'null'
-if ARGV[3] ~= 'null' then
-  expires = string.format('%.6f', tonumber(at) + tonumber(ARGV[3]))
-end
-redis.call('hset', KEYS[1], ARGV[1], '{"at": ' .. at .. ', "ttl": ' ..
-  ARGV[3] .. ', "expires": ' .. expires .. ', "value": ' .. ARGV[2] .. '}')
-return 1
-"""
-
-# KEYS: running info   ARGV: hid last_error
-_ANNOTATE = _INFO + """
-if not redis.call('zscore', KEYS[1], ARGV[1]) then return 0 end
-local info = load_info(KEYS[2], ARGV[1], 'running')
-info.last_error = ARGV[2]
-redis.call('hset', KEYS[2], ARGV[1], cjson.encode(info))
-return 1
-"""
-
-# Files a message under another job id. KEYS: info ids   ARGV: hid task_id
-_RELABEL = _INFO + """
-local info = load_info(KEYS[1], ARGV[1], 'running')
-if redis.call('hget', KEYS[2], info.task_id) == ARGV[1] then
-  redis.call('hdel', KEYS[2], info.task_id)
-end
-info.task_id = ARGV[2]
-redis.call('hset', KEYS[1], ARGV[1], cjson.encode(info))
-redis.call('hset', KEYS[2], ARGV[2], ARGV[1])
-return 1
-"""
+SCRIPTS = _load_scripts()
 
 
 def _memory_finding(memory: dict) -> Finding:
@@ -447,22 +141,6 @@ def _record(doc) -> "dict | None":
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
-
-# Deletes the newest message of each job when it is dead.
-# KEYS: dead msg info ids; ARGV: task ids
-_DELETE_DEAD = """
-local n = 0
-for _, tid in ipairs(ARGV) do
-  local hid = redis.call('hget', KEYS[4], tid)
-  if hid and redis.call('zrem', KEYS[1], hid) == 1 then
-    redis.call('hdel', KEYS[2], hid)
-    redis.call('hdel', KEYS[3], hid)
-    redis.call('hdel', KEYS[4], tid)
-    n = n + 1
-  end
-end
-return n
-"""
 
 _SETS = {PENDING: "pending", SCHEDULED: "sched", RUNNING: "running",
          DEAD: "dead", DONE: "done"}
@@ -514,14 +192,8 @@ class RedisBackend(Backend, RedisStorage):
         #: Leases always honour an admission flag on Redis (it is cheap).
         self.admission = False
         self.schedule_key = self.keys["sched"]
-        scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
-                   "lease_batch": _LEASE_BATCH,
-                   "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
-                   "dequeue": _DEQUEUE, "annotate": _ANNOTATE,
-                   "relabel": _RELABEL,
-                   "delete_dead": _DELETE_DEAD, "put_record": _PUT_RECORD}
         self._scripts = {k: self.conn.register_script(v)
-                         for k, v in scripts.items()}
+                         for k, v in SCRIPTS.items()}
 
     def _keys(self, *names: str) -> list:
         return [self.keys[n] for n in names]
