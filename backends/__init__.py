@@ -3,7 +3,8 @@
 This package owns which class serves which URL scheme (:data:`SCHEMES`,
 filled by :func:`register_scheme`, one call per backend below: its class,
 its URL check for the profile, an example URL), opening a queue's storage
-from a URL (:func:`open_storage`), and the errors of the backends in one
+from a URL (:func:`open_storage`), an App's backend (:class:`AppBackend`:
+every queue's storage and the app's own parts), and the errors of the backends in one
 place: :class:`~hueyq.exceptions.BackendUnavailable` and
 :class:`~hueyq.exceptions.BackendFull`, which backends raise for their
 users, and :func:`driver_errors`, every registered driver's own. The contract every
@@ -33,7 +34,7 @@ __all__ = ["DEAD", "DONE", "HEAD_BYTES", "PAUSE_PREFIX", "PENDING", "RUNNING",
            "clean_meta", "message_fields", "read_json", "report_bad",
            "split_name", "Scheme", "SCHEMES", "register_scheme",
            "backend_class", "check_url", "open_storage", "driver_errors",
-           "BackendFull", "BackendUnavailable"]
+           "BackendFull", "BackendUnavailable", "AppBackend"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,3 +113,113 @@ def driver_errors() -> "tuple[type[BaseException], ...]":
 def _load(path: str) -> "type[Backend]":
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+class AppBackend:
+    """One App's backend: the storage of each of its queues and the parts
+    that belong to the whole app.
+
+    A queue's storage (:meth:`storage`) holds its messages, leases and
+    flags. The app's parts live in the first queue's storage, the
+    :attr:`home`: its records (the runtime's status, sessions), its
+    key/value namespace (:attr:`results`: huey's results, revokes, locks and
+    counters, which every queue's storage shares), the runtime lock and the
+    backend's health; callers ask this object for them instead of picking a
+    queue's storage.
+    """
+
+    def __init__(self, url: str, app_name: str, queues: "tuple[str, ...]",
+                 **options: Any) -> None:
+        self.url = url
+        self.app_name = app_name
+        self.queues = tuple(queues)
+        self._options = options
+        self._storages: "dict[str, Backend]" = {}
+
+    def storage(self, queue: str) -> Backend:
+        """The storage of ``queue``, opened on first use."""
+        found = self._storages.get(queue)
+        if found is None:
+            found = self._storages[queue] = open_storage(
+                self.url, self.app_name, queue, **self._options)
+        return found
+
+    @property
+    def home(self) -> Backend:
+        """The storage that holds the app's own parts (the first queue's)."""
+        return self.storage(self.queues[0])
+
+    @property
+    def results(self) -> Backend:
+        """Where the app's key/value namespace is read and written (huey's
+        ``put_data``, ``peek_data``, ``has_data_for_key``, ``incr``, ...)."""
+        return self.home
+
+    # ------------------------------------------------------------ flags
+
+    def flags(self, queue: str) -> "dict[str, dict]":
+        """Every flag of ``queue``."""
+        return self.storage(queue).flags()
+
+    def set_flag(self, queue: str, name: str, value: dict) -> None:
+        """Set a flag of ``queue``, such as ``paused:user``."""
+        self.storage(queue).set_flag(name, value)
+
+    def clear_flag(self, queue: str, name: str) -> bool:
+        """Remove a flag of ``queue``; True if it was set."""
+        return self.storage(queue).clear_flag(name)
+
+    # ------------------------------------------------------------ records
+
+    def put_record(self, key: str, value: dict, ttl: "float | None" = None
+                   ) -> None:
+        """Store a record of the app (see Backend.put_record)."""
+        self.home.put_record(key, value, ttl)
+
+    def records(self, prefix: str = "") -> "dict[str, dict]":
+        """The app's live records under ``prefix``."""
+        return self.home.records(prefix)
+
+    def record_ages(self, prefix: str = ""
+                    ) -> "dict[str, tuple[dict, float]]":
+        """``{key: (record, age)}`` of the app's live records."""
+        return self.home.record_ages(prefix)
+
+    def delete_record(self, key: str) -> None:
+        """Remove a record of the app."""
+        self.home.delete_record(key)
+
+    # ------------------------------------------------------------ health
+
+    def health(self, **options: Any) -> "list[Finding]":
+        """Findings about the backend's own configuration."""
+        return self.home.health(**options)
+
+    def ping(self) -> None:
+        """Raise BackendUnavailable unless the backend answers."""
+        self.home.ping()
+
+    def describe(self) -> str:
+        """Where the backend lives, for people."""
+        return self.home.describe()
+
+    def explain(self, exc: BaseException) -> str:
+        """One line for a user about an error of the backend."""
+        return self.home.explain(exc)
+
+    def claim(self, holder: str) -> "str | None":
+        """Take the app's runtime lock (see Backend.claim)."""
+        return self.home.claim(holder)
+
+    def identity(self) -> Any:
+        """What the runtime opened, to notice it replaced."""
+        return self.home.identity()
+
+    def checkpoint(self) -> bool:
+        """Fold the backend's write-ahead log back (see Backend.checkpoint)."""
+        return self.home.checkpoint()
+
+    def close(self) -> None:
+        """Close every queue's storage opened so far."""
+        for storage in self._storages.values():
+            storage.close()

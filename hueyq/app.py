@@ -59,10 +59,9 @@ class QueueHuey(Huey):
     #: Set by hueyq's consumer: an interrupted task's lease is handed back.
     hands_back = False
 
-    def __init__(self, app: "App", queue: str, storage_options: dict) -> None:
+    def __init__(self, app: "App", queue: str) -> None:
         self.app = app
         self.queue = queue
-        self._storage_options = storage_options
         self._outage = Outage(logger, "promoting scheduled tasks of %s"
                               % queue)
         super().__init__("%s.%s" % (app.name, queue), results=True,
@@ -73,9 +72,7 @@ class QueueHuey(Huey):
         self._registry = app.registry
 
     def get_storage(self, **kwargs: Any):
-        storage = backends.open_storage(self.app.profile.backend.url,
-                                        self.app.name, self.queue,
-                                        **self._storage_options)
+        storage = self.app.queue_backend.storage(self.queue)
         storage.lease_limit = self.serializer.max_wire_size
         return storage
 
@@ -282,8 +279,12 @@ class App(huey_api.HueyAPI):
         self.access = files.current_access()
         self._store: "Store | None" = None
         self._lock = threading.Lock()
-        options = self._storage_options()
-        self._hueys = {q: self.queue_huey_class(self, q, options)
+        #: The backend: every queue's storage and the app's own parts (not
+        #: ``backend``, which hueyq.celery's App refuses as Celery's).
+        self.queue_backend = backends.AppBackend(
+            self.profile.backend.url, self.name, self.profile.queue_names,
+            **self._storage_options())
+        self._hueys = {q: self.queue_huey_class(self, q)
                        for q in self.profile.queue_names}
         if maintenance:
             from hueyq import maintenance as builtin
@@ -325,8 +326,9 @@ class App(huey_api.HueyAPI):
 
     @property
     def any_storage(self):
-        """A storage for app-wide records (the first queue's)."""
-        return next(iter(self._hueys.values())).storage
+        """The storage of the app's own parts: ``backend.home`` (kept for
+        older callers; use :attr:`backend`)."""
+        return self.queue_backend.home
 
     @property
     def store(self) -> Store:
@@ -345,12 +347,11 @@ class App(huey_api.HueyAPI):
 
     def explain(self, exc: BaseException) -> str:
         """One line for a user about an error the backend raised."""
-        return self.any_storage.explain(exc)
+        return self.queue_backend.explain(exc)
 
     def close(self) -> None:
         """Close backend connections and the store."""
-        for h in self._hueys.values():
-            h.storage.close()
+        self.queue_backend.close()
         if self._store is not None:
             self._store.close()
 
@@ -708,7 +709,7 @@ class App(huey_api.HueyAPI):
         monotonic clock on SQLite, the server's on Redis), never by
         comparing two hosts' wall clocks."""
         out = []
-        for key, (record, age) in self.any_storage.record_ages(
+        for key, (record, age) in self.queue_backend.record_ages(
                 "runtime:").items():
             record = runtime_record(record)
             if record is None:

@@ -214,7 +214,7 @@ def status(app_spec: "str | None", as_json: bool) -> None:
                                 r["age"]))
     else:
         click.echo("runtime: not running")
-    click.echo("backend: %s" % app.any_storage.describe())
+    click.echo("backend: %s" % app.queue_backend.describe())
     click.echo("store:   %s" % redact_url(app.profile.store.url))
     rows = []
     for q, s in stats.items():
@@ -328,7 +328,7 @@ def jobs(app_spec: "str | None", queue: "str | None", state: "str | None",
     app = _open_app(app_spec, require_secret=False, access="read")
     # Stored states alone need only the store, but a missing or unreachable
     # backend means this looks at the wrong place: say so.
-    app.any_storage.ping()
+    app.queue_backend.ping()
     try:
         found = app.jobs(queue=queue, state=state, limit=limit,
                          **_search(task, id_prefix, error, since, until))

@@ -86,7 +86,7 @@ def enqueue(count: int) -> "dict[str, list]":
 
 def main(count: int = 8, timeout: float = 120.0) -> int:
     """Run the demo; 0 when every job ended as expected."""
-    storage = app.any_storage
+    storage = app.queue_backend
     click.echo("hueyq demo: app %s, profile %s" % (app.name, app.profile.name))
     click.echo("  queue backend: %s" % storage.describe())
     click.echo("  job store:     %s" % urls.redact_url(

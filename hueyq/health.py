@@ -51,7 +51,7 @@ def check(app, require_runtime: bool = True) -> Report:
 
 
 def _backend(app) -> "list[Finding]":
-    storage = app.any_storage
+    storage = app.queue_backend
     try:
         storage.ping()
     except HueyqError as exc:

@@ -55,5 +55,5 @@ def run_checkpoint(app) -> dict:
     """Checkpoint the SQLite WALs of the backend and the store; says, per
     file, whether its WAL was fully folded back (False on Redis or
     PostgreSQL, which have none)."""
-    return {"backend": app.any_storage.checkpoint(),
+    return {"backend": app.queue_backend.checkpoint(),
             "store": app.store.checkpoint()}

@@ -223,7 +223,7 @@ def migrate(app, source, names: "list[str] | None" = None,
                 continue
             report.counters += 1
             if apply:
-                app.any_storage.incr(key, value)
+                app.queue_backend.results.incr(key, value)
                 app.put_if_empty(marker, 1)
     return report
 
@@ -294,7 +294,7 @@ def _kv(app, key: str, value: bytes, decode: Decoder, report: Report,
 
 def _seen(app, marker: str) -> bool:
     try:
-        return app.any_storage.has_data_for_key(marker)
+        return app.queue_backend.results.has_data_for_key(marker)
     except BackendUnavailable:
         return False  # a dry run before anything ran here: nothing yet
 

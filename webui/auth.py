@@ -145,7 +145,7 @@ def session_secret(hueyq_app: Any = None, explicit: "str | None" = None
     if hueyq_app is not None:
         from hueyq.app import backend_errors
         from hueyq.exceptions import HueyqError
-        storage = hueyq_app.any_storage
+        storage = hueyq_app.queue_backend.results
         try:
             storage.put_if_empty(SECRET_KEY_NAME,
                                  secrets.token_hex(32).encode())
@@ -269,7 +269,7 @@ def signed_in(token: str) -> bool:
         return False
     from hueyq.webui import state
     key = _session_key(sid)
-    record = state().app.any_storage.records(key).get(key)
+    record = state().app.queue_backend.records(key).get(key)
     return isinstance(record, dict) and isinstance(record.get("proof"), str) \
         and hmac.compare_digest(record["proof"], _proof(token))
 
@@ -331,7 +331,7 @@ def login():
 def _start_session(token: str) -> None:
     from hueyq.webui import state
     sid = secrets.token_urlsafe(32)
-    state().app.any_storage.put_record(
+    state().app.queue_backend.put_record(
         _session_key(sid), {"proof": _proof(token), "since": time.time()},
         ttl=defaults.SESSION_LIFETIME)
     flask.session.clear()
@@ -345,7 +345,7 @@ def logout():
     sid = flask.session.get("sid")
     if isinstance(sid, str) and sid:
         from hueyq.webui import state
-        state().app.any_storage.delete_record(_session_key(sid))
+        state().app.queue_backend.delete_record(_session_key(sid))
     flask.session.clear()
     return flask.redirect(flask.url_for("auth.login"))
 

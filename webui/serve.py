@@ -112,7 +112,7 @@ def run_web(app_spec: "str | None", overrides: "dict | None" = None) -> int:
     web = hueyq_app.profile.web
     logs.setup(logs.choose_format(None, hueyq_app.profile.runtime.log_format))
     check_bind(web.bind, web.token, web.insecure)
-    hueyq_app.any_storage.ping()
+    hueyq_app.queue_backend.ping()
     secret_key = None
     if not web.token and not os.environ.get("HUEYQ_WEB_SECRET_KEY"):
         secret_key = secrets.token_hex(32)  # shared by this server's workers

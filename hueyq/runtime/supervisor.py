@@ -139,7 +139,7 @@ class Supervisor:
         logger.info("hueyq %s: app %s, profile %s (%s)", __version__,
                     self.app.name, self.profile.name, self.profile.source)
         logger.info("backend: %s; store: %s",
-                    self.app.any_storage.describe(),
+                    self.app.queue_backend.describe(),
                     redact_url(self.profile.store.url))
         logger.info("queues: %s", ", ".join(
             "%s (%d %s)" % (q, self.profile.queues[q].workers,
@@ -179,7 +179,7 @@ class Supervisor:
     def preflight(self) -> None:
         """Refuse to start on a backend that would lose tasks, or beside
         another runtime of this app on the same backend."""
-        storage = self.app.any_storage
+        storage = self.app.queue_backend.home
         storage.ping()
         self._claim(storage)
         if hasattr(storage, "eviction_policy"):
@@ -225,8 +225,8 @@ class Supervisor:
 
     def _identities(self) -> "dict[str, tuple | None]":
         """The files this runtime works on, by (device, inode)."""
-        found = {self.app.any_storage.describe():
-                 self.app.any_storage.identity()}
+        found = {self.app.queue_backend.describe():
+                 self.app.queue_backend.identity()}
         url = self.profile.store.url
         if url.startswith("sqlite:"):
             path = sqlite_path(url)
@@ -412,7 +412,7 @@ class Supervisor:
 
     def _observe_hosts(self, now: float) -> None:
         beats: "dict[str, set]" = {}
-        for key, record in self.app.any_storage.records("runtime:").items():
+        for key, record in self.app.queue_backend.records("runtime:").items():
             beats.setdefault(record.get("host"), set()).add(
                 (key, record.get("hb")))
         for host, beat in beats.items():
@@ -740,7 +740,7 @@ class Supervisor:
         """The status record this supervisor publishes."""
         self._beat += 1
         samples = self._samples
-        gpu = self.app.any_storage.records("gpu:%s:" % self.host)
+        gpu = self.app.queue_backend.records("gpu:%s:" % self.host)
         workers = []
         for p in (samples.processes if samples else ()):
             config = self.profile.queues[p.queue]
@@ -776,8 +776,8 @@ class Supervisor:
     def publish(self) -> None:
         """Write the status record (the heartbeat other hosts watch)."""
         ttl = max(60.0, 10 * self.profile.runtime.lease_timeout)
-        self.app.any_storage.put_record(self._record_key, self.status(),
-                                        ttl=ttl)
+        self.app.queue_backend.put_record(self._record_key, self.status(),
+                                          ttl=ttl)
 
     @property
     def _record_key(self) -> str:
@@ -828,7 +828,7 @@ class Supervisor:
             logger.warning("handed %d unfinished tasks back to their queues",
                            handed)
         try:
-            self.app.any_storage.delete_record(self._record_key)
+            self.app.queue_backend.delete_record(self._record_key)
         except Exception:
             logger.exception("could not remove this runtime's status record")
         logger.info("stopped")
