@@ -1,0 +1,274 @@
+"""The backend contract (hueyq.backends.base.Backend), checked on every
+backend: each registered class implements every abstract method, opens from
+its URL through the scheme registry, and behaves as the contract says
+(lease, ack, release, dead; pause flags checked inside the lease; lease
+recovery; listing with pagination; records; health). A new backend joins by
+being added to the ``backend_url`` fixture in conftest.py; then this file and
+tests/test_backends.py run on it. The App's one backend object
+(hueyq.backends.AppBackend) is checked at the end."""
+
+import inspect
+import time
+import uuid
+
+import pytest
+from huey.storage import BaseStorage, MemoryStorage
+
+from hueyq import backends
+from hueyq.backends import (DEAD, DONE, PENDING, RUNNING, SCHEDULED, Backend,
+                            Finding, Lease, MessageInfo)
+from hueyq.backends.sqlite import SqliteBackend
+from hueyq.envelope import EnvelopeSerializer
+
+SER = EnvelopeSerializer()
+OWNER = "host:4242:Worker-1"
+
+
+def message(name="tests.echo", eta=None, priority=None):
+    task_id = uuid.uuid4().hex
+    header = {"id": task_id, "name": name, "eta": eta, "t": time.time()}
+    if priority is not None:
+        header["priority"] = priority
+    return task_id, SER.serialize_with_header(("payload", task_id), header)
+
+
+@pytest.fixture
+def storage(backend_url, app_name):
+    s = backends.open_storage(backend_url, app_name, "high")
+    yield s
+    s.close()
+
+
+def _registered_classes():
+    return {backends.backend_class(name + "://x") for name in backends.SCHEMES}
+
+
+# ---------------------------------------------------------------- shape
+
+def test_every_registered_backend_implements_every_abstract_method():
+    required = Backend.__abstractmethods__
+    assert {"lease", "ack", "release", "requeue", "flags", "list_messages",
+            "put_record", "health", "from_url"} <= required
+    for cls in _registered_classes():
+        assert issubclass(cls, Backend) and issubclass(cls, BaseStorage), cls
+        assert not inspect.isabstract(cls), (cls, cls.__abstractmethods__)
+        for name in required:
+            assert getattr(cls, name) is not getattr(Backend, name), \
+                "%s does not implement %s" % (cls.__name__, name)
+
+
+def test_a_backend_missing_a_method_cannot_be_made():
+    namespace = {name: (lambda self, *a, **k: None)
+                 for name in Backend.__abstractmethods__ if name != "lease"}
+    namespace["from_url"] = classmethod(lambda cls, url, name: cls(name))
+    partial = type("Partial", (Backend, MemoryStorage), namespace)
+    with pytest.raises(TypeError, match="lease"):
+        partial("a.high")
+    namespace["lease"] = lambda self, owner, ack=None: None
+    whole = type("Whole", (Backend, MemoryStorage), namespace)
+    assert isinstance(whole("a.high"), Backend)
+
+
+def test_the_registry_opens_each_url_with_its_backend(backend_url, app_name):
+    s = backends.open_storage(backend_url, app_name, "low")
+    try:
+        assert type(s) is backends.backend_class(backend_url)
+        assert (s.app_name, s.queue) == (app_name, "low")
+        assert backends.check_url(backend_url).split(":", 1)[0] == \
+            backend_url.split(":", 1)[0]
+        assert isinstance(backends.driver_errors(), tuple)
+        assert all(issubclass(e, BaseException)
+                   for e in type(s).driver_errors)
+    finally:
+        s.close()
+
+
+class Renamed(SqliteBackend):
+    """A backend for a made-up scheme: ``edge://<file>``."""
+
+    @classmethod
+    def from_url(cls, url, name, **options):
+        return cls(name, filename=url.split("://", 1)[1], **options)
+
+
+def test_a_new_scheme_registers_in_one_place(monkeypatch, tmp_path):
+    monkeypatch.setattr(backends, "SCHEMES", dict(backends.SCHEMES))
+    backends.register_scheme(("Edge",), __name__ + ":Renamed",
+                             lambda url: url, "edge:///path")
+    url = "edge://%s" % (tmp_path / "q.db")
+    assert backends.check_url(url) == url
+    s = backends.open_storage(url, "a", "high")
+    try:
+        assert type(s) is Renamed
+    finally:
+        s.close()
+    with pytest.raises(ValueError, match="edge:///path"):
+        backends.check_url("ftp://host/q")
+
+
+# ---------------------------------------------------------------- leases
+
+def test_lease_ack_release_and_dead(storage):
+    ids, datas = [], []
+    for _ in range(3):
+        task_id, data = message()
+        storage.enqueue(data)
+        ids.append(task_id)
+        datas.append(data)
+    first = storage.lease(OWNER)
+    assert isinstance(first, Lease) and first.task_id == ids[0]
+    assert bytes(first.data) == datas[0] and first.redeliveries == 0
+    assert bytes(storage.message_data(first.handle)) == datas[0]
+    assert [m.task_id for m in storage.leases()] == [ids[0]]
+    # The ack of the first rides in the lease of the second.
+    second = storage.lease(OWNER, ack=(first.handle, None, None))
+    assert storage.find(ids[0]).state == DONE
+    storage.ack(second.handle, DEAD, "failed")
+    dead = storage.find(ids[1])
+    assert (dead.state, dead.reason) == (DEAD, "failed")
+    third = storage.lease(OWNER)
+    storage.ack(third.handle, "release")
+    again = storage.find(ids[2])
+    assert (again.state, again.redeliveries) == (PENDING, 0)
+    assert storage.release([storage.lease(OWNER).handle]) == 1
+    assert storage.counts() == {PENDING: 1, SCHEDULED: 0, RUNNING: 0,
+                                DEAD: 1}
+    assert storage.forget([first.handle]) == 1
+    assert storage.find(ids[0]) is None
+
+
+def test_pause_flags_are_checked_inside_the_lease(storage):
+    task_id, data = message()
+    storage.enqueue(data)
+    for name in ("paused:user", "paused:memory"):
+        storage.set_flag(name, {"by": name})
+        assert name in storage.flags()
+        assert storage.lease(OWNER) is None
+        assert storage.lease_batch(OWNER, "tests.echo", 5) == []
+        assert storage.clear_flag(name) is True
+        assert storage.clear_flag(name) is False
+    storage.set_flag("note", {"x": 1})  # not a pause
+    assert storage.flags() == {"note": {"x": 1}}
+    assert storage.lease(OWNER).task_id == task_id
+
+
+def test_recovery_requeues_then_dead_letters_as_poison(storage):
+    task_id, data = message()
+    storage.enqueue(data)
+    lease = storage.lease(OWNER)
+    assert storage.annotate(lease.handle, "killed: memory") is True
+    assert storage.requeue(lease.handle, "worker died") == PENDING
+    back = storage.find(task_id)
+    assert (back.state, back.redeliveries, back.last_error) == \
+        (PENDING, 1, "worker died")
+    assert storage.requeue(lease.handle) is None  # no longer leased
+    lease = storage.lease(OWNER)
+    assert (lease.redeliveries, lease.last_error) == (1, "worker died")
+    assert storage.requeue(lease.handle, "again", max_redeliveries=1) == DEAD
+    assert storage.find(task_id).reason == "poison"
+    assert storage.revive(task_id).state == PENDING
+    assert storage.find(task_id).redeliveries == 0
+
+
+# ---------------------------------------------------------------- listing
+
+def test_listing_pages_in_lease_order(storage):
+    ids = []
+    for priority in (1, 5, 5, 0, 3, 5, 2):
+        task_id, data = message(priority=priority)
+        storage.enqueue(data, priority)
+        ids.append((priority, task_id))
+    order = [t for _, t in sorted(ids, key=lambda p: -p[0])]  # stable: FIFO
+    pages = [storage.list_messages(PENDING, limit=3, offset=o)
+             for o in (0, 3, 6, 9)]
+    assert [len(p) for p in pages] == [3, 3, 1, 0]
+    assert [m.task_id for p in pages for m in p] == order
+    assert all(isinstance(m, MessageInfo) and m.queue == "high"
+               for p in pages for m in p)
+    assert storage.count(PENDING) == 7
+    newest = storage.newest(2)
+    assert [m.task_id for m in newest] == [ids[-1][1], ids[-2][1]]
+    for task_id in order[:3]:
+        storage.cancel(task_id)
+    dead = storage.list_messages(DEAD, limit=2)
+    assert [m.reason for m in dead] == ["cancelled"] * 2
+    assert storage.list_messages(DEAD, limit=2, offset=2)[0].task_id not in \
+        {m.task_id for m in dead}
+    assert len(storage.drain()) == 4 and storage.count(PENDING) == 0
+
+
+def test_scheduled_messages_become_pending_when_due(storage):
+    eta = time.time() + 60
+    task_id, data = message(eta=eta)
+    storage.enqueue(data)
+    assert storage.find(task_id).state == SCHEDULED
+    assert storage.schedule_size() == 1 and storage.queue_size() == 0
+    assert storage.promote_due(eta - 1) == 0
+    assert storage.promote_due(eta + 1) == 1
+    assert storage.find(task_id).state == PENDING
+    assert storage.read_schedule(None) == []
+
+
+# ---------------------------------------------------------------- records
+
+def test_records_are_the_apps_and_filtered_by_prefix(storage, backend_url,
+                                                     app_name):
+    storage.put_record("runtime:h:1", {"pid": 1}, ttl=60)
+    storage.put_record("gpu:h:2", {"used": 2})
+    other = backends.open_storage(backend_url, app_name, "low")
+    try:
+        assert other.records("runtime:") == {"runtime:h:1": {"pid": 1}}
+        ages = other.record_ages()
+        assert set(ages) == {"runtime:h:1", "gpu:h:2"}
+        assert all(0 <= age < 60 for _, age in ages.values())
+        other.delete_record("gpu:h:2")
+        assert storage.records() == {"runtime:h:1": {"pid": 1}}
+    finally:
+        other.close()
+
+
+def test_health_and_words(storage):
+    storage.ping()
+    findings = storage.health()
+    assert findings and all(isinstance(f, Finding) and f.level in (
+        "ok", "warning", "error") for f in findings)
+    assert isinstance(storage.describe(), str) and storage.describe()
+    line = storage.explain(RuntimeError("boom"))
+    assert "boom" in line and "\n" not in line
+    assert isinstance(storage.checkpoint(), bool)
+    identity = storage.identity()
+    assert identity is None or isinstance(identity, tuple)
+
+
+# ---------------------------------------------------------------- the App's
+
+def test_the_app_has_one_backend_for_its_queues_and_its_own_parts(app):
+    backend = app.queue_backend
+    assert all(backend.storage(q) is app.storage(q) for q in app.queues)
+    assert backend.home is app.storage(app.queues[0])
+    backend.put_record("note", {"n": 1})
+    assert all(app.storage(q).records("note") == {"note": {"n": 1}}
+               for q in app.queues)
+    last = app.queues[-1]
+    backend.set_flag(last, "paused:user", {"by": "test"})
+    assert "paused:user" in backend.flags(last)
+    assert all("paused:user" not in backend.flags(q) for q in app.queues[:-1])
+    assert backend.clear_flag(last, "paused:user") is True
+    backend.results.put_data("k", b"v")
+    assert app.storage(last).peek_data("k") == b"v"
+    assert backend.describe() == app.storage(last).describe()
+    backend.ping()
+
+
+def test_the_redis_scripts_are_files_shipped_as_package_data():
+    import configparser
+    import os
+    from hueyq.backends import redis as redis_backend
+    parts = {p for ps in redis_backend._SCRIPT_PARTS.values() for p in ps}
+    assert sorted(os.listdir(redis_backend._LUA_DIR)) == \
+        sorted(p + ".lua" for p in parts)
+    assert set(redis_backend.SCRIPTS) == set(redis_backend._SCRIPT_PARTS)
+    setup = configparser.ConfigParser()
+    setup.read(os.path.join(os.path.dirname(__file__), "..", "setup.cfg"))
+    shipped = setup["options.package_data"]["hueyq.backends"]
+    assert "lua/*.lua" in [p.strip() for p in shipped.split(",")]
