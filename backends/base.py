@@ -50,8 +50,6 @@ import logging
 import math
 from typing import Any
 
-from hueyq.exceptions import BackendFull
-from hueyq.exceptions import BackendUnavailable
 from hueyq.owner import parse_owner
 
 logger = logging.getLogger("hueyq.backends")
