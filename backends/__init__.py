@@ -4,15 +4,16 @@ This package owns which class serves which URL scheme (:data:`SCHEMES`,
 filled by :func:`register_scheme`, one call per backend below: its class,
 its URL check for the profile, an example URL), opening a queue's storage
 from a URL (:func:`open_storage`), an App's backend (:class:`AppBackend`:
-every queue's storage and the app's own parts), and the errors of the backends in one
-place: :class:`~hueyq.exceptions.BackendUnavailable` and
+every queue's storage and the app's own parts), and the errors of the
+backends in one place: :class:`~hueyq.exceptions.BackendUnavailable` and
 :class:`~hueyq.exceptions.BackendFull`, which backends raise for their
-users, and :func:`driver_errors`, every registered driver's own. The contract every
-backend implements is :mod:`hueyq.backends.base`, re-exported here, so
-``from hueyq.backends import PENDING, Lease`` keeps working; the backends
-import only from ``base``, never from this package, so nothing here is
-imported back. A backend's module is imported only when its scheme is
-first used (its driver, such as redis-py, may not be installed).
+users, and :func:`driver_errors`, every registered driver's own.
+
+The contract every backend implements is :mod:`hueyq.backends.base`,
+re-exported here, so ``from hueyq.backends import PENDING, Lease`` keeps
+working; the backends import only from ``base``, never from this package,
+so nothing here is imported back. A backend's module is imported only when
+its scheme is first used (its driver, such as redis-py, may be missing).
 """
 
 import dataclasses
@@ -79,7 +80,7 @@ def _scheme(url: str) -> Scheme:
 def check_url(url: str) -> str:
     """A backend URL in its normal form; ValueError (for the profile) when
     it is malformed or no backend serves its scheme."""
-    found = SCHEMES.get(urls.scheme(url)) if ":" in url else None
+    found = SCHEMES.get(urls.scheme(url))
     if found is None:
         raise ValueError("unsupported backend URL %r (use %s)" % (
             urls.redact_url(url), " or ".join(dict.fromkeys(

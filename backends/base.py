@@ -225,10 +225,11 @@ class Backend(abc.ABC):
     namespace per app) come from huey, and huey's listing and schedule
     methods are answered here from the backend's own.
 
-    Errors: a backend raises :class:`~hueyq.exceptions.BackendUnavailable`
-    when its server cannot be reached and :class:`~hueyq.exceptions.BackendFull`
-    when it refuses writes; what its driver raises otherwise it lets
-    through, and lists in :attr:`driver_errors` (``explain`` words them).
+    Errors: a backend raises
+    :class:`~hueyq.exceptions.BackendUnavailable` when its server cannot be
+    reached and :class:`~hueyq.exceptions.BackendFull` when it refuses
+    writes; what its driver raises otherwise it lets through, and lists in
+    :attr:`driver_errors` (``explain`` words them).
     """
 
     #: Exception classes of this backend's driver that mean the backend
