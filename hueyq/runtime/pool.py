@@ -22,6 +22,7 @@ import time
 
 from hueyq.runtime import main_command
 
+# The supervisor's logger: its lines keep the name they always had.
 logger = logging.getLogger("hueyq.supervisor")
 
 

@@ -31,6 +31,7 @@ from hueyq.exceptions import StoreUnavailable
 from hueyq.owner import alive_here, boot_id, parse_owner, start_ticks
 from hueyq.store import ENDED, REASON_STATE, RECOVERED, change_seq
 
+# The supervisor's logger: its lines keep the name they always had.
 logger = logging.getLogger("hueyq.supervisor")
 
 #: Why a lease's owner is gone.
