@@ -17,6 +17,7 @@ moment ago is visible as pending before any consumer has seen it.
 """
 
 import logging
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -531,11 +532,13 @@ class App(huey_api.HueyAPI):
              limit: int = 50, before: "float | None" = None,
              offset: int = 0, *, task: "str | None" = None,
              id_prefix: "str | None" = None, error: "str | None" = None,
-             since: "float | None" = None, until: "float | None" = None
-             ) -> "list[Job]":
-        """Jobs newest first (by enqueue time, ``before`` pages them), from
-        the backend and the store together: a job enqueued a moment ago is
-        listed before any consumer has seen it.
+             since: "float | None" = None, until: "float | None" = None,
+             before_id: "str | None" = None) -> "list[Job]":
+        """Jobs newest first (by enqueue time, then id), from the backend and
+        the store together: a job enqueued a moment ago is listed before any
+        consumer has seen it. ``before`` and ``before_id``, the enqueue time
+        and id of the previous page's last job, page them (``before`` alone:
+        jobs enqueued before it).
 
         pending, scheduled and running with no other filter list in the
         order they will run instead (``offset`` pages them). Filters narrow:
@@ -555,13 +558,15 @@ class App(huey_api.HueyAPI):
             return self._live_jobs(queues, state, limit, offset)
         live = ()
         if state in (None, PENDING, SCHEDULED, RUNNING) and not error:
-            live = self._newest_live(queues, state, limit, before, search)
+            live = self._newest_live(queues, state, limit, before, search,
+                                     before_id)
         rows = []
         if state not in (PENDING, SCHEDULED, RUNNING):
             # Every queue's rows (not just the enabled ones'): no IN list
             # to steer the store away from its (app, enqueued_at) index.
             rows = self.store.jobs(queue=queue, state=state, limit=limit,
-                                   before=before, **search)
+                                   before=before, before_id=before_id,
+                                   **search)
         return self._merge_page(live, rows, state, limit)
 
     def count_jobs(self, queue: "str | None" = None,
@@ -594,22 +599,21 @@ class App(huey_api.HueyAPI):
                       or n.endswith("." + name)) or [name]
 
     def _newest_live(self, queues: list, state: "str | None", limit: int,
-                     before: "float | None", search: dict) -> list:
+                     before: "float | None", search: dict,
+                     before_id: "str | None" = None) -> list:
         states = (state,) if state else (PENDING, SCHEDULED, RUNNING)
         found = []
         for q in queues:
             storage = self.storage(q)
             try:
-                found.extend(storage.newest(
-                    limit, before=before, names=search["tasks"],
-                    id_prefix=search["id_prefix"], since=search["since"],
-                    states=states))
+                found.extend(_newest_page(storage, limit, before, before_id,
+                                          search, states))
             except backend_errors() as exc:
                 raise BackendUnavailable(storage.explain(exc)) from None
         if search["until"] is not None:
             found = [m for m in found
                      if (m.enqueued_at or 0) < search["until"]]
-        found.sort(key=lambda m: m.enqueued_at or 0, reverse=True)
+        found.sort(key=_newest_first, reverse=True)
         return found[:limit]
 
     def _live_jobs(self, queues: list, state: str, limit: int,
@@ -977,3 +981,39 @@ def load_app(spec: str) -> App:
         raise ConfigurationError("--app: %s has no hueyq.App named %r"
                                  % (module_name, attr))
     return target
+
+
+#: The most messages enqueued at one same instant a page of the newest
+#: jobs reads from a backend to order them by id.
+TIES_LIMIT = 10_000
+
+
+def _newest_first(message) -> tuple:
+    return (message.enqueued_at or 0, message.task_id or "")
+
+
+def _newest_page(storage, limit: int, before: "float | None",
+                 before_id: "str | None", search: dict, states: tuple
+                 ) -> list:
+    """At least the ``limit`` newest live messages of one backend queue by
+    (enqueue time, id) after the cursor (``before``, ``before_id``). A
+    backend orders messages enqueued at the same instant by its own handle,
+    not by id, so ties at the cursor, and a tie group the page's end would
+    cut, are read whole."""
+    def newest(count, until, since=None):
+        if since is not None and search["since"] is not None:
+            since = max(since, search["since"])
+        return storage.newest(
+            count, before=until, names=search["tasks"],
+            id_prefix=search["id_prefix"],
+            since=search["since"] if since is None else since, states=states)
+
+    def ties(at):
+        return newest(TIES_LIMIT, math.nextafter(at, math.inf), at)
+    found = newest(limit + 1, before)
+    if len(found) > limit and found[limit].enqueued_at is not None and \
+            found[limit].enqueued_at == found[limit - 1].enqueued_at:
+        found += ties(found[limit].enqueued_at)
+    if before is not None and before_id is not None:
+        found += [m for m in ties(before) if m.task_id < before_id]
+    return list({m.handle: m for m in found}.values())

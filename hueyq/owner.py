@@ -13,6 +13,7 @@ its pid; a pid whose start ticks differ is another process that reused it.
 import dataclasses
 import functools
 import os
+from typing import Callable
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
@@ -91,14 +92,19 @@ def parse_owner(owner: "str | None") -> Owner:
                  fields[2] or None, _int(fields[3]))
 
 
-def alive_here(owner: Owner) -> bool:
+def alive_here(owner: Owner,
+               processes: "Callable[[int], int | None]" = start_ticks,
+               boot: "str | None" = None) -> bool:
     """Whether ``owner``, on this host, is a live process of this boot: the
-    same pid, started at the same tick."""
-    if owner.boot is not None and owner.boot != boot_id():
+    same pid, started at the same tick. ``processes`` (a pid's start ticks,
+    None for no such process) and ``boot`` (this boot's id) are the
+    kernel's unless a test gives its own."""
+    if owner.boot is not None and owner.boot != (
+            boot_id() if boot is None else boot):
         return False
     if owner.pid is None:
         return False
-    ticks = start_ticks(owner.pid)
+    ticks = processes(owner.pid)
     if ticks is None:
         return False
     return owner.start is None or owner.start == ticks

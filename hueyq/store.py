@@ -552,9 +552,12 @@ class Store:
              states: "Iterable[str] | None" = None,
              tasks: "Iterable[str] | None" = None,
              id_prefix: "str | None" = None, error: "str | None" = None,
-             since: "float | None" = None, until: "float | None" = None
-             ) -> "list[dict]":
-        """Stored jobs, newest first (by enqueue time), ``before`` a cursor.
+             since: "float | None" = None, until: "float | None" = None,
+             before_id: "str | None" = None) -> "list[dict]":
+        """Stored jobs, newest first (by enqueue time, then id); the cursor
+        is the enqueue time and id of the previous page's last job
+        (``before``, ``before_id``: jobs enqueued at that same time with a
+        smaller id come next), or ``before`` alone (jobs enqueued before).
 
         Every filter narrows: ``queue`` (or any of ``queues``), ``state`` (or
         any of ``states``), ``tasks`` (exact full names), ``id_prefix``,
@@ -570,13 +573,13 @@ class Store:
                 found += self.jobs(queue, state, limit, before, queues,
                                    states=states, tasks=[name],
                                    id_prefix=id_prefix, since=since,
-                                   until=until)
+                                   until=until, before_id=before_id)
             found.sort(key=lambda r: (r["enqueued_at"] or 0, r["id"]),
                        reverse=True)
             return found[:limit]
         Job = self.Job
         where = self._filters(queue, state, before, queues, states, tasks,
-                              id_prefix, since, until)
+                              id_prefix, since, until, before_id)
         order = (Job.enqueued_at.desc(), Job.id.desc())
         columns = [getattr(Job, c) for c in _JOB_COLUMNS if c != "payload"]
         if error:
@@ -610,7 +613,7 @@ class Store:
                           .where(*where).scalar()) or 0
 
     def _filters(self, queue, state, before, queues, states, tasks,
-                 id_prefix, since, until) -> list:
+                 id_prefix, since, until, before_id=None) -> list:
         Job = self.Job
         where = [Job.app == self.app_name]
         if queue is not None:
@@ -635,7 +638,12 @@ class Store:
             where.append(Job.enqueued_at >= since)
         if until is not None:
             where.append(Job.enqueued_at < until)
-        if before is not None:
+        if before is not None and before_id is not None:
+            # (enqueued_at, id) < (before, before_id); the first term is the
+            # index range.
+            where += [Job.enqueued_at <= before,
+                      (Job.enqueued_at < before) | (Job.id < before_id)]
+        elif before is not None:
             where.append(Job.enqueued_at < before)
         return where
 

@@ -313,10 +313,23 @@ def test_notify_wakes_a_waiting_worker(storage):
         woke.set()
     thread = threading.Thread(target=waiter)
     thread.start()
-    time.sleep(0.2)
+    wait_for(lambda: _inside(thread, type(storage).wait), 5,
+             message="the worker to wait")
+    assert not woke.is_set()
     storage.enqueue(msg()[1])
     assert woke.wait(5), "enqueue did not wake the waiting worker"
     thread.join()
+
+
+def _inside(thread: threading.Thread, function) -> bool:
+    """Whether ``thread`` is running ``function`` now."""
+    import sys
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code is function.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def test_concurrent_workers_never_share_a_message(storage, backend_url, app_name):
@@ -431,7 +444,8 @@ def test_sqlite_writers_of_other_processes_wait_for_the_lock(tmp_path):
                 code = 0
             finally:
                 os._exit(code)
-        time.sleep(0.5)
+        wait_for(lambda: _blocked_on_a_lock(pid), 10,
+                 message="the child to wait for the writer lock")
         assert queue.counts()[PENDING] == 1  # the child is still waiting
         released = time.monotonic()
     _, status = os.waitpid(pid, 0)
@@ -439,9 +453,17 @@ def test_sqlite_writers_of_other_processes_wait_for_the_lock(tmp_path):
     enqueued = float(os.read(read_end, 64))
     os.close(read_end)
     os.close(write_end)
-    assert released - held >= 0.5 and enqueued >= released
+    assert released > held and enqueued >= released
     assert queue.counts()[PENDING] == 2
     queue.close()
+
+
+def _blocked_on_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` waits for a file lock (a ``->`` line of
+    /proc/locks names the blocked request)."""
+    with open("/proc/locks") as fh:
+        return any(line.split()[1] == "->" and line.split()[5] == str(pid)
+                   for line in fh if len(line.split()) > 5)
 
 
 def test_redis_eviction_policy_is_an_error(tmp_path):

@@ -326,12 +326,16 @@ def test_rate_limit_ignore_result_and_limits_under_the_real_worker(
 
     @capp.task(bind=True, soft_time_limit=0.05)
     def slow(self):
+        # Reports progress until the soft limit stops it (the limit is
+        # checked at each report), for at most 5 s.
         import time
-        time.sleep(0.1)
-        try:
-            self.update_state(meta={"progress": 10})
-        except SoftTimeLimitExceeded:
-            return "cleaned up"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                self.update_state(meta={"progress": 10})
+            except SoftTimeLimitExceeded:
+                return "cleaned up"
+            time.sleep(0.01)
         return "no limit"
 
     @capp.task

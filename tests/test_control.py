@@ -172,12 +172,16 @@ def test_pause_during_a_burst_starts_nothing_after_pause_returns(full_app):
     worker = InlineWorker(app, "high")
     started_after_pause = []
     paused_at = []
+    refused_after_pause = []
     stop = threading.Event()
 
     def run():
         while not stop.is_set():
+            asked_after_pause = bool(paused_at)
             lease = worker.worker.take()
             if lease is None:
+                if asked_after_pause:
+                    refused_after_pause.append(1)
                 time.sleep(0.005)
                 continue
             if paused_at:
@@ -190,7 +194,9 @@ def test_pause_during_a_burst_starts_nothing_after_pause_returns(full_app):
              message="the burst to start")
     app.pause("high")
     paused_at.append(time.time())
-    time.sleep(0.3)
+    # The worker asked for work again and again once pause returned.
+    wait_for(lambda: len(refused_after_pause) >= 20, 10,
+             message="the worker to ask after the pause")
     stop.set()
     thread.join()
     worker.close()

@@ -132,16 +132,27 @@ def test_killing_workers_loses_nothing(make_app, chaos_profile, runtime, tmp_pat
     rt = runtime(chaos_profile)
     rt.wait_ready()
     consumer = wait_for(lambda: queue_consumer(rt, "medium"), 10)
-    held = set()
+    held, killed = set(), set()
     rng = random.Random(7)
+    medium = app.storage("medium")
+
+    def workers():
+        return [c for c in consumer.children()
+                if c.pid not in killed and _running(c)]
+
+    def running_a_job(victim):
+        return not medium.count("pending") or any(
+            l.pid == victim.pid for l in medium.leases())
     for _ in range(5):
-        workers = wait_for(lambda: consumer.children(), 10, message="workers")
-        victim = rng.choice(workers)
-        time.sleep(0.15)
-        held.update(l.task_id for l in app.storage("medium").leases()
+        # Each victim is a live worker, killed while it runs a job (unless
+        # the queue ran dry).
+        victim = rng.choice(wait_for(workers, 10, message="workers"))
+        wait_for(lambda: running_a_job(victim), 10,
+                 message="the victim to run a job")
+        held.update(l.task_id for l in medium.leases()
                     if l.pid == victim.pid)
         victim.kill()
-        time.sleep(0.25)
+        killed.add(victim.pid)
     wait_states(app, handles, timeout=90)
     counts = runs(path)
     assert set(counts) == {"t%03d" % i for i in range(300)}
@@ -151,6 +162,16 @@ def test_killing_workers_loses_nothing(make_app, chaos_profile, runtime, tmp_pat
     assert duplicated <= killed_tokens
     assert app.storage("medium").leases() == []
     assert rt.terminate() == 0
+
+
+def _running(proc: psutil.Process) -> bool:
+    """A live process worker (not a zombie, nor the scheduler)."""
+    from hueyq.runtime import SCHEDULER_PROCESS_NAME
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE and \
+            proc.name() != SCHEDULER_PROCESS_NAME[:15]
+    except psutil.Error:
+        return False
 
 
 def test_kill_9_of_the_whole_runtime_then_restart(make_app, chaos_profile, runtime,
@@ -256,8 +277,11 @@ def test_redis_restart_mid_run_loses_nothing(make_app, tmp_path, app_name,
     rt = runtime(profile)
     rt.wait_ready()
     wait_for(lambda: len(runs(path)) > 20, 30, message="some progress")
+    before = len(rt.log().splitlines())
     redis_server.stop(signal.SIGKILL)
-    time.sleep(1.0)
+    # Down until the supervisor has met the outage.
+    wait_for(lambda: "times in a row" in "\n".join(
+        rt.log().splitlines()[before:]), 20, message="the outage to be seen")
     redis_server.start()
     wait_states(app, handles, timeout=90)
     assert set(runs(path)) == {"r%03d" % i for i in range(150)}

@@ -92,14 +92,16 @@ def test_decompression_bombs_do_not_grow_the_worker(tmp_path, backend_url, app_n
     # measured is decompression, not caches filling up.
     for _ in range(3):
         storage.enqueue(b"HQ1\x00\x00\x02{}" + os.urandom(len(zbomb)))
-    wait_for(lambda: storage.count(DEAD) == 3, 20, message="the junk")
+    # Measured once the worker is idle: the dead letters' records written.
+    wait_for(lambda: len(app.jobs(state="dead")) == 3, 20,
+             message="the junk's records")
     consumer = next(p for p in rt.consumers() if "high" in p.cmdline())
-    time.sleep(0.5)
     before = consumer.memory_info().rss
     storage.enqueue(zbomb)
     storage.enqueue(gbomb)
     wait_for(lambda: storage.count(DEAD) == 5, 20, message="the bombs")
-    time.sleep(0.5)
+    wait_for(lambda: len(app.jobs(state="dead")) == 5, 20,
+             message="the bombs' records")
     grown = consumer.memory_info().rss - before
     # Uncapped, the 512 MiB bombs would show; capped, only noise remains.
     assert grown < 6 << 20, "worker grew by %d bytes" % grown
@@ -278,7 +280,9 @@ def test_a_giant_forged_message_never_enters_the_worker(
     for i in range(3):
         assert app.tasks.echo(i)(blocking=True, timeout=20) == i
     consumer = next(p for p in rt.consumers() if "high" in p.cmdline())
-    time.sleep(1.0)  # let the recorder's writes settle before measuring
+    # Measured once the recorder's writes are in the store.
+    wait_for(lambda: len(app.jobs(state="complete")) == 3, 20,
+             message="the echoes' records")
     rss, peak, store = (consumer.memory_info().rss, _vm(consumer, "VmHWM"),
                         _store_bytes(tmp_path))
     forge(storage, envelope(b'{"name":"giant"}', os.urandom(50 << 20)),
@@ -288,7 +292,8 @@ def test_a_giant_forged_message_never_enters_the_worker(
     job_id = dead[0].id
     assert job_id.startswith("too_large-high-")
     assert app.tasks.echo("after")(blocking=True, timeout=20) == "after"
-    time.sleep(1.0)
+    wait_for(lambda: len(app.jobs(state="complete")) == 4, 20,
+             message="the last echo's record")
     grown = consumer.memory_info().rss - rss
     peaked = _vm(consumer, "VmHWM") - peak
     stored = _store_bytes(tmp_path) - store

@@ -152,7 +152,6 @@ def test_history_pages_by_before_across_queues(app, client, inline):
     for i in range(4):
         app.tasks.echo(i)
         app.tasks.add(i, i)
-        time.sleep(0.002)  # distinct enqueue times: the cursor is a time
     inline(app, "high").run()
     inline(app, "medium").run()
     first = client.get("/api/jobs?state=complete&limit=5").get_json()
@@ -167,6 +166,50 @@ def test_history_pages_by_before_across_queues(app, client, inline):
     only = client.get("/api/jobs?queue=medium&state=complete").get_json()
     assert {j["queue"] for j in only["jobs"]} == {"medium"}
     assert len(client.get("/api/jobs?limit=50").get_json()["jobs"]) == 8
+
+
+def _pages(client, path: str, query: str) -> "tuple[list[dict], int]":
+    """Every job of a listing, following each page's ``next``."""
+    from urllib.parse import urlencode
+    seen, following, pages = [], {}, 0
+    while following is not None:
+        doc = client.get("%s?%s&%s" % (path, query, urlencode(following)))
+        assert doc.status_code == 200, doc.get_json()
+        doc = doc.get_json()
+        seen += doc["jobs"]
+        following = doc["next"]
+        pages += 1
+    return seen, pages
+
+
+def test_history_pages_through_jobs_enqueued_at_one_instant(
+        app, client, inline, monkeypatch):
+    # A bulk enqueue or a coarse clock gives many jobs one enqueue time: the
+    # cursor is (enqueue time, id), so paging skips and repeats none of
+    # them, stored or still in the backend, and keeps (time, id) order.
+    same = time.time()
+    with monkeypatch.context() as frozen:
+        frozen.setattr(time, "time", lambda: same)
+        stored = [app.tasks.echo(i).id for i in range(23)]
+        live = [app.tasks.add(i, i).id for i in range(17)]
+    inline(app, "high").run()
+    assert {app.job(i).state for i in stored} == {"complete"}
+    # (Redis keeps the time to 14 digits: one time still.)
+    assert len({app.job(i).enqueued_at for i in stored + live}) == 1
+    for query, expected in (("state=complete&limit=4", stored),
+                            ("state=pending&task=add&limit=5", live),
+                            ("limit=3", stored + live),
+                            ("limit=1", stored + live)):
+        jobs, pages = _pages(client, "/api/jobs", query)
+        ids = [j["id"] for j in jobs]
+        assert len(ids) == len(set(ids)) and set(ids) == set(expected), query
+        assert ids == sorted(ids, reverse=True), query
+        limit = int(query.rpartition("=")[2])
+        assert pages in (len(expected) // limit + 1,
+                         -(-len(expected) // limit)), query
+    jobs, _ = _pages(client, "/api/queues/medium/jobs",
+                     "state=pending&task=add&limit=2")
+    assert sorted(j["id"] for j in jobs) == sorted(live)
 
 
 def test_pages_and_api_stay_bounded_at_scale(make_app, tmp_path, app_name):
@@ -820,7 +863,10 @@ def test_the_all_listing_has_jobs_no_consumer_has_seen(app, client, inline):
     one = client.get("/api/queues/medium/jobs").get_json()
     assert [j["id"] for j in one["jobs"]] == [fresh.id]
     paged = client.get("/api/jobs?limit=1").get_json()
-    assert paged["next"] == {"before": paged["jobs"][0]["enqueued_at"]}
+    # The cursor is the last job's (enqueue time, id): see
+    # test_history_pages_through_jobs_enqueued_at_one_instant.
+    assert paged["next"] == {"before": paged["jobs"][0]["enqueued_at"],
+                             "before_id": paged["jobs"][0]["id"]}
     rest = client.get("/api/jobs?limit=1&before=%r"
                       % paged["next"]["before"]).get_json()
     assert [j["id"] for j in rest["jobs"]] == [done.id]
@@ -847,9 +893,11 @@ def test_search_terms_of_the_api(app, client, inline):
     assert found("queue=low&state=failed&task=fail") == [failed.id]
     doc = client.get("/api/queues/high/jobs?task=echo&limit=1").get_json()
     assert doc["task"] == "echo" and doc["next"] == {
-        "before": doc["jobs"][0]["enqueued_at"]}
+        "before": doc["jobs"][0]["enqueued_at"],
+        "before_id": doc["jobs"][0]["id"]}
     for bad, word in (("since=today", "since"), ("until=x", "until"),
-                      ("task=" + "x" * 201, "task")):
+                      ("task=" + "x" * 201, "task"),
+                      ("before_id=" + "x" * 201, "before_id")):
         response = client.get("/api/jobs?" + bad)
         assert response.status_code == 400 and word in \
             response.get_json()["detail"]

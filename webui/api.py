@@ -50,6 +50,13 @@ def _float_arg(name: str) -> "float | None":
             from None
 
 
+def _before_id_arg() -> "str | None":
+    value = flask.request.args.get("before_id") or None
+    if value is not None and len(value) > 200:
+        raise BadRequest("before_id is longer than 200 characters")
+    return value
+
+
 def _state_arg() -> "str | None":
     value = flask.request.args.get("state") or None
     if value is not None and value not in STATES:
@@ -99,7 +106,8 @@ def queue_jobs(name: str):
 def jobs():
     """A page of jobs of every queue (``?queue=`` for one), newest first,
     filtered by ``?state=``, paged by ``?offset=`` (pending, scheduled,
-    running) or ``?before=`` (the history), at most ``?limit=`` long."""
+    running) or ``?before=&before_id=`` (the history: the enqueue time and
+    id of the previous page's last job), at most ``?limit=`` long."""
     return _jobs(flask.request.args.get("queue") or None)
 
 
@@ -107,7 +115,7 @@ def _jobs(name: "str | None"):
     found = payloads.jobs(
         _app(), queue=name, state=_state_arg(),
         limit=_int_arg("limit", 50, 1, payloads.MAX_LIMIT),
-        before=_float_arg("before"),
+        before=_float_arg("before"), before_id=_before_id_arg(),
         offset=_int_arg("offset", 0, 0, 100_000), **_search_args())
     return payloads.stamped(found)
 

@@ -49,17 +49,18 @@ def _queue(app, name: str, stats: dict, minutes: int) -> dict:
 
 def jobs(app, queue: "str | None" = None, state: "str | None" = None,
          limit: int = 50, before: "float | None" = None,
-         offset: int = 0, **search) -> dict:
+         offset: int = 0, before_id: "str | None" = None, **search) -> dict:
     """A page of jobs, newest first, and how to ask for the next page:
-    ``{"offset": n}`` for live states in run order, ``{"before": ts}``
-    otherwise. ``search`` holds the API's terms (task, id, error, since,
-    until)."""
+    ``{"offset": n}`` for live states in run order, ``{"before": ts,
+    "before_id": id}`` (the last job's enqueue time and id) otherwise.
+    ``search`` holds the API's terms (task, id, error, since, until)."""
     if queue is not None:
         app.huey(queue)
     limit = max(1, min(limit, MAX_LIMIT))
     terms = {word: search.get(word) for word, _ in SEARCH}
     found = app.jobs(queue=queue, state=state, limit=limit, before=before,
-                     offset=offset, **{kw: terms[word] for word, kw in SEARCH})
+                     offset=offset, before_id=before_id,
+                     **{kw: terms[word] for word, kw in SEARCH})
     following = None
     in_run_order = state in LIVE_STATES and not any(
         v not in (None, "") for v in terms.values())
@@ -67,7 +68,8 @@ def jobs(app, queue: "str | None" = None, state: "str | None" = None,
         if in_run_order:
             following = {"offset": offset + limit}
         elif found[-1].enqueued_at is not None:
-            following = {"before": found[-1].enqueued_at}
+            following = {"before": found[-1].enqueued_at,
+                         "before_id": found[-1].id}
     return dict({"jobs": [job_dict(app, j) for j in found], "queue": queue,
                  "state": state}, **terms, limit=limit, next=following)
 

@@ -1,10 +1,12 @@
 """The runtime: a supervisor process and one consumer process per queue.
 
-``hueyq run`` starts :class:`hueyq.runtime.supervisor.Supervisor`, which
-starts a fresh interpreter per queue (``python -m hueyq.runtime.consumer``)
-running huey's Consumer with hueyq's leasing worker, watches their memory
-(:mod:`hueyq.runtime.watchdog`), recovers leases of dead workers, restarts
-dead consumers and publishes its status into the backend.
+``hueyq run`` starts :class:`hueyq.runtime.supervisor.Supervisor`, whose
+tick loop keeps a fresh interpreter per queue (``python -m
+hueyq.runtime.consumer``) running huey's Consumer with hueyq's leasing
+worker, restarting dead ones (:mod:`hueyq.runtime.pool`), recovers leases of
+dead workers (:mod:`hueyq.runtime.recovery`), samples their memory
+(:mod:`hueyq.runtime.sampler`) for the watchdog
+(:mod:`hueyq.runtime.watchdog`) and publishes its status into the backend.
 
 Every child process the runtime starts (consumers, the web server, the
 demo's runtime) is a fresh interpreter made by :func:`python_command`, which

@@ -21,17 +21,13 @@ the actions to take:
   declare ``memory=``.
 
 Memory is PSS where the kernel has it (RSS over-counts pages shared between
-a consumer and its forked workers), RSS otherwise. :class:`Sampler` does the
-measuring with psutil.
+a consumer and its forked workers), RSS otherwise; the measuring is
+:mod:`hueyq.runtime.sampler`'s.
 """
 
 import dataclasses
 import logging
-import os
-import time
 from typing import Iterable
-
-import psutil
 
 from hueyq.profile import Profile
 from hueyq.units import format_duration, format_over, format_size
@@ -305,111 +301,3 @@ class Watchdog:
 
 def _handles(leases: Iterable[LeaseSample], pid: int) -> tuple:
     return tuple(l.handle for l in leases if l.pid == pid)
-
-
-#: PSS is read again once RSS moved by this much, or the reading is this old.
-PSS_RSS_DRIFT = 4 << 20
-PSS_MAX_AGE = 10.0
-
-
-class Sampler:
-    """Measures processes and the system with psutil.
-
-    Reading PSS makes the kernel walk a process's page tables, which costs
-    a millisecond or more per process; reading RSS is cheap. So PSS is read
-    again only when a process's RSS moved by ``PSS_RSS_DRIFT`` or the last
-    reading is ``PSS_MAX_AGE`` old, and in between it is the last PSS plus
-    the change in RSS. An idle runtime then costs next to nothing to watch,
-    and a growing one is measured every interval.
-    """
-
-    def __init__(self) -> None:
-        self._procs: "dict[int, psutil.Process]" = {}
-        self._pss: "dict[int, tuple[int, int, float]]" = {}
-        self.method = "pss"
-
-    def system(self) -> "tuple[int, int]":
-        """(available, total) bytes of system memory."""
-        vm = psutil.virtual_memory()
-        return vm.available, vm.total
-
-    def tree(self, pid: int) -> "list[psutil.Process]":
-        """A process and its live descendants."""
-        proc = self._process(pid)
-        if proc is None:
-            return []
-        return [proc] + self.descendants(pid)
-
-    def children(self, pid: int) -> "list[psutil.Process]":
-        """Direct children, from /proc/PID/task/*/children when the kernel
-        has it (a tenth of the cost of psutil's scan of every process)."""
-        try:
-            pids = []
-            for tid in os.listdir("/proc/%d/task" % pid):
-                with open("/proc/%d/task/%s/children" % (pid, tid)) as fh:
-                    pids.extend(int(p) for p in fh.read().split())
-        except FileNotFoundError:
-            proc = self._process(pid)
-            try:
-                return proc.children() if proc is not None else []
-            except psutil.Error:
-                return []
-        except OSError:
-            return []
-        return [p for p in map(self._process, pids) if p is not None]
-
-    def descendants(self, pid: int) -> "list[psutil.Process]":
-        """Every live descendant of ``pid``."""
-        out = []
-        stack = [pid]
-        while stack:
-            for child in self.children(stack.pop()):
-                out.append(child)
-                stack.append(child.pid)
-        return out
-
-    def _process(self, pid: int) -> "psutil.Process | None":
-        proc = self._procs.get(pid)
-        try:
-            if proc is None or not proc.is_running():
-                proc = psutil.Process(pid)
-                self._procs[pid] = proc
-                self._pss.pop(pid, None)
-            return proc
-        except psutil.Error:
-            self._procs.pop(pid, None)
-            self._pss.pop(pid, None)
-            return None
-
-    def forget_gone(self, live: "set[int]") -> None:
-        """Drop what is cached of processes that are no longer sampled."""
-        for pid in set(self._procs) - live:
-            self._procs.pop(pid, None)
-            self._pss.pop(pid, None)
-
-    def memory(self, proc: psutil.Process) -> "tuple[int, int] | None":
-        """(PSS or RSS, RSS) of a process, or None if it is gone."""
-        try:
-            rss = proc.memory_info().rss
-            if self.method != "pss":
-                return rss, rss
-            now = time.monotonic()
-            known = self._pss.get(proc.pid)
-            if known is not None and abs(rss - known[1]) < PSS_RSS_DRIFT \
-                    and now - known[2] < PSS_MAX_AGE:
-                return max(0, known[0] + rss - known[1]), rss
-            try:
-                full = proc.memory_full_info()
-            except (psutil.AccessDenied, AttributeError):
-                self.method = "rss"
-                return rss, rss
-            self._pss[proc.pid] = (full.pss, full.rss, now)
-            return full.pss, full.rss
-        except psutil.Error:
-            self._pss.pop(proc.pid, None)
-            return None
-
-    def own(self) -> "int | None":
-        """Memory of the calling process."""
-        found = self.memory(psutil.Process(os.getpid()))
-        return found[0] if found else None

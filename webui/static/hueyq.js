@@ -741,16 +741,16 @@
     document.querySelectorAll(".tabs a").forEach(function (a) {
       a.classList.toggle("active", a.dataset.state === state);
       var keep = new URLSearchParams(params);
-      keep.delete("offset"); keep.delete("before"); keep.delete("queue");
+      keep.delete("offset"); keep.delete("before"); keep.delete("before_id"); keep.delete("queue");
       if (a.dataset.state) keep.set("state", a.dataset.state); else keep.delete("state");
       a.href = "?" + keep.toString();
     });
     var query = searchQuery(params);
     if (name) query.delete("queue");
     query.set("limit", "50");
-    ["offset", "before"].forEach(function (k) { if (params.get(k)) query.set(k, params.get(k)); });
+    ["offset", "before", "before_id"].forEach(function (k) { if (params.get(k)) query.set(k, params.get(k)); });
     var first = new URLSearchParams(params);
-    first.delete("offset"); first.delete("before");
+    first.delete("offset"); first.delete("before"); first.delete("before_id");
     if (name) first.delete("queue");
     document.getElementById("first-page").href = "?" + first.toString();
     api("GET", "/api/tasks").then(function (doc) {
