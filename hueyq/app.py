@@ -28,6 +28,7 @@ from huey.exceptions import HueyException
 from huey.registry import Registry
 
 from hueyq import backends, context, defaults, files, huey_api
+from hueyq import jobs
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
 from hueyq.envelope import EnvelopeSerializer, epoch
 from hueyq.logs import Outage
@@ -686,8 +687,8 @@ class App(huey_api.HueyAPI):
             storage = self.storage(q)
             counts = storage.counts()
             flags = storage.flags()
-            paused_by = sorted(n.split(":", 1)[1] for n in flags
-                               if n.startswith(backends.PAUSE_PREFIX))
+            pauses = jobs.pauses(flags)
+            paused_by = sorted(pauses)
             config = self.profile.queues[q]
             room = storage.memory_room()
             waiting = storage.waiting_for_memory(room) \
@@ -698,9 +699,7 @@ class App(huey_api.HueyAPI):
                             paused=bool(paused_by),
                             memory_room=room, waiting_for_memory=waiting,
                             paused_by=paused_by,
-                            pauses={n.split(":", 1)[1]: v
-                                    for n, v in flags.items()
-                                    if n.startswith(backends.PAUSE_PREFIX)},
+                            pauses=pauses,
                             priority=config.priority, workers=config.workers,
                             worker_type=config.worker_type)
         recent = self.store.window(time.time() - window, self.queues)

@@ -36,21 +36,21 @@ from typing import Any
 
 from huey import consumer as huey_consumer
 from huey import signals as S
-from huey.exceptions import HueyException
 from huey.utils import Error
 
 from hueyq import context as job_context
+from hueyq import jobs
 from hueyq import logs
 from hueyq.logs import Outage
 from hueyq.backends import DEAD
 from hueyq.envelope import peek_header
-from hueyq.exceptions import (BackendUnavailable, BadSignature,
-                              ConfigurationError, HueyqError,
-                              PayloadTooLarge, Undecodable)
+from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
+                              HueyqError)
+from hueyq.jobs import ENDED, STARTED, change_seq
 from hueyq.owner import owner_name, runtime_id
 from hueyq.runtime import SCHEDULER_PROCESS_NAME, WORKER_PROCESS_NAME
 from hueyq.runtime.gpu import GpuLane
-from hueyq.store import ENDED, STARTED, JobRecorder, change_seq
+from hueyq.store import JobRecorder
 from hueyq.units import format_duration, format_size
 
 logger = logging.getLogger("hueyq.worker")
@@ -60,8 +60,6 @@ _PR_SET_NAME = 15
 _ERRORS = (S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT, S.SIGNAL_LOCKED,
            S.SIGNAL_RATE_LIMITED)
 _trail = threading.local()
-#: Prefix of the last error of a job recovered from a crash: it runs alone.
-SUSPECT = "suspect:"
 
 
 def die_with_parent(sig: int) -> None:
@@ -422,7 +420,7 @@ class Worker(huey_consumer.Worker):
 
     def process(self, lease, now=None) -> None:
         """Decode and run one leased message (a suspect alone)."""
-        suspect = is_suspect(lease.last_error)
+        suspect = jobs.is_suspect(lease.last_error)
         solo = self.ctx.solo
         if solo is not None and not solo.begin(suspect, self.stop_flag):
             self.storage.release([lease.handle])
@@ -452,18 +450,18 @@ class Worker(huey_consumer.Worker):
         try:
             message = self.huey.serializer.deserialize(lease.data)
         except Exception as exc:
-            self.dead_letter(lease, _dead_reason(exc), str(exc))
+            self.dead_letter(lease, jobs.dead_reason(exc), str(exc))
             return None
         try:
             task = self.huey._registry.create_task(message)
         except Exception as exc:
             # Verified (or no secret to verify with): the message's own id.
             job_id = getattr(message, "id", None)
-            self.dead_letter(lease, _dead_reason(exc), str(exc),
+            self.dead_letter(lease, jobs.dead_reason(exc), str(exc),
                              job_id if isinstance(job_id, str) and job_id
                              else None)
             return None
-        if lease.last_error and lease.last_error.startswith("killed:"):
+        if jobs.is_killed(lease.last_error):
             self.after_kill(task, lease)
             return None
         return task
@@ -518,8 +516,9 @@ class Worker(huey_consumer.Worker):
         # that was away may have held it).
         finished = job.ran_at or time.time()
         error, tb = describe_error(exc, [n for n, _ in trail])
-        self.ctx.recorder.job(_end_change(task.id, state, started, finished,
-                                          error, tb, reason, lease.seq))
+        self.ctx.recorder.job(jobs.ended(task.id, state, started=started,
+                                         at=finished, error=error, tb=tb,
+                                         seq=change_seq(lease.seq, ENDED)))
         if outcome is None:
             # After the record that ends the job: any flush that forgets
             # the message has written that record first.
@@ -551,18 +550,16 @@ class Worker(huey_consumer.Worker):
             task.expires_resolved -= datetime.timedelta(seconds=since)
 
     def _start_change(self, task, lease, name, started) -> dict:
-        change = {"id": task.id, "task": name, "queue": self.ctx.queue,
-                  "state": "running", "started_at": started,
-                  "updated_at": started, "attempts": 1,
-                  "redeliveries": lease.redeliveries, "host": self.ctx.host,
-                  "pid": os.getpid(), "worker": self.name, "progress": 0.0,
-                  "enqueued_at": lease.enqueued_at,
-                  "priority": task.priority or 0,
-                  "seq": change_seq(lease.seq, STARTED)}
+        change = jobs.started(
+            task.id, task=name, queue=self.ctx.queue, at=started,
+            seq=change_seq(lease.seq, STARTED),
+            redeliveries=lease.redeliveries, host=self.ctx.host,
+            pid=os.getpid(), worker=self.name,
+            enqueued_at=lease.enqueued_at, priority=task.priority or 0)
         if self.ctx.args_preview or lease.enqueued_at is None:
             header = peek_header(lease.data) or {}
             change["args"] = header.get("args")
-            change["enqueued_at"] = change["enqueued_at"] or header.get("t")
+            change["enqueued_at"] = lease.enqueued_at or header.get("t")
         if self.ctx.args_preview and change.get("args") is None:
             # Encrypted messages carry no preview in their plaintext header.
             from hueyq.app import args_preview
@@ -571,9 +568,8 @@ class Worker(huey_consumer.Worker):
 
     def _report_progress(self, job_id: str, percent: float,
                          message: "str | None", seq: "int | None") -> None:
-        self.ctx.recorder.job({"id": job_id, "progress": percent,
-                               "message": message, "updated_at": time.time(),
-                               "seq": seq})
+        self.ctx.recorder.job(jobs.progress(job_id, percent, message,
+                                            at=time.time(), seq=seq))
 
     def _cancelled(self, task) -> bool:
         # Asked at every hueyq.progress(): a backend that is away must not
@@ -616,15 +612,15 @@ class Worker(huey_consumer.Worker):
             if self.huey.is_revoked(task, now, False):
                 self.huey._emit(S.SIGNAL_REVOKED, task)
                 acks.append((lease.handle, DEAD, "cancelled"))
-                self.ctx.recorder.job(_end_change(task.id, "cancelled", 0,
-                                                  time.time(), None, None,
-                                                  "cancelled", lease.seq))
+                self.ctx.recorder.job(jobs.cancelled(
+                    task.id, at=time.time(), started=0,
+                    seq=change_seq(lease.seq, ENDED)))
             elif task.expires_resolved and task.expires_resolved < now:
                 self.huey._emit(S.SIGNAL_EXPIRED, task)
                 acks.append((lease.handle, DEAD, "expired"))
-                self.ctx.recorder.job(_end_change(task.id, "expired", 0,
-                                                  time.time(), None, None,
-                                                  "expired", lease.seq))
+                self.ctx.recorder.job(jobs.expired(
+                    task.id, at=time.time(), started=0,
+                    seq=change_seq(lease.seq, ENDED)))
             else:
                 runnable.append((task, lease))
         if runnable:
@@ -696,14 +692,13 @@ class Worker(huey_consumer.Worker):
         return acks
 
     def _end_item(self, task, lease, value, error, started, finished) -> tuple:
-        seq = lease.seq
+        seq = change_seq(lease.seq, ENDED)
         if error is None:
             if value is not None:
                 self.huey.put_result(task.id, value)
             self.huey._emit(S.SIGNAL_COMPLETE, task)
-            self.ctx.recorder.job(_end_change(task.id, "complete", started,
-                                              finished, None, None, None,
-                                              seq))
+            self.ctx.recorder.job(jobs.completed(task.id, at=finished,
+                                                 seq=seq, started=started))
             self.ctx.recorder.done(lease.handle)
             return (lease.handle, None, None)
         text, tb = describe_error(error, [S.SIGNAL_ERROR])
@@ -711,14 +706,14 @@ class Worker(huey_consumer.Worker):
         if task.retries:
             self.huey._emit(S.SIGNAL_RETRYING, task)
             self.huey._requeue_task(task, self.huey._get_timestamp())
-            self.ctx.recorder.job(_end_change(task.id, "retrying", started,
-                                              finished, text, tb, None, seq))
+            self.ctx.recorder.job(jobs.retrying(task.id, text, at=finished,
+                                                seq=seq, tb=tb))
             self.ctx.recorder.done(lease.handle)
             return (lease.handle, None, None)
         self.huey.put_result(task.id, Error(self.huey.build_error_result(
             task, error)))
-        self.ctx.recorder.job(_end_change(task.id, "failed", started, finished,
-                                          text, tb, "failed", seq))
+        self.ctx.recorder.job(jobs.failed(task.id, text, at=finished, seq=seq,
+                                          tb=tb, started=started))
         return (lease.handle, DEAD, "failed")
 
     # ------------------------------------------------------------ endings
@@ -736,18 +731,15 @@ class Worker(huey_consumer.Worker):
             self._logger.warning("%s: %s", task.id, error)
             self._ack = (lease.handle, DEAD, "failed")
             self._put_error(task.id, error)
-            self.ctx.recorder.job({"id": task.id, "state": "failed",
-                                   "error": error, "reason": "failed",
-                                   "finished_at": now, "updated_at": now,
-                                   "seq": seq})
+            self.ctx.recorder.job(jobs.failed(task.id, error, at=now,
+                                              seq=seq))
             self.ctx.recorder.event(task.id, name, "failed", error,
                                     duration=now - started)
             return
         error = "backend error before the task ran: %r" % (exc,)
         self._logger.warning("%s: %s; it will be redelivered", task.id, error)
         self._requeue = (lease.handle, error)
-        self.ctx.recorder.job({"id": task.id, "state": "pending",
-                               "error": error, "updated_at": now, "seq": seq})
+        self.ctx.recorder.job(jobs.recovered(task.id, error, at=now, seq=seq))
         self.ctx.recorder.event(task.id, name, "redelivered", error,
                                 duration=now - started)
 
@@ -769,13 +761,12 @@ class Worker(huey_consumer.Worker):
         name = (header.get("name") or "")[:255]
         self.storage.ack(lease.handle, DEAD, reason)
         now = time.time()
-        self.ctx.recorder.job({
-            "id": job_id, "task": name, "state": "dead",
-            "queue": self.ctx.queue, "reason": reason, "error": detail,
-            "enqueued_at": header.get("t") or now, "finished_at": now,
-            "updated_at": now, "payload": bytes(lease.data or b""),
-            "redeliveries": lease.redeliveries,
-            "seq": change_seq(lease.seq, ENDED)})
+        self.ctx.recorder.job(jobs.dead(
+            job_id, reason, detail, at=now, seq=change_seq(lease.seq, ENDED),
+            task=name, queue=self.ctx.queue,
+            enqueued_at=header.get("t") or now,
+            payload=bytes(lease.data or b""),
+            redeliveries=lease.redeliveries))
         self.ctx.recorder.event(job_id, name, "dead", "%s: %s" % (reason,
                                                                    detail))
         if not own:
@@ -789,19 +780,18 @@ class Worker(huey_consumer.Worker):
         time limit): retry if the task has retries left, else fail."""
         error = lease.last_error
         now = time.time()
+        seq = change_seq(lease.seq, ENDED)
         if task.retries:
             self.huey._requeue_task(task, self.huey._get_timestamp())
             self._ack = (lease.handle, None, None)
             state = "retrying"
+            change = jobs.retrying(task.id, error, at=now, seq=seq)
         else:
             self._put_error(task.id, error)
             self._ack = (lease.handle, DEAD, "failed")
             state = "failed"
-        self.ctx.recorder.job({"id": task.id, "state": state, "error": error,
-                               "traceback": "", "finished_at": now
-                               if state == "failed" else None,
-                               "updated_at": now,
-                               "seq": change_seq(lease.seq, ENDED)})
+            change = jobs.failed(task.id, error, at=now, seq=seq)
+        self.ctx.recorder.job(change)
         if state == "retrying":
             self.ctx.recorder.done(lease.handle)
         self.ctx.recorder.event(task.id, _task_name(task), state, error)
@@ -811,16 +801,9 @@ class Worker(huey_consumer.Worker):
 
     def _put_error(self, job_id: str, error: str) -> None:
         try:
-            self.huey.put_result(job_id, Error({
-                "error": error, "retries": 0, "traceback": "",
-                "task_id": job_id}))
+            jobs.put_error(self.huey, job_id, error)
         except HueyqError:
             self._logger.exception("could not store the error of %s", job_id)
-
-
-def is_suspect(last_error: "str | None") -> bool:
-    """Whether a message was recovered from a crash (it runs alone)."""
-    return bool(last_error) and last_error.startswith(SUSPECT)
 
 
 def _backend_errors() -> tuple:
@@ -841,38 +824,9 @@ def _mark_when_run(task, job) -> None:
     task.execute = execute
 
 
-def _dead_reason(exc: Exception) -> str:
-    if isinstance(exc, BadSignature):
-        return "bad_signature"
-    if isinstance(exc, PayloadTooLarge):
-        return "too_large"
-    if isinstance(exc, HueyException) and "not found in TaskRegistry" in \
-            str(exc):
-        return "unknown_task"
-    if isinstance(exc, Undecodable):
-        return "undecodable"
-    return "undecodable"
-
-
 def _task_name(task) -> str:
     cls = type(task)
     return "%s.%s" % (cls.__module__, cls.__name__)
-
-
-def _end_change(job_id: str, state: str, started: float, finished: float,
-                error: "str | None", tb: "str | None",
-                reason: "str | None", lease_seq: "int | None") -> dict:
-    change = {"id": job_id, "state": state, "updated_at": finished,
-              "seq": change_seq(lease_seq, ENDED)}
-    if state in ("complete", "failed", "cancelled", "expired"):
-        change.update(finished_at=finished, duration=finished - started)
-    if state == "complete":
-        change.update(progress=100.0, error="", traceback="")
-    elif error is not None:
-        change.update(error=error, traceback=tb or "")
-    if reason is not None:
-        change["reason"] = reason
-    return change
 
 
 class Scheduler(huey_consumer.Scheduler):

@@ -33,6 +33,7 @@ from typing import Iterable
 
 import psutil
 
+from hueyq import jobs
 from hueyq.profile import Profile
 from hueyq.units import format_duration, format_over, format_size
 
@@ -211,8 +212,8 @@ class Watchdog:
                 actions.append(Action(
                     "kill", p.queue, pid=p.pid, value=p.memory, limit=hard,
                     handles=_handles(s.leases, p.pid),
-                    reason="killed: memory budget exceeded (%s)"
-                    % format_over(p.memory, hard)))
+                    reason=jobs.killed("memory budget exceeded (%s)"
+                                       % format_over(p.memory, hard))))
             elif soft and p.memory > soft and p.pid not in self.recycling:
                 self.recycling.add(p.pid)
                 actions.append(Action(
@@ -232,10 +233,10 @@ class Watchdog:
                 continue
             limit = lease.time_limit or queue.time_limit
             if lease.cancel_requested:
-                reason = "cancelled: by user"
+                reason = jobs.cancelled_by("user")
             elif limit and lease.elapsed > limit:
-                reason = "killed: time limit exceeded (%s)" % \
-                    format_duration(limit)
+                reason = jobs.killed("time limit exceeded (%s)"
+                                     % format_duration(limit))
             else:
                 continue
             self.killed.add(lease.pid)
