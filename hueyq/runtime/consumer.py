@@ -613,14 +613,12 @@ class Worker(huey_consumer.Worker):
                 self.huey._emit(S.SIGNAL_REVOKED, task)
                 acks.append((lease.handle, DEAD, "cancelled"))
                 self.ctx.recorder.job(jobs.cancelled(
-                    task.id, at=time.time(), started=0,
-                    seq=change_seq(lease.seq, ENDED)))
+                    task.id, at=time.time(), seq=change_seq(lease.seq, ENDED)))
             elif task.expires_resolved and task.expires_resolved < now:
                 self.huey._emit(S.SIGNAL_EXPIRED, task)
                 acks.append((lease.handle, DEAD, "expired"))
                 self.ctx.recorder.job(jobs.expired(
-                    task.id, at=time.time(), started=0,
-                    seq=change_seq(lease.seq, ENDED)))
+                    task.id, at=time.time(), seq=change_seq(lease.seq, ENDED)))
             else:
                 runnable.append((task, lease))
         if runnable:
