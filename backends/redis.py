@@ -33,6 +33,7 @@ from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
 from hueyq.envelope import epoch
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
+from hueyq.memory import memory_room
 from hueyq.units import format_size
 
 try:
@@ -497,7 +498,8 @@ class RedisBackend(HueyViews, RedisStorage):
         self.result_key = base + "results"
         self.counter_key = base + "counters"
         self.queue_key = self.keys["pending"]
-        #: Leases always honour an admission flag on Redis (it is cheap).
+        #: Unused here: the lease script checks the memory room whenever the
+        #: supervisor published one (it costs little); set for every backend.
         self.admission = False
         self.schedule_key = self.keys["sched"]
         scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
@@ -792,9 +794,9 @@ class RedisBackend(HueyViews, RedisStorage):
         return out
 
     def memory_room(self) -> "int | None":
-        """What admission leaves for tasks that declared ``memory=``: the
-        supervisor's figure for the queue's budget less what its running
-        tasks declared; None when the queue has no memory budget."""
+        """The queue's memory room (:mod:`hueyq.memory`): the supervisor's
+        figure less what its running tasks declared; None when the queue
+        has no memory budget."""
         pipe = self.conn.pipeline(transaction=False)
         pipe.hget(self._flag_key("admission"), "admission")
         pipe.zrange(self.keys["running"], 0, -1)
@@ -803,7 +805,7 @@ class RedisBackend(HueyViews, RedisStorage):
             if budget is not None else None
         if isinstance(budget, bool) or not isinstance(budget, (int, float)):
             return None
-        return int(budget) - sum(self._declared(running))
+        return memory_room(int(budget), 0, self._declared(running))
 
     def waiting_for_memory(self, room: int, limit: int = 1000) -> int:
         """How many of the next ``limit`` pending jobs declared more memory

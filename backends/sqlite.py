@@ -54,6 +54,7 @@ from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable
+from hueyq.memory import memory_room
 from hueyq.owner import boot_id
 from hueyq.units import format_size
 
@@ -840,15 +841,15 @@ class SqliteBackend(HueyViews, SqliteStorage):
                 (PENDING, SCHEDULED, RUNNING, DEAD)}
 
     def memory_room(self) -> "int | None":
-        """What admission leaves for tasks that declared ``memory=``: the
-        supervisor's figure for the queue's budget less what its running
-        tasks declared; None when the queue has no memory budget."""
+        """The queue's memory room (:mod:`hueyq.memory`): the supervisor's
+        figure less what its running tasks declared; None when the queue
+        has no memory budget."""
         budget, running = self.sql(
             "select (select cast(value as integer) from hueyq_flag where"
             " queue = ?1 and name = 'admission'), (select coalesce(sum("
             "memory), 0) from hueyq_message where queue = ?1 and state ="
             " 'running')", (self.qname,), results=True)[0]
-        return None if budget is None else budget - running
+        return None if budget is None else memory_room(budget, 0, running)
 
     def waiting_for_memory(self, room: int, limit: int = 1000) -> int:
         """How many of the next ``limit`` pending jobs declared more memory

@@ -32,6 +32,7 @@ from hueyq import jobs
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
 from hueyq.envelope import EnvelopeSerializer, epoch
 from hueyq.logs import Outage
+from hueyq.memory import fits, waiting
 from hueyq.exceptions import (BackendUnavailable, BadSignature,
                               ConfigurationError, JobNotFound, PayloadTooLarge,
                               QueueNotFound, Undecodable)
@@ -907,12 +908,10 @@ def _is_number(value: Any) -> bool:
 
 def _waiting(job: Job, room: "int | None") -> Job:
     """The job, marked as waiting for memory when what it declared does not
-    fit in what admission leaves (``room``; None: the queue has no budget)."""
-    if room is None or job.memory is None or job.memory <= room:
+    fit in its queue's memory room (None: the queue has no budget)."""
+    if fits(job.memory, room):
         return job
-    return _replace(job, waiting="memory: needs %s, %s left of the queue's "
-                    "budget" % (format_size(job.memory),
-                                format_size(max(room, 0))))
+    return _replace(job, waiting=waiting(job.memory, room))
 
 
 def _from_row(row: dict) -> Job:
