@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 
 import pytest
 from huey.exceptions import TaskException
@@ -122,3 +123,16 @@ def test_an_item_revoked_before_its_batch_ran_is_cancelled_without_a_run_time(
                                                      None)
     assert job.finished_at is not None
     assert app.job(first.id).state == "complete"
+
+
+def test_a_thread_batch_stops_at_its_time_limit_at_the_next_progress(
+        profile_path, make_app, inline):
+    app = make_app(profile_path, "apps.batching")
+    handles = [app.tasks.patient(1), app.tasks.patient(2)]
+    began = time.monotonic()
+    inline(app, "medium").run()
+    assert time.monotonic() - began < 5
+    for handle in handles:
+        job = app.job(handle.id)
+        assert (job.state, job.error) == (
+            "failed", "TaskTimeout('time limit exceeded (300ms)')")

@@ -84,10 +84,17 @@ class BatchExecution:
         def report(job_id, percent, message):
             for each, seq in seqs.items():
                 self.log.progress(each, percent, message, seq)
-        job_context.set_current(job_context.JobContext(
+        job = job_context.JobContext(
             id=batch[0][0].id, task=batch[0][0], queue=self.ctx.queue,
             attempt=1, report=report, cancelled=lambda: False,
-            interval=self.ctx.progress_interval, hold=self.hold))
+            interval=self.ctx.progress_interval, hold=self.hold)
+        if self.ctx.worker_type == "thread":
+            # Nothing kills a thread: its limits are raised at the batch
+            # function's next hueyq.progress(), as for any task.
+            job.soft_time_limit, job.time_limit = self._time_limits(
+                batch[0][0])
+            self._soft_limit_timer(job, name)
+        job_context.set_current(job)
         failure = None
         try:
             from hueyq.app import batch_results
