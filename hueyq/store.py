@@ -658,15 +658,6 @@ class Store:
             (self.app_name, self.app_name))
         return [name for (name,) in rows]
 
-    def count_states(self, queue: str) -> "dict[str, int]":
-        """Jobs of a queue per state, over the whole store."""
-        Job = self.Job
-        rows = self._read(lambda: list(
-            Job.select(Job.state, peewee.fn.COUNT(Job.id))
-            .where(Job.app == self.app_name, Job.queue == queue)
-            .group_by(Job.state).tuples()))
-        return dict(rows)
-
     def window(self, since: float, queues: "Iterable[str]") -> dict:
         """Per queue: finished jobs per state since ``since``, and mean and
         p95 run time of its newest 2,000 completions. One query per queue,
