@@ -30,6 +30,7 @@ from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             RUNNING, SCHEDULED, Finding, HueyViews, Lease,
                             MessageInfo, message_fields, read_json, report_bad,
                             split_name)
+from hueyq.backends import clean_meta
 from hueyq.envelope import epoch
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
@@ -218,7 +219,8 @@ local revoked = redis.call('hexists', KEYS[9], 'r:' .. info.task_id) +
 local data, size = message_head(KEYS[2], hid, ARGV[6], ARGV[7])
 return {hid, info.task_id, data,
         info.redeliveries, info.last_error or false,
-        tostring(info.enqueued_at or now), revoked, info.lease_seq, size}
+        tostring(info.enqueued_at or now), revoked, info.lease_seq, size,
+        info.name or '', cjson.encode(info.meta or {})}
 """
 
 # KEYS: running msg info ids pending dead wake done results
@@ -599,10 +601,12 @@ class RedisBackend(HueyViews, RedisStorage):
         if not row:
             return None
         hid, task_id, data, redeliveries, last_error, enqueued, revoked, \
-            seq, size = row
+            seq, size, name, meta = row
         return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
                      last_error.decode() if last_error else None,
-                     float(enqueued), bool(revoked), int(seq), size=int(size))
+                     float(enqueued), bool(revoked), int(seq), size=int(size),
+                     name=name.decode(), meta=clean_meta(read_json(
+                         meta, "meta of message %s" % hid.decode())))
 
     def _limit(self) -> str:
         return "" if self.lease_limit is None else str(int(self.lease_limit))

@@ -52,6 +52,7 @@ from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             RUNNING, SCHEDULED, Finding, HueyViews, Lease,
                             MessageInfo, message_fields, read_json, report_bad,
                             split_name)
+from hueyq.backends import clean_meta
 from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable
 from hueyq.memory import memory_room
@@ -93,7 +94,7 @@ _HAS_WORK = ("select 1 from hueyq_message where queue = ? and state = 'pending'"
              " and " + _NOT_PAUSED + " limit 1")
 _RETURNING = (" returning id, task_id, data, redeliveries, last_error,"
               " enqueued_at, exists(select 1 from kv where queue = ?4 and key"
-              " in ('r:' || task_id, 'rt:' || name)), lease_seq")
+              " in ('r:' || task_id, 'rt:' || name)), lease_seq, name, meta")
 # A lease takes the next number of the app's sequence (huey's counter
 # table), which orders the job's records without wall clocks.
 _NEXT_SEQ = ("(select coalesce(max(value), 0) + 1 from counter where queue ="
@@ -485,7 +486,9 @@ class SqliteBackend(HueyViews, SqliteStorage):
         if isinstance(row, Lease):
             return row
         return Lease(row[0], row[1], row[2], row[3], row[4], row[5],
-                     bool(row[6]), row[7])
+                     bool(row[6]), row[7], name=row[8] or "",
+                     meta=clean_meta(read_json(row[9], "meta of message %s"
+                                               % row[0]) if row[9] else {}))
 
     def _lease_sql(self, owner: str, now: float) -> tuple:
         params = (owner, now, self.qname, self.name,

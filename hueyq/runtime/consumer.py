@@ -492,14 +492,18 @@ class Worker(BatchExecution, huey_consumer.Worker):
 
         huey's scheduler re-enqueues a due task, and its enqueue resolves
         ``expires`` anew; hueyq's backend moves the message in place and
-        notes when (``promoted`` in its meta), so the clock restarts here.
+        notes when (``promoted`` in its meta, which the lease carries; a
+        lease without it is looked up), so the clock restarts here.
         """
         if not task.expires or task.eta is None or \
                 isinstance(task.expires, datetime.datetime):
             return
-        info = self.storage.find(task.id)
-        promoted = (info.meta.get("promoted") if info is not None and
-                    info.handle == lease.handle else None)
+        meta = lease.meta
+        if meta is None:
+            info = self.storage.find(task.id)
+            meta = info.meta if info is not None and \
+                info.handle == lease.handle else {}
+        promoted = meta.get("promoted")
         if promoted:
             since = time.time() - float(promoted)
             task.resolve_expires(self.huey.utc)

@@ -141,7 +141,7 @@ class JobLog:
     def dead(self, job_id: str, lease, reason: str, detail: str) -> None:
         """The leased message was dead-lettered under ``job_id``."""
         header = peek_header(lease.data) or {}
-        name = (header.get("name") or "")[:255]
+        name = (lease.name or header.get("name") or "")[:255]
         now = time.time()
         self.recorder.job(jobs.dead(
             job_id, reason, detail, at=now, seq=change_seq(lease.seq, ENDED),
