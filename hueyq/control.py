@@ -19,8 +19,10 @@ from hueyq.backends import DEAD, RUNNING
 from hueyq.exceptions import InvalidState, JobNotFound
 from hueyq.jobs import CONTROL, FINISHED, change_seq
 
-#: Job states that ``retry`` accepts: the finished ones a job may leave.
-RETRYABLE = tuple(s for s in FINISHED if jobs.allowed(s, "pending"))
+#: Job states that ``retry`` accepts: the finished ones a job may leave
+#: (``jobs.NEXT``; tests/test_jobs.py checks the two agree), in the order
+#: the error message has always named them.
+RETRYABLE = ("failed", "cancelled", "dead", "expired")
 #: Job states that bulk retry and bulk delete act on.
 BULK_STATES = ("failed", "dead")
 #: Most jobs one bulk retry or delete acts on (newest first); run it again

@@ -64,6 +64,8 @@ def test_a_job_never_completes_without_running():
 
 
 def test_retry_accepts_exactly_the_finished_states_that_may_leave():
+    assert set(RETRYABLE) == {s for s in jobs.FINISHED
+                              if jobs.allowed(s, "pending")}
     assert set(RETRYABLE) == {"failed", "cancelled", "expired", "dead"}
 
 

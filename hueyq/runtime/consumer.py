@@ -460,6 +460,12 @@ class Worker(BatchExecution, huey_consumer.Worker):
         if broken is not None:
             self._redeliver(task, lease, name, started, broken, job.ran)
             return
+        self._end(task, lease, name, started, job, trail)
+
+    def _end(self, task, lease, name: str, started: float, job, trail
+             ) -> None:
+        """Ack and record an execution as huey's signals (``trail``) say it
+        ended."""
         state, outcome, reason, exc = outcome_of(trail)
         if reason == "cancelled" and job_context.revoke_cleared():
             # Cancelled from inside the task: huey clears its revoke key
