@@ -91,6 +91,11 @@ class Lease:
     #: The app's sequence number of this delivery (see ``next_seq``).
     seq: "int | None" = None
     size: "int | None" = None
+    #: The task name and meta the backend keeps for the message (read in
+    #: the same step, so the worker need not look them up); None where a
+    #: backend's lease did not read them.
+    name: "str | None" = None
+    meta: "dict | None" = None
 
     @property
     def oversized(self) -> bool:

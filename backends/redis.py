@@ -29,11 +29,13 @@ from huey.storage import RedisStorage
 
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  PENDING, RUNNING, SCHEDULED, Backend,
-                                 Finding, Lease, MessageInfo, message_fields,
-                                 read_json, report_bad, split_name)
+                                 Finding, Lease, MessageInfo, clean_meta,
+                                 message_fields, read_json, report_bad,
+                                 split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
+from hueyq.memory import memory_room
 from hueyq.units import format_size
 
 try:
@@ -189,7 +191,8 @@ class RedisBackend(Backend, RedisStorage):
         self.result_key = base + "results"
         self.counter_key = base + "counters"
         self.queue_key = self.keys["pending"]
-        #: Leases always honour an admission flag on Redis (it is cheap).
+        #: Unused here: the lease script checks the memory room whenever the
+        #: supervisor published one (it costs little); set for every backend.
         self.admission = False
         self.schedule_key = self.keys["sched"]
         self._scripts = {k: self.conn.register_script(v)
@@ -283,10 +286,12 @@ class RedisBackend(Backend, RedisStorage):
         if not row:
             return None
         hid, task_id, data, redeliveries, last_error, enqueued, revoked, \
-            seq, size = row
+            seq, size, name, meta = row
         return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
                      last_error.decode() if last_error else None,
-                     float(enqueued), bool(revoked), int(seq), size=int(size))
+                     float(enqueued), bool(revoked), int(seq), size=int(size),
+                     name=name.decode(), meta=clean_meta(read_json(
+                         meta, "meta of message %s" % hid.decode())))
 
     def _limit(self) -> str:
         return "" if self.lease_limit is None else str(int(self.lease_limit))
@@ -478,9 +483,9 @@ class RedisBackend(Backend, RedisStorage):
         return out
 
     def memory_room(self) -> "int | None":
-        """What admission leaves for tasks that declared ``memory=``: the
-        supervisor's figure for the queue's budget less what its running
-        tasks declared; None when the queue has no memory budget."""
+        """The queue's memory room (:mod:`hueyq.memory`): the supervisor's
+        figure less what its running tasks declared; None when the queue
+        has no memory budget."""
         pipe = self.conn.pipeline(transaction=False)
         pipe.hget(self._flag_key("admission"), "admission")
         pipe.zrange(self.keys["running"], 0, -1)
@@ -489,7 +494,7 @@ class RedisBackend(Backend, RedisStorage):
             if budget is not None else None
         if isinstance(budget, bool) or not isinstance(budget, (int, float)):
             return None
-        return int(budget) - sum(self._declared(running))
+        return memory_room(int(budget), 0, self._declared(running))
 
     def waiting_for_memory(self, room: int, limit: int = 1000) -> int:
         """How many of the next ``limit`` pending jobs declared more memory

@@ -50,10 +50,12 @@ from hueyq import defaults
 from hueyq import files
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  PENDING, RUNNING, SCHEDULED, Backend,
-                                 Finding, Lease, MessageInfo, message_fields,
-                                 read_json, report_bad, split_name)
+                                 Finding, Lease, MessageInfo, clean_meta,
+                                 message_fields, read_json, report_bad,
+                                 split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import BackendUnavailable
+from hueyq.memory import memory_room
 from hueyq.owner import boot_id
 from hueyq.units import format_size
 from hueyq.urls import sqlite_path
@@ -93,7 +95,7 @@ _HAS_WORK = ("select 1 from hueyq_message where queue = ? and state = 'pending'"
              " and " + _NOT_PAUSED + " limit 1")
 _RETURNING = (" returning id, task_id, data, redeliveries, last_error,"
               " enqueued_at, exists(select 1 from kv where queue = ?4 and key"
-              " in ('r:' || task_id, 'rt:' || name)), lease_seq")
+              " in ('r:' || task_id, 'rt:' || name)), lease_seq, name, meta")
 # A lease takes the next number of the app's sequence (huey's counter
 # table), which orders the job's records without wall clocks.
 _NEXT_SEQ = ("(select coalesce(max(value), 0) + 1 from counter where queue ="
@@ -494,7 +496,9 @@ class SqliteBackend(Backend, SqliteStorage):
         if isinstance(row, Lease):
             return row
         return Lease(row[0], row[1], row[2], row[3], row[4], row[5],
-                     bool(row[6]), row[7])
+                     bool(row[6]), row[7], name=row[8] or "",
+                     meta=clean_meta(read_json(row[9], "meta of message %s"
+                                               % row[0]) if row[9] else {}))
 
     def _lease_sql(self, owner: str, now: float) -> tuple:
         params = (owner, now, self.qname, self.name,
@@ -850,15 +854,15 @@ class SqliteBackend(Backend, SqliteStorage):
                 (PENDING, SCHEDULED, RUNNING, DEAD)}
 
     def memory_room(self) -> "int | None":
-        """What admission leaves for tasks that declared ``memory=``: the
-        supervisor's figure for the queue's budget less what its running
-        tasks declared; None when the queue has no memory budget."""
+        """The queue's memory room (:mod:`hueyq.memory`): the supervisor's
+        figure less what its running tasks declared; None when the queue
+        has no memory budget."""
         budget, running = self.sql(
             "select (select cast(value as integer) from hueyq_flag where"
             " queue = ?1 and name = 'admission'), (select coalesce(sum("
             "memory), 0) from hueyq_message where queue = ?1 and state ="
             " 'running')", (self.qname,), results=True)[0]
-        return None if budget is None else budget - running
+        return None if budget is None else memory_room(budget, 0, running)
 
     def waiting_for_memory(self, room: int, limit: int = 1000) -> int:
         """How many of the next ``limit`` pending jobs declared more memory

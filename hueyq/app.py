@@ -29,9 +29,11 @@ from huey.exceptions import HueyException
 from huey.registry import Registry
 
 from hueyq import backends, context, defaults, files, huey_api
+from hueyq import jobs
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
 from hueyq.envelope import EnvelopeSerializer, epoch
 from hueyq.logs import Outage
+from hueyq.memory import fits, waiting
 from hueyq.exceptions import (BackendUnavailable, BadSignature,
                               ConfigurationError, JobNotFound, PayloadTooLarge,
                               QueueNotFound, Undecodable)
@@ -679,8 +681,8 @@ class App(huey_api.HueyAPI):
             storage = self.storage(q)
             counts = storage.counts()
             flags = storage.flags()
-            paused_by = sorted(n.split(":", 1)[1] for n in flags
-                               if n.startswith(backends.PAUSE_PREFIX))
+            pauses = jobs.pauses(flags)
+            paused_by = sorted(pauses)
             config = self.profile.queues[q]
             room = storage.memory_room()
             waiting = storage.waiting_for_memory(room) \
@@ -691,9 +693,7 @@ class App(huey_api.HueyAPI):
                             paused=bool(paused_by),
                             memory_room=room, waiting_for_memory=waiting,
                             paused_by=paused_by,
-                            pauses={n.split(":", 1)[1]: v
-                                    for n, v in flags.items()
-                                    if n.startswith(backends.PAUSE_PREFIX)},
+                            pauses=pauses,
                             priority=config.priority, workers=config.workers,
                             worker_type=config.worker_type)
         recent = self.store.window(time.time() - window, self.queues)
@@ -901,12 +901,10 @@ def _is_number(value: Any) -> bool:
 
 def _waiting(job: Job, room: "int | None") -> Job:
     """The job, marked as waiting for memory when what it declared does not
-    fit in what admission leaves (``room``; None: the queue has no budget)."""
-    if room is None or job.memory is None or job.memory <= room:
+    fit in its queue's memory room (None: the queue has no budget)."""
+    if fits(job.memory, room):
         return job
-    return _replace(job, waiting="memory: needs %s, %s left of the queue's "
-                    "budget" % (format_size(job.memory),
-                                format_size(max(room, 0))))
+    return _replace(job, waiting=waiting(job.memory, room))
 
 
 def _from_row(row: dict) -> Job:

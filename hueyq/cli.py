@@ -230,8 +230,8 @@ def status(app_spec: "str | None", as_json: bool) -> None:
         if s.get("waiting_for_memory"):
             click.echo("%s: %d pending job(s) waiting for memory (%s left of "
                        "the queue's budget)" % (q, s["waiting_for_memory"],
-                                                format_size(max(
-                                                    s["memory_room"], 0))))
+                                                format_size(
+                                                    s["memory_room"])))
     if workers:
         click.echo("")
         rows = []

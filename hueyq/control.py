@@ -14,13 +14,14 @@ record takes its place in the job's order from the backend's sequence
 import dataclasses
 import time
 
-from huey.utils import Error
-
-from hueyq.backends import DEAD, PAUSE_PREFIX, RUNNING
+from hueyq import jobs
+from hueyq.backends import DEAD, RUNNING
 from hueyq.exceptions import InvalidState, JobNotFound
-from hueyq.store import CONTROL, FINISHED, change_seq
+from hueyq.jobs import CONTROL, FINISHED, change_seq
 
-#: Job states that ``retry`` accepts.
+#: Job states that ``retry`` accepts: the finished ones a job may leave
+#: (``jobs.NEXT``; tests/test_jobs.py checks the two agree), in the order
+#: the error message has always named them.
 RETRYABLE = ("failed", "cancelled", "dead", "expired")
 #: Job states that bulk retry and bulk delete act on.
 BULK_STATES = ("failed", "dead")
@@ -73,7 +74,7 @@ def pause(app, queue: str, by: str = "user", reason: str = "",
     False if ``by`` had already paused it. Pauses by different parties are
     independent: the queue runs again once all are lifted."""
     storage = app.storage(queue)
-    name = PAUSE_PREFIX + by
+    name = jobs.pause_flag(by)
     if name in storage.flags():
         return False
     storage.set_flag(name, {"by": by, "reason": reason, "since": time.time(),
@@ -85,7 +86,7 @@ def pause(app, queue: str, by: str = "user", reason: str = "",
 
 def resume(app, queue: str, by: str = "user", record: bool = True) -> bool:
     """Lift ``by``'s pause of ``queue``; False if there was none."""
-    cleared = app.storage(queue).clear_flag(PAUSE_PREFIX + by)
+    cleared = app.storage(queue).clear_flag(jobs.pause_flag(by))
     if cleared and record:
         _action(app, queue, "resume", by, "")
     return cleared
@@ -97,18 +98,17 @@ def drain(app, queue: str) -> int:
     moved = app.storage(queue).drain("drained")
     now = time.time()
     seq = _seq(app, queue) if moved else None
-    jobs, events = [], []
+    changes, events = [], []
     for info in moved:
         if not info.task_id:
             continue
-        jobs.append({"id": info.task_id, "task": info.name, "queue": queue,
-                     "state": "cancelled", "reason": "drained",
-                     "enqueued_at": info.enqueued_at, "finished_at": now,
-                     "updated_at": now, "priority": info.priority,
-                     "seq": seq})
+        changes.append(jobs.cancelled(
+            info.task_id, at=now, seq=seq, reason="drained", task=info.name,
+            queue=queue, enqueued_at=info.enqueued_at,
+            priority=info.priority))
         events.append(_event(app, queue, info.task_id, info.name, "drained",
                              "queue drained", now))
-    app.store.write(jobs, events)
+    app.store.write(changes, events)
     _action(app, queue, "drain", "user", "%d jobs" % len(moved))
     return len(moved)
 
@@ -121,13 +121,12 @@ def cancel(app, job_id: str) -> CancelResult:
         if moved:
             info = moved[0]
             app.store.write(
-                [{"id": job_id, "task": info.name, "queue": queue,
-                  "state": "cancelled", "reason": "cancelled",
-                  "enqueued_at": info.enqueued_at, "finished_at": now,
-                  "updated_at": now, "seq": _seq(app, queue)}],
+                [jobs.cancelled(job_id, at=now, seq=_seq(app, queue),
+                                task=info.name, queue=queue,
+                                enqueued_at=info.enqueued_at)],
                 [_event(app, queue, job_id, info.name, "cancelled",
                         "cancelled before it started", now)])
-            _put_error(app, queue, job_id, "cancelled")
+            jobs.put_error(app.huey(queue), job_id, "cancelled")
             was = "scheduled" if info.eta and info.eta > now else "pending"
             return CancelResult(job_id, "cancelled",
                                 "it was %s and will never run" % was)
@@ -179,9 +178,8 @@ def retry(app, job_id: str):
     # The record goes first: a worker may run the job the moment its message
     # is back, and its records must be newer than this one, not older.
     now = time.time()
-    app.store.write([{"id": job_id, "queue": queue, "state": "pending",
-                      "error": "", "traceback": "", "reason": "",
-                      "updated_at": now, "seq": _seq(app, queue)}],
+    app.store.write([jobs.retried(job_id, queue, at=now,
+                                  seq=_seq(app, queue))],
                     [_event(app, queue, job_id, row["task"] if row else
                             message.name, "retried", "retry requested", now)])
     if message is not None and app.storage(queue).revive(job_id) is not None:
@@ -189,9 +187,9 @@ def retry(app, job_id: str):
     payload = payload or app.store.payload(job_id)
     if payload is None:
         # The dead message went away between the look-up and the revive.
-        app.store.write([{"id": job_id, "state": row["state"] if row else
-                          "dead", "updated_at": time.time(),
-                          "seq": _seq(app, queue)}])
+        app.store.write([jobs.restored(job_id, row["state"] if row else
+                                       "dead", at=time.time(),
+                                       seq=_seq(app, queue))])
         raise InvalidState("job %s kept no message to retry (it was purged "
                            "by retention)" % job_id)
     app.enqueue_raw(queue, payload)
@@ -277,12 +275,5 @@ def _seq(app, queue: str) -> int:
 
 def _event(app, queue: str, job_id: str, task: str, signal: str,
            detail: str, ts: float) -> dict:
-    return {"ts": ts, "queue": "%s.%s" % (app.name, queue), "task_id": job_id,
-            "task": task, "signal": signal, "duration": None, "error": detail,
-            "args": None}
-
-
-def _put_error(app, queue: str, job_id: str, error: str) -> None:
-    """Give waiters on the job's result an answer instead of a time-out."""
-    app.huey(queue).put_result(job_id, Error({
-        "error": error, "retries": 0, "traceback": "", "task_id": job_id}))
+    return jobs.event("%s.%s" % (app.name, queue), job_id, task, signal,
+                      detail, at=ts)

@@ -26,8 +26,6 @@ HEARTBEAT_INTERVAL = 1.0
 POLL_INTERVAL = 5.0
 #: Longest wait before restarting a consumer that keeps dying.
 RESTART_BACKOFF_MAX = 30.0
-#: A consumer that stayed up this long gets its restart back-off reset.
-RESTART_RESET_AFTER = 60.0
 #: Log format: "text" for a terminal, "json" for JSON lines.
 LOG_FORMAT = "text"
 

@@ -12,7 +12,8 @@ import dataclasses
 import importlib.util
 import time
 
-from hueyq.backends import PAUSE_PREFIX, Finding
+from hueyq import jobs
+from hueyq.backends import Finding
 from hueyq.exceptions import HueyqError
 from hueyq.urls import redact_url
 
@@ -104,10 +105,7 @@ def _queues(app) -> "list[Finding]":
             found.append(Finding("warning", "queue.depth",
                                  "%s has %d pending (alert at %d)"
                                  % (queue, pending, config.depth_alert)))
-        for name, flag in storage.flags().items():
-            if not name.startswith(PAUSE_PREFIX):
-                continue
-            by = name[len(PAUSE_PREFIX):]
+        for by, flag in jobs.pauses(storage.flags()).items():
             level = "ok" if by == "user" else "warning"
             found.append(Finding(level, "queue.paused", "%s paused by %s%s"
                                  % (queue, by, ": %s" % flag["reason"]

@@ -36,19 +36,16 @@ import peewee
 from huey.contrib import stats as huey_stats
 
 from hueyq import defaults, files
+from hueyq import jobs as job_records
 from hueyq.exceptions import ConfigurationError, StoreUnavailable
+# The job states and the order of a job's changes are hueyq.jobs's; the
+# names stay importable from here for the readers of the store.
+from hueyq.jobs import (CONTROL, ENDED, FINISHED, REASON_STATE, RECOVERED,
+                        STARTED, STATES, change_seq)
 from hueyq.urls import redact_url, sqlite_path
 
 logger = logging.getLogger("hueyq.store")
 
-#: Job states, in the order a job usually goes through them.
-STATES = ("scheduled", "pending", "running", "retrying", "complete", "failed",
-          "cancelled", "expired", "dead")
-#: States a job does not leave by itself.
-FINISHED = ("complete", "failed", "cancelled", "expired", "dead")
-#: Dead-letter reasons of the backend, and the job state each one means.
-REASON_STATE = {"failed": "failed", "cancelled": "cancelled",
-                "drained": "cancelled", "expired": "expired"}
 _JOB_COLUMNS = ("id", "app", "task", "queue", "state", "priority", "attempts",
                 "redeliveries", "progress", "message", "enqueued_at",
                 "started_at", "finished_at", "updated_at", "duration", "host",
@@ -60,20 +57,6 @@ _DELTA_COLUMNS = ("attempts",)
 _MAX_BUFFER = 100_000
 #: Newest jobs an error-text search looks through (text has no index).
 ERROR_WINDOW = 10_000
-#: Where a change falls in its delivery (see :func:`change_seq`): a control
-#: (its own number), the delivery's start and progress, its end, and the
-#: supervisor's recovery of it.
-CONTROL, STARTED, ENDED, RECOVERED = 0, 2, 4, 6
-
-
-def change_seq(number: "int | None", step: int) -> "int | None":
-    """The place of a change in its job's order: the backend's sequence
-    number of the delivery or control it belongs to (``Lease.seq``,
-    ``next_seq()``), then its step within it. Every delivery takes a later
-    number than all before it, so a clock step can never reorder changes;
-    None (no number known) falls back to ``updated_at``."""
-    return None if number is None else number * 8 + step
-
 
 class _Job(peewee.Model):
     id = peewee.CharField(primary_key=True, max_length=64)
@@ -501,11 +484,9 @@ class Store:
                     Job.state == row["state"],
                     Job.updated_at == row["updated_at"]).execute()
                 if done:
-                    self._insert_events([{
-                        "ts": time.time(), "queue": queue,
-                        "task_id": row["id"], "task": row.get("task") or "",
-                        "signal": "repaired", "duration": None,
-                        "error": detail, "args": None}])
+                    self._insert_events([job_records.event(
+                        queue, row["id"], row.get("task") or "", "repaired",
+                        detail, at=time.time())])
         except peewee.PeeweeException as exc:
             self._reset()
             raise StoreUnavailable("cannot write to the job store %s: %s"
@@ -684,15 +665,6 @@ class Store:
             "not null) select name from t where name is not null",
             (self.app_name, self.app_name))
         return [name for (name,) in rows]
-
-    def count_states(self, queue: str) -> "dict[str, int]":
-        """Jobs of a queue per state, over the whole store."""
-        Job = self.Job
-        rows = self._read(lambda: list(
-            Job.select(Job.state, peewee.fn.COUNT(Job.id))
-            .where(Job.app == self.app_name, Job.queue == queue)
-            .group_by(Job.state).tuples()))
-        return dict(rows)
 
     def window(self, since: float, queues: "Iterable[str]") -> dict:
         """Per queue: finished jobs per state since ``since``, and mean and
@@ -927,9 +899,8 @@ class JobRecorder(huey_stats.HueyStats):
               detail: "str | None" = None, duration: "float | None" = None,
               ts: "float | None" = None) -> None:
         """Buffer one event of hueyq's own (dead, recovered, killed...)."""
-        row = {"ts": ts or time.time(), "queue": self.name, "task_id": task_id,
-               "task": task, "signal": signal, "duration": duration,
-               "error": detail, "args": None}
+        row = job_records.event(self.name, task_id, task, signal, detail,
+                                at=ts or time.time(), duration=duration)
         with self._lock:
             self._buf.append(row)
 

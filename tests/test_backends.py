@@ -533,3 +533,12 @@ def test_dequeue_and_a_skipped_task_s_ack_keep_the_revoke_key(storage):
     lease = storage.lease(owner())
     storage.ack(lease.handle)                          # ran: huey clears it
     assert not storage.has_data_for_key("r:" + tid)
+
+
+def test_a_lease_carries_the_task_name_and_meta_the_backend_keeps(storage):
+    tid, data = msg(name="tests.named", memory=GIB)
+    storage.enqueue(data)
+    lease = storage.lease(owner())
+    assert lease.task_id == tid
+    assert lease.name == "tests.named"
+    assert lease.meta["memory"] == GIB and lease.meta["time_limit"] == 5

@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 
 import pytest
 from huey.exceptions import TaskException
@@ -108,3 +109,30 @@ def test_a_worker_killed_mid_batch_loses_no_item(tmp_path, backend_url, app_name
     assert all(app.job(h.id).redeliveries == 0 for h in handles)
     assert "suspect" in rt.log()
     assert rt.terminate() == 0
+
+
+def test_an_item_revoked_before_its_batch_ran_is_cancelled_without_a_run_time(
+        profile_path, make_app, inline, batch_log):
+    app = make_app(profile_path, "apps.batching", max_size=4, max_wait="0s")
+    first, revoked = app.tasks.square(2), app.tasks.square(3)
+    app.huey("medium").revoke_by_id(revoked.id)
+    inline(app, "medium").run()
+    assert batches(batch_log) == [1]
+    job = app.job(revoked.id)
+    assert (job.state, job.reason, job.duration) == ("cancelled", "cancelled",
+                                                     None)
+    assert job.finished_at is not None
+    assert app.job(first.id).state == "complete"
+
+
+def test_a_thread_batch_stops_at_its_time_limit_at_the_next_progress(
+        profile_path, make_app, inline):
+    app = make_app(profile_path, "apps.batching")
+    handles = [app.tasks.patient(1), app.tasks.patient(2)]
+    began = time.monotonic()
+    inline(app, "medium").run()
+    assert time.monotonic() - began < 5
+    for handle in handles:
+        job = app.job(handle.id)
+        assert (job.state, job.error) == (
+            "failed", "TaskTimeout('time limit exceeded (300ms)')")

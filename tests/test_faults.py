@@ -360,7 +360,7 @@ def test_the_wal_shrinks_after_a_long_reader_under_load(
     producer.start()
     wal = db + "-wal"
     try:
-        wait_for(lambda: app.store.count_states("high").get("complete", 0)
+        wait_for(lambda: app.store.count(queue="high", state="complete")
                  > 100, 30, message="load")
         start = os.path.getsize(wal)
         with _reader(db) as reader:
@@ -375,8 +375,8 @@ def test_the_wal_shrinks_after_a_long_reader_under_load(
         wait_for(lambda: os.path.getsize(wal) < 16 << 20, 60, 0.1,
                  message="the WAL to shrink under load")
         took = time.monotonic() - ended
-        done = app.store.count_states("high").get("complete", 0)
-        wait_for(lambda: app.store.count_states("high").get("complete", 0)
+        done = app.store.count(queue="high", state="complete")
+        wait_for(lambda: app.store.count(queue="high", state="complete")
                  > done, 20, message="load to go on")
     finally:
         stop.set()

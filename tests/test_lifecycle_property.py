@@ -1,7 +1,8 @@
 """A hypothesis state machine over enqueue, pause, resume, drain, cancel,
 retry, run and kill-worker, on both backends. After every step: no job id is
-ever lost, a paused queue starts nothing new, and a job cancelled before it
-started never starts."""
+ever lost, each job's state follows the last one seen along the transitions
+hueyq.jobs allows, a paused queue starts nothing new, and a job cancelled
+before it started never starts."""
 
 import itertools
 import os
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant,
                                  precondition, rule)
 
+from hueyq import jobs
 from hueyq.exceptions import InvalidState
 from hueyq.runtime.supervisor import Supervisor
 
@@ -34,6 +36,7 @@ def run_machine(profile, tmp_path):
             self.jobs = {}              # id -> queue
             self.never_start = set()    # cancelled before start, not retried
             self.paused = set()
+            self.states = {}            # id -> the state last seen
 
         def teardown(self):
             for worker in self.workers.values():
@@ -125,7 +128,11 @@ def run_machine(profile, tmp_path):
             if not hasattr(self, "app"):
                 return
             for job_id in self.jobs:
-                self.app.job(job_id, history=False)     # raises if lost
+                state = self.app.job(job_id, history=False).state  # or raises
+                before = self.states.get(job_id, "pending")
+                assert jobs.reachable(before, state), \
+                    "job %s went from %s to %s" % (job_id, before, state)
+                self.states[job_id] = state
 
         @invariant()
         def cancelled_before_start_never_starts(self):

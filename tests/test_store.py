@@ -89,7 +89,8 @@ def test_lists_stats_and_throughput(store):
     assert window["medium"]["p95_runtime"] == pytest.approx(durations[18])
     series = store.throughput("medium", minutes=60)
     assert sum(series) == 20 and len(series) == 60
-    assert store.count_states("medium") == {"complete": 20, "failed": 10}
+    assert (store.count(queue="medium", state="complete"),
+            store.count(queue="medium", state="failed")) == (20, 10)
 
 
 def test_retention_by_age_and_count(store):

@@ -188,7 +188,7 @@ def test_autoscale_up_on_sustained_backlog_within_budget_and_down_when_idle(prof
     assert dog.check(at(200, 0, 1)) == []                    # min_consumers
 
 
-def test_admission_room_is_budget_minus_use(profile):
+def test_memory_room_is_budget_minus_use(profile):
     # What running tasks declared is taken off by the backend at lease time
     # (test_backends), once: not here too.
     dog = Watchdog(profile)
@@ -196,6 +196,6 @@ def test_admission_room_is_budget_minus_use(profile):
                 processes=(Proc(20, "medium", "consumer", 200 * MIB),
                            Proc(21, "medium", "worker", 300 * MIB)),
                 leases=(LeaseSample(1, "medium", "a", 21, 1.0, memory=GIB),))
-    rooms = dog.admission(s)
+    rooms = dog.memory_rooms(s)
     assert rooms["medium"] == 2 * GIB - 500 * MIB
     assert rooms["high"] == GIB and "low" not in rooms

@@ -174,7 +174,6 @@ def control(view: Callable) -> Callable:
         if state().read_only:
             raise ReadOnly("read-only mode: controls are turned off")
         return view(*args, **kwargs)
-    wrapper.hueyq_control = True
     return wrapper
 
 

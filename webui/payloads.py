@@ -10,7 +10,8 @@ import dataclasses
 import math
 import time
 
-from hueyq.backends import PAUSE_PREFIX, PENDING, RUNNING, SCHEDULED
+from hueyq.jobs import pauses
+from hueyq.backends import PENDING, RUNNING, SCHEDULED
 from hueyq.store import Job
 
 #: Most jobs one request may list.
@@ -176,8 +177,7 @@ def events(app, limit: int = 50, queue: "str | None" = None) -> dict:
 
 def paused(app, name: str, changed: bool) -> dict:
     """What a pause or resume of ``name`` left in force."""
-    by = sorted(n[len(PAUSE_PREFIX):] for n in app.storage(name).flags()
-                if n.startswith(PAUSE_PREFIX))
+    by = sorted(pauses(app.storage(name).flags()))
     return {"queue": name, "changed": changed, "paused": bool(by),
             "paused_by": by}
 

@@ -44,4 +44,5 @@ local revoked = redis.call('hexists', KEYS[9], 'r:' .. info.task_id) +
 local data, size = message_head(KEYS[2], hid, ARGV[6], ARGV[7])
 return {hid, info.task_id, data,
         info.redeliveries, info.last_error or false,
-        tostring(info.enqueued_at or now), revoked, info.lease_seq, size}
+        tostring(info.enqueued_at or now), revoked, info.lease_seq, size,
+        info.name or '', cjson.encode(info.meta or {})}

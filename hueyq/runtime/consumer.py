@@ -30,38 +30,37 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from huey import consumer as huey_consumer
-from huey import signals as S
-from huey.exceptions import HueyException
-from huey.utils import Error
 
 from hueyq import context as job_context
+from hueyq import jobs
 from hueyq import logs
 from hueyq.logs import Outage
 from hueyq.backends import DEAD
-from hueyq.envelope import peek_header
-from hueyq.exceptions import (BackendUnavailable, BadSignature,
-                              ConfigurationError, HueyqError,
-                              PayloadTooLarge, Undecodable)
+from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
+                              HueyqError)
+from hueyq.jobs import ENDED, STARTED, change_seq
 from hueyq.owner import owner_name, runtime_id
 from hueyq.runtime import SCHEDULER_PROCESS_NAME, WORKER_PROCESS_NAME
+from hueyq.runtime import joblog
+from hueyq.runtime.batch import BatchExecution
 from hueyq.runtime.gpu import GpuLane
-from hueyq.store import ENDED, STARTED, JobRecorder, change_seq
-from hueyq.units import format_duration, format_size
+from hueyq.runtime.joblog import (JobLog, collect_signal, describe_error,
+                                  outcome_of, put_error, task_name)
+from hueyq.store import JobRecorder
+from hueyq.units import format_size
 
 logger = logging.getLogger("hueyq.worker")
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
-_ERRORS = (S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT, S.SIGNAL_LOCKED,
-           S.SIGNAL_RATE_LIMITED)
-_trail = threading.local()
-#: Prefix of the last error of a job recovered from a crash: it runs alone.
-SUSPECT = "suspect:"
+#: What this module offers; ``collect_signal`` (huey's signal receiver of
+#: every consumer, see :mod:`hueyq.runtime.joblog`) is importable from here.
+__all__ = ["Consumer", "Scheduler", "Worker", "WorkerContext", "Solo",
+           "collect_signal", "hand_back", "main", "run_consumer"]
 
 
 def die_with_parent(sig: int) -> None:
@@ -81,48 +80,6 @@ def set_process_name(name: str) -> None:
         libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
     except (OSError, AttributeError):
         logger.debug("prctl(PR_SET_NAME) is not available here")
-
-
-def collect_signal(signal_name: str, task, *args: Any) -> None:
-    """huey signal receiver: note what happened to the running task."""
-    trail = getattr(_trail, "signals", None)
-    if trail is None or getattr(_trail, "task_id", None) != task.id:
-        return
-    exc = args[0] if args else sys.exc_info()[1]
-    trail.append((signal_name, exc))
-
-
-def outcome_of(trail: "list[tuple[str, Any]]") -> "tuple[str, Any, Any, Any]":
-    """(job state, ack outcome, dead reason, exception) from huey's signals."""
-    signals = [name for name, _ in trail]
-    exc = next((e for name, e in trail if name in _ERRORS and e is not None),
-               None)
-    if S.SIGNAL_RETRYING in signals:
-        return "retrying", None, None, exc
-    if S.SIGNAL_COMPLETE in signals:
-        return "complete", None, None, None
-    if S.SIGNAL_INTERRUPTED in signals:
-        return "pending", "release", None, None
-    if S.SIGNAL_REVOKED in signals or S.SIGNAL_CANCELED in signals:
-        return "cancelled", DEAD, "cancelled", None
-    if S.SIGNAL_EXPIRED in signals:
-        return "expired", DEAD, "expired", None
-    if S.SIGNAL_SCHEDULED in signals:
-        return "scheduled", None, None, None
-    return "failed", DEAD, "failed", exc
-
-
-def describe_error(exc: Any, signals: "list[str]") -> "tuple[str | None, str | None]":
-    """(error, traceback) of a failed attempt."""
-    if exc is None:
-        if S.SIGNAL_TIMEOUT in signals:
-            return "timeout", None
-        if S.SIGNAL_LOCKED in signals:
-            return "task lock held", None
-        return None, None
-    tb = "".join(traceback.format_exception(type(exc), exc,
-                                            exc.__traceback__))
-    return repr(exc), tb
 
 
 @dataclass
@@ -198,14 +155,18 @@ class Solo:
             self._cond.notify_all()
 
 
-class Worker(huey_consumer.Worker):
-    """huey's Worker, taking messages as leases and recording each job."""
+class Worker(BatchExecution, huey_consumer.Worker):
+    """huey's Worker, taking messages as leases and recording each job
+    (:class:`~hueyq.runtime.joblog.JobLog`); batch tasks run in
+    :class:`~hueyq.runtime.batch.BatchExecution`."""
 
     def __init__(self, huey, stop_flag, default_delay, max_delay, backoff,
                  max_tasks=None, context: "WorkerContext | None" = None):
         super().__init__(huey, stop_flag, default_delay, max_delay, backoff,
                          max_tasks)
         self.ctx = context
+        self.log = JobLog(context.recorder, context.queue, context.host,
+                          context.args_preview)
         self.storage = huey.storage
         self.owner = None
         self.name = None
@@ -292,7 +253,7 @@ class Worker(huey_consumer.Worker):
         if not job.soft_time_limit:
             return None
         if self.ctx.worker_type != "process":
-            job.on_soft_limit = lambda j: self._record_soft_limit(j, name)
+            job.on_soft_limit = lambda j: self.log.soft_limit(j, name)
             return None
         timer = threading.Timer(job.soft_time_limit, self._soft_limit_fire,
                                 (job, name))
@@ -304,15 +265,8 @@ class Worker(huey_consumer.Worker):
         # The timer's thread records (a signal handler must not take the
         # recorder's lock, which the task's thread may hold).
         if job.task in self.huey._tasks_in_flight:
-            self._record_soft_limit(job, name)
+            self.log.soft_limit(job, name)
             os.kill(os.getpid(), signal.SIGUSR2)
-
-    def _record_soft_limit(self, job, name: str) -> None:
-        detail = "soft time limit exceeded (%s)" % format_duration(
-            job.soft_time_limit)
-        self.ctx.recorder.event(job.id, name, "soft-time-limit", detail)
-        logger.warning("%s: %s", name, detail,
-                       extra={"queue": self.ctx.queue, "job_id": job.id})
 
     def _recover_own_leases(self) -> None:
         # A worker thread that died left leases under the owner name its
@@ -422,7 +376,7 @@ class Worker(huey_consumer.Worker):
 
     def process(self, lease, now=None) -> None:
         """Decode and run one leased message (a suspect alone)."""
-        suspect = is_suspect(lease.last_error)
+        suspect = jobs.is_suspect(lease.last_error)
         solo = self.ctx.solo
         if solo is not None and not solo.begin(suspect, self.stop_flag):
             self.storage.release([lease.handle])
@@ -452,18 +406,18 @@ class Worker(huey_consumer.Worker):
         try:
             message = self.huey.serializer.deserialize(lease.data)
         except Exception as exc:
-            self.dead_letter(lease, _dead_reason(exc), str(exc))
+            self.dead_letter(lease, jobs.dead_reason(exc), str(exc))
             return None
         try:
             task = self.huey._registry.create_task(message)
         except Exception as exc:
             # Verified (or no secret to verify with): the message's own id.
             job_id = getattr(message, "id", None)
-            self.dead_letter(lease, _dead_reason(exc), str(exc),
+            self.dead_letter(lease, jobs.dead_reason(exc), str(exc),
                              job_id if isinstance(job_id, str) and job_id
                              else None)
             return None
-        if lease.last_error and lease.last_error.startswith("killed:"):
+        if jobs.is_killed(lease.last_error):
             self.after_kill(task, lease)
             return None
         return task
@@ -471,13 +425,13 @@ class Worker(huey_consumer.Worker):
     def execute(self, task, lease, now=None) -> None:
         """Run a task under huey's execute(), then record and ack it."""
         started = time.time()
-        name = _task_name(task)
-        self.ctx.recorder.job(self._start_change(task, lease, name, started))
+        name = task_name(task)
+        self.log.started(task, lease, name, self.name, started)
         seq = change_seq(lease.seq, STARTED)
         job = job_context.JobContext(
             id=task.id, task=task, queue=self.ctx.queue,
             attempt=lease.redeliveries + 1,
-            report=lambda jid, pct, msg: self._report_progress(jid, pct, msg,
+            report=lambda jid, pct, msg: self.log.progress(jid, pct, msg,
                                                                seq),
             cancelled=lambda: self._cancelled(task),
             interval=self.ctx.progress_interval, hold=self.hold)
@@ -486,7 +440,7 @@ class Worker(huey_consumer.Worker):
         timer = self._soft_limit_timer(job, name)
         job_context.set_current(job)
         job_context.set_leased(task.id, lease.revoked)
-        _trail.signals, _trail.task_id = [], task.id
+        joblog.follow(task.id)
         broken = None
         try:
             self.restart_expiry(task, lease)
@@ -499,13 +453,19 @@ class Worker(huey_consumer.Worker):
         finally:
             if timer is not None:
                 timer.cancel()
-            trail, _trail.signals = _trail.signals, None
+            trail = joblog.unfollow()
             job_context.set_current(None)
             job_context.set_leased(None)
             job.flush()
         if broken is not None:
             self._redeliver(task, lease, name, started, broken, job.ran)
             return
+        self._end(task, lease, name, started, job, trail)
+
+    def _end(self, task, lease, name: str, started: float, job, trail
+             ) -> None:
+        """Ack and record an execution as huey's signals (``trail``) say it
+        ended."""
         state, outcome, reason, exc = outcome_of(trail)
         if reason == "cancelled" and job_context.revoke_cleared():
             # Cancelled from inside the task: huey clears its revoke key
@@ -518,8 +478,9 @@ class Worker(huey_consumer.Worker):
         # that was away may have held it).
         finished = job.ran_at or time.time()
         error, tb = describe_error(exc, [n for n, _ in trail])
-        self.ctx.recorder.job(_end_change(task.id, state, started, finished,
-                                          error, tb, reason, lease.seq))
+        self.ctx.recorder.job(jobs.ended(task.id, state, started=started,
+                                         at=finished, error=error, tb=tb,
+                                         seq=change_seq(lease.seq, ENDED)))
         if outcome is None:
             # After the record that ends the job: any flush that forgets
             # the message has written that record first.
@@ -537,43 +498,22 @@ class Worker(huey_consumer.Worker):
 
         huey's scheduler re-enqueues a due task, and its enqueue resolves
         ``expires`` anew; hueyq's backend moves the message in place and
-        notes when (``promoted`` in its meta), so the clock restarts here.
+        notes when (``promoted`` in its meta, which the lease carries; a
+        lease without it is looked up), so the clock restarts here.
         """
         if not task.expires or task.eta is None or \
                 isinstance(task.expires, datetime.datetime):
             return
-        info = self.storage.find(task.id)
-        promoted = (info.meta.get("promoted") if info is not None and
-                    info.handle == lease.handle else None)
+        meta = lease.meta
+        if meta is None:
+            info = self.storage.find(task.id)
+            meta = info.meta if info is not None and \
+                info.handle == lease.handle else {}
+        promoted = meta.get("promoted")
         if promoted:
             since = time.time() - float(promoted)
             task.resolve_expires(self.huey.utc)
             task.expires_resolved -= datetime.timedelta(seconds=since)
-
-    def _start_change(self, task, lease, name, started) -> dict:
-        change = {"id": task.id, "task": name, "queue": self.ctx.queue,
-                  "state": "running", "started_at": started,
-                  "updated_at": started, "attempts": 1,
-                  "redeliveries": lease.redeliveries, "host": self.ctx.host,
-                  "pid": os.getpid(), "worker": self.name, "progress": 0.0,
-                  "enqueued_at": lease.enqueued_at,
-                  "priority": task.priority or 0,
-                  "seq": change_seq(lease.seq, STARTED)}
-        if self.ctx.args_preview or lease.enqueued_at is None:
-            header = peek_header(lease.data) or {}
-            change["args"] = header.get("args")
-            change["enqueued_at"] = change["enqueued_at"] or header.get("t")
-        if self.ctx.args_preview and change.get("args") is None:
-            # Encrypted messages carry no preview in their plaintext header.
-            from hueyq.app import args_preview
-            change["args"] = args_preview(task.args, task.kwargs)
-        return change
-
-    def _report_progress(self, job_id: str, percent: float,
-                         message: "str | None", seq: "int | None") -> None:
-        self.ctx.recorder.job({"id": job_id, "progress": percent,
-                               "message": message, "updated_at": time.time(),
-                               "seq": seq})
 
     def _cancelled(self, task) -> bool:
         # Asked at every hueyq.progress(): a backend that is away must not
@@ -598,129 +538,6 @@ class Worker(huey_consumer.Worker):
         except Exception:
             self._logger.exception("could not publish GPU memory figures")
 
-    # ------------------------------------------------------------ batches
-
-    def execute_batch(self, first, first_lease, alone: bool = False) -> None:
-        """Gather up to batch_size pending items of this task (waiting at most
-        batch_wait; none for a suspect, which runs ``alone``), call the batch
-        function once, and end each item on its own: result, retry or
-        failure, record and ack."""
-        cls = type(first)
-        name = _task_name(first)
-        batch = [(first, first_lease)] if alone else \
-            self._gather(cls, name, [(first, first_lease)])
-        now = self.huey._get_timestamp()
-        runnable, acks = [], []
-        for task, lease in batch:
-            self.restart_expiry(task, lease)
-            if self.huey.is_revoked(task, now, False):
-                self.huey._emit(S.SIGNAL_REVOKED, task)
-                acks.append((lease.handle, DEAD, "cancelled"))
-                self.ctx.recorder.job(_end_change(task.id, "cancelled", 0,
-                                                  time.time(), None, None,
-                                                  "cancelled", lease.seq))
-            elif task.expires_resolved and task.expires_resolved < now:
-                self.huey._emit(S.SIGNAL_EXPIRED, task)
-                acks.append((lease.handle, DEAD, "expired"))
-                self.ctx.recorder.job(_end_change(task.id, "expired", 0,
-                                                  time.time(), None, None,
-                                                  "expired", lease.seq))
-            else:
-                runnable.append((task, lease))
-        if runnable:
-            acks += self._run_batch(cls, name, runnable)
-        self.hold(lambda: self.storage.ack_many(acks))
-
-    def _gather(self, cls, name: str, batch: list) -> list:
-        deadline = time.monotonic() + (cls.batch_wait or 0)
-        while len(batch) < cls.batch_size:
-            for lease in self.storage.lease_batch(self.owner, name,
-                                                  cls.batch_size - len(batch)):
-                task = self._decode(lease)
-                if self._ack is not None:
-                    self.storage.ack(*self._ack)
-                    self._ack = None
-                if task is not None:
-                    batch.append((task, lease))
-            left = deadline - time.monotonic()
-            if len(batch) >= cls.batch_size or left <= 0:
-                break
-            self.storage.wait(min(left, 0.05))
-        return batch
-
-    def _run_batch(self, cls, name: str, batch: list) -> list:
-        started = time.time()
-        for task, lease in batch:
-            self.huey._emit(S.SIGNAL_EXECUTING, task)
-            self.ctx.recorder.job(self._start_change(task, lease, name,
-                                                     started))
-        seqs = {task.id: change_seq(lease.seq, STARTED)
-                for task, lease in batch}
-
-        def report(job_id, percent, message):
-            for each, seq in seqs.items():
-                self._report_progress(each, percent, message, seq)
-        job_context.set_current(job_context.JobContext(
-            id=batch[0][0].id, task=batch[0][0], queue=self.ctx.queue,
-            attempt=1, report=report, cancelled=lambda: False,
-            interval=self.ctx.progress_interval, hold=self.hold))
-        failure = None
-        try:
-            from hueyq.app import batch_results
-            values = batch_results(cls.batch_func([t.args[0] for t, _ in batch]),
-                                   len(batch))
-        except Exception as exc:
-            failure, values = exc, [None] * len(batch)
-        job = job_context.current_job()
-        job.ran = True
-        try:
-            acks = self._end_items(batch, values, failure, started)
-        finally:
-            job.flush()
-            job_context.set_current(None)
-        return acks
-
-    def _end_items(self, batch: list, values: list, failure, started: float
-                   ) -> list:
-        name = _task_name(batch[0][0])
-        finished = time.time()
-        acks = []
-        for (task, lease), value in zip(batch, values):
-            error = failure or (value if isinstance(value, BaseException)
-                                else None)
-            acks.append(self._end_item(task, lease, value, error, started,
-                                       finished))
-        logger.info("%s batch of %d after %.3fs%s", name, len(batch),
-                    finished - started, " (%r)" % failure if failure else "",
-                    extra={"queue": self.ctx.queue, "task": name})
-        return acks
-
-    def _end_item(self, task, lease, value, error, started, finished) -> tuple:
-        seq = lease.seq
-        if error is None:
-            if value is not None:
-                self.huey.put_result(task.id, value)
-            self.huey._emit(S.SIGNAL_COMPLETE, task)
-            self.ctx.recorder.job(_end_change(task.id, "complete", started,
-                                              finished, None, None, None,
-                                              seq))
-            self.ctx.recorder.done(lease.handle)
-            return (lease.handle, None, None)
-        text, tb = describe_error(error, [S.SIGNAL_ERROR])
-        self.huey._emit(S.SIGNAL_ERROR, task, error)
-        if task.retries:
-            self.huey._emit(S.SIGNAL_RETRYING, task)
-            self.huey._requeue_task(task, self.huey._get_timestamp())
-            self.ctx.recorder.job(_end_change(task.id, "retrying", started,
-                                              finished, text, tb, None, seq))
-            self.ctx.recorder.done(lease.handle)
-            return (lease.handle, None, None)
-        self.huey.put_result(task.id, Error(self.huey.build_error_result(
-            task, error)))
-        self.ctx.recorder.job(_end_change(task.id, "failed", started, finished,
-                                          text, tb, "failed", seq))
-        return (lease.handle, DEAD, "failed")
-
     # ------------------------------------------------------------ endings
 
     def _redeliver(self, task, lease, name, started, exc, ran: bool) -> None:
@@ -735,19 +552,16 @@ class Worker(huey_consumer.Worker):
             error = "could not store the outcome of the task: %r" % (exc,)
             self._logger.warning("%s: %s", task.id, error)
             self._ack = (lease.handle, DEAD, "failed")
-            self._put_error(task.id, error)
-            self.ctx.recorder.job({"id": task.id, "state": "failed",
-                                   "error": error, "reason": "failed",
-                                   "finished_at": now, "updated_at": now,
-                                   "seq": seq})
+            put_error(self.huey, task.id, error)
+            self.ctx.recorder.job(jobs.failed(task.id, error, at=now,
+                                              seq=seq))
             self.ctx.recorder.event(task.id, name, "failed", error,
                                     duration=now - started)
             return
         error = "backend error before the task ran: %r" % (exc,)
         self._logger.warning("%s: %s; it will be redelivered", task.id, error)
         self._requeue = (lease.handle, error)
-        self.ctx.recorder.job({"id": task.id, "state": "pending",
-                               "error": error, "updated_at": now, "seq": seq})
+        self.ctx.recorder.job(jobs.recovered(task.id, error, at=now, seq=seq))
         self.ctx.recorder.event(task.id, name, "redelivered", error,
                                 duration=now - started)
 
@@ -765,21 +579,10 @@ class Worker(huey_consumer.Worker):
             job_id = "%s-%s-%s" % (reason, self.ctx.queue, lease.handle)
         if job_id != lease.task_id:
             self.storage.relabel(lease.handle, job_id)
-        header = peek_header(lease.data) or {}
-        name = (header.get("name") or "")[:255]
         self.storage.ack(lease.handle, DEAD, reason)
-        now = time.time()
-        self.ctx.recorder.job({
-            "id": job_id, "task": name, "state": "dead",
-            "queue": self.ctx.queue, "reason": reason, "error": detail,
-            "enqueued_at": header.get("t") or now, "finished_at": now,
-            "updated_at": now, "payload": bytes(lease.data or b""),
-            "redeliveries": lease.redeliveries,
-            "seq": change_seq(lease.seq, ENDED)})
-        self.ctx.recorder.event(job_id, name, "dead", "%s: %s" % (reason,
-                                                                   detail))
+        self.log.dead(job_id, lease, reason, detail)
         if not own:
-            self._put_error(job_id, "%s: %s" % (reason, detail))
+            put_error(self.huey, job_id, "%s: %s" % (reason, detail))
         logger.warning("dead-lettered message %s: %s: %s", lease.handle,
                        reason, detail,
                        extra={"queue": self.ctx.queue, "job_id": job_id})
@@ -789,39 +592,24 @@ class Worker(huey_consumer.Worker):
         time limit): retry if the task has retries left, else fail."""
         error = lease.last_error
         now = time.time()
+        seq = change_seq(lease.seq, ENDED)
         if task.retries:
             self.huey._requeue_task(task, self.huey._get_timestamp())
             self._ack = (lease.handle, None, None)
             state = "retrying"
+            change = jobs.retrying(task.id, error, at=now, seq=seq)
         else:
-            self._put_error(task.id, error)
+            put_error(self.huey, task.id, error)
             self._ack = (lease.handle, DEAD, "failed")
             state = "failed"
-        self.ctx.recorder.job({"id": task.id, "state": state, "error": error,
-                               "traceback": "", "finished_at": now
-                               if state == "failed" else None,
-                               "updated_at": now,
-                               "seq": change_seq(lease.seq, ENDED)})
+            change = jobs.failed(task.id, error, at=now, seq=seq)
+        self.ctx.recorder.job(change)
         if state == "retrying":
             self.ctx.recorder.done(lease.handle)
-        self.ctx.recorder.event(task.id, _task_name(task), state, error)
-        logger.warning("%s %s after its worker was %s", _task_name(task),
+        self.ctx.recorder.event(task.id, task_name(task), state, error)
+        logger.warning("%s %s after its worker was %s", task_name(task),
                        state, error, extra={"queue": self.ctx.queue,
                                             "job_id": task.id})
-
-    def _put_error(self, job_id: str, error: str) -> None:
-        try:
-            self.huey.put_result(job_id, Error({
-                "error": error, "retries": 0, "traceback": "",
-                "task_id": job_id}))
-        except HueyqError:
-            self._logger.exception("could not store the error of %s", job_id)
-
-
-def is_suspect(last_error: "str | None") -> bool:
-    """Whether a message was recovered from a crash (it runs alone)."""
-    return bool(last_error) and last_error.startswith(SUSPECT)
-
 
 def _backend_errors() -> tuple:
     from hueyq.app import backend_errors
@@ -841,40 +629,6 @@ def _mark_when_run(task, job) -> None:
     task.execute = execute
 
 
-def _dead_reason(exc: Exception) -> str:
-    if isinstance(exc, BadSignature):
-        return "bad_signature"
-    if isinstance(exc, PayloadTooLarge):
-        return "too_large"
-    if isinstance(exc, HueyException) and "not found in TaskRegistry" in \
-            str(exc):
-        return "unknown_task"
-    if isinstance(exc, Undecodable):
-        return "undecodable"
-    return "undecodable"
-
-
-def _task_name(task) -> str:
-    cls = type(task)
-    return "%s.%s" % (cls.__module__, cls.__name__)
-
-
-def _end_change(job_id: str, state: str, started: float, finished: float,
-                error: "str | None", tb: "str | None",
-                reason: "str | None", lease_seq: "int | None") -> dict:
-    change = {"id": job_id, "state": state, "updated_at": finished,
-              "seq": change_seq(lease_seq, ENDED)}
-    if state in ("complete", "failed", "cancelled", "expired"):
-        change.update(finished_at=finished, duration=finished - started)
-    if state == "complete":
-        change.update(progress=100.0, error="", traceback="")
-    elif error is not None:
-        change.update(error=error, traceback=tb or "")
-    if reason is not None:
-        change["reason"] = reason
-    return change
-
-
 class Scheduler(huey_consumer.Scheduler):
     """huey's Scheduler, enqueueing each periodic task once per minute no
     matter how many consumers or hosts run the queue."""
@@ -889,7 +643,7 @@ class Scheduler(huey_consumer.Scheduler):
         stamp = ts.strftime("%Y%m%d%H%M")
         storage = self.huey.storage
         for task in self.huey.read_periodic(ts):
-            name = _task_name(task)
+            name = task_name(task)
             try:
                 first = storage.put_if_empty("periodic:%s:%s" % (name, stamp),
                                              b"1")

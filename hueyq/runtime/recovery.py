@@ -24,8 +24,7 @@ import logging
 import time
 from typing import Callable
 
-from huey.utils import Error
-
+from hueyq import jobs
 from hueyq.backends import DEAD, DONE, PENDING, SCHEDULED
 from hueyq.exceptions import StoreUnavailable
 from hueyq.owner import alive_here, boot_id, parse_owner, start_ticks
@@ -111,7 +110,6 @@ class Recovery:
     def _charged(self, lease, why: str, crowds) -> "tuple[bool, str]":
         """Whether a lost delivery counts toward ``max_redeliveries``, and
         the last error it leaves (``suspect: ...``: it runs alone next)."""
-        from hueyq.runtime.consumer import SUSPECT, is_suspect
         owner = parse_owner(lease.owner)
         if why == _REBOOTED:
             return False, "recovered after a reboot (worker %s)" % owner.name
@@ -122,26 +120,25 @@ class Recovery:
             return False, ("recovered: worker %s of a runtime that stopped"
                            % owner.name)
         crowd = crowds.get(owner.group, 1)
-        if crowd > 1 and not is_suspect(lease.last_error):
-            return False, ("%s worker %s died running %d jobs; it runs alone "
-                           "next" % (SUSPECT, owner.name, crowd))
-        return True, "%s worker %s died running it" % (SUSPECT, owner.name)
+        if crowd > 1 and not jobs.is_suspect(lease.last_error):
+            return False, jobs.suspect("worker %s died running %d jobs; it "
+                                       "runs alone next" % (owner.name, crowd))
+        return True, jobs.suspect("worker %s died running it" % owner.name)
 
     def _recover(self, storage, queue: str, lease, why: str = _DIED,
                  crowds=None) -> None:
         error = lease.last_error or ""
         now = time.time()
-        job = {"id": lease.task_id, "task": lease.name, "queue": queue,
-               "updated_at": now,
-               "seq": change_seq(lease.lease_seq, RECOVERED)}
-        if error.startswith("cancelled"):
+        known = {"task": lease.name, "queue": queue, "at": now,
+                 "seq": change_seq(lease.lease_seq, RECOVERED)}
+        if jobs.is_cancel(error):
             storage.ack(lease.handle, DEAD, "cancelled")
-            job.update(state="cancelled", reason="cancelled", finished_at=now)
+            job = jobs.cancelled(lease.task_id, **known)
             event, detail = "cancelled", error
             self._put_error(queue, lease.task_id, "cancelled")
-        elif error.startswith("killed:"):
+        elif jobs.is_killed(error):
             storage.requeue(lease.handle, error, count=False)
-            job.update(state="pending", error=error)
+            job = jobs.recovered(lease.task_id, error, **known)
             event, detail = "killed", error
         else:
             count, detail = self._charged(lease, why, crowds or {})
@@ -151,16 +148,15 @@ class Recovery:
             if state is None:
                 return
             if state == DEAD:
-                detail = "poison: killed its worker %d times (%s)" % (
-                    lease.redeliveries + 1, detail)
-                job.update(state="dead", reason="poison", error=detail,
-                           finished_at=now,
-                           payload=storage.message_data(lease.handle))
+                detail = jobs.poison(lease.redeliveries + 1, detail)
+                job = jobs.dead(lease.task_id, "poison", detail,
+                                payload=storage.message_data(lease.handle),
+                                **known)
                 event = "dead"
                 self._put_error(queue, lease.task_id, detail)
             else:
-                job.update(state="pending", error=detail,
-                           redeliveries=lease.redeliveries + int(count))
+                job = jobs.recovered(lease.task_id, detail, redeliveries=lease
+                                     .redeliveries + int(count), **known)
                 event = "redelivered" if count else "recovered"
         logger.warning("job %s (%s): %s: %s", lease.task_id, lease.name,
                        event, detail, extra={"queue": queue,
@@ -169,10 +165,8 @@ class Recovery:
             self._record([job], [self._event(queue, lease, event, detail)])
 
     def _event(self, queue: str, lease, signal_name: str, detail: str) -> dict:
-        return {"ts": time.time(), "queue": "%s.%s" % (self.app.name, queue),
-                "task_id": lease.task_id, "task": lease.name,
-                "signal": signal_name, "duration": None, "error": detail,
-                "args": None}
+        return jobs.event("%s.%s" % (self.app.name, queue), lease.task_id,
+                          lease.name, signal_name, detail, at=time.time())
 
     def _record(self, jobs: list, events: list, durable: bool = False
                 ) -> None:
@@ -184,8 +178,7 @@ class Recovery:
     def _put_error(self, queue: str, job_id: str, error: str) -> None:
         if not job_id:
             return
-        self.app.huey(queue).put_result(job_id, Error({
-            "error": error, "retries": 0, "traceback": "", "task_id": job_id}))
+        jobs.put_error(self.app.huey(queue), job_id, error)
 
     def hand_back(self, known_pids: "set[int]") -> int:
         """Hand back, uncounted, the leases that processes of this runtime
@@ -214,12 +207,10 @@ class Recovery:
                      if (m.updated_at or 0) < before]
             if not stale:
                 continue
-            self._record([{"id": m.task_id, "task": m.name, "queue": queue,
-                           "state": "complete", "finished_at": m.updated_at,
-                           "enqueued_at": m.enqueued_at,
-                           "updated_at": m.updated_at,
-                           "seq": change_seq(m.lease_seq, ENDED)}
-                          for m in stale if m.task_id], [], durable=True)
+            self._record([jobs.completed(
+                m.task_id, at=m.updated_at, seq=change_seq(m.lease_seq, ENDED),
+                task=m.name, queue=queue, enqueued_at=m.enqueued_at)
+                for m in stale if m.task_id], [], durable=True)
             dropped += storage.forget([m.handle for m in stale])
         self.repair()
         return dropped

@@ -31,8 +31,10 @@ import time
 import psutil
 
 from hueyq import __version__, control
+from hueyq import jobs
 from hueyq.exceptions import (AlreadyRunning, BackendUnavailable,
                               ConfigurationError, StoreUnavailable)
+from hueyq.memory import ROOM_FLAG
 from hueyq.owner import runtime_id
 from hueyq.urls import redact_url, sqlite_path
 from hueyq.runtime import notify
@@ -81,7 +83,7 @@ class Supervisor:
         self._watchdog_ping = notify.watchdog_interval()
         self._next_sweep = 0.0
         self._next_checkpoint = 0.0
-        self._admission: "dict[str, int]" = {}
+        self._rooms: "dict[str, int]" = {}
         self._notifying = bool(os.environ.get("NOTIFY_SOCKET"))
         self._next_status = 0.0
         self._files: "dict[str, tuple]" = {}
@@ -302,9 +304,7 @@ class Supervisor:
         out = {}
         for queue in self.queues:
             flags = self.app.storage(queue).flags()
-            out[queue] = {name.split(":", 1)[1]: value
-                          for name, value in flags.items()
-                          if name.startswith("paused:")}
+            out[queue] = jobs.pauses(flags)
         return out
 
     def watch(self, now: float) -> None:
@@ -313,17 +313,17 @@ class Supervisor:
         self._samples = samples
         for action in self.watchdog.check(samples):
             self._guard("watchdog action", lambda a=action: self.apply(a))
-        self._publish_admission(self.watchdog.admission(samples))
+        self._publish_memory_rooms(self.watchdog.memory_rooms(samples))
 
-    def _publish_admission(self, rooms: "dict[str, int]") -> None:
+    def _publish_memory_rooms(self, rooms: "dict[str, int]") -> None:
         # Written when it moved by over 1% (or 16 MiB), not every tick.
         for queue, room in rooms.items():
-            last = self._admission.get(queue)
+            last = self._rooms.get(queue)
             if last is not None and abs(room - last) <= max(last // 100,
                                                             16 << 20):
                 continue
-            self.app.storage(queue).set_flag("admission", room)
-            self._admission[queue] = room
+            self.app.storage(queue).set_flag(ROOM_FLAG, room)
+            self._rooms[queue] = room
 
     def apply(self, action: Action) -> None:
         """Carry out one watchdog action and record it."""

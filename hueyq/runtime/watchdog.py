@@ -17,8 +17,9 @@ the actions to take:
 * ``time_limit`` (task or queue) and cancellation on process workers: kill;
 * autoscale: one more consumer for a backlog that stays over
   ``scale_up_depth`` when the budgets allow, one fewer once it stays empty;
-* admission: how much memory each budgeted queue has left for tasks that
-  declare ``memory=``.
+* the memory room (:mod:`hueyq.memory`): how much memory each budgeted
+  queue has left for tasks that declare ``memory=``, which admission lets
+  start only when they fit.
 
 Memory is PSS where the kernel has it (RSS over-counts pages shared between
 a consumer and its forked workers), RSS otherwise; the measuring is
@@ -29,6 +30,8 @@ import dataclasses
 import logging
 from typing import Iterable
 
+from hueyq import jobs
+from hueyq.memory import memory_room
 from hueyq.profile import Profile
 from hueyq.units import format_duration, format_over, format_size
 
@@ -207,8 +210,8 @@ class Watchdog:
                 actions.append(Action(
                     "kill", p.queue, pid=p.pid, value=p.memory, limit=hard,
                     handles=_handles(s.leases, p.pid),
-                    reason="killed: memory budget exceeded (%s)"
-                    % format_over(p.memory, hard)))
+                    reason=jobs.killed("memory budget exceeded (%s)"
+                                       % format_over(p.memory, hard))))
             elif soft and p.memory > soft and p.pid not in self.recycling:
                 self.recycling.add(p.pid)
                 actions.append(Action(
@@ -228,10 +231,10 @@ class Watchdog:
                 continue
             limit = lease.time_limit or queue.time_limit
             if lease.cancel_requested:
-                reason = "cancelled: by user"
+                reason = jobs.cancelled_by("user")
             elif limit and lease.elapsed > limit:
-                reason = "killed: time limit exceeded (%s)" % \
-                    format_duration(limit)
+                reason = jobs.killed("time limit exceeded (%s)"
+                                     % format_duration(limit))
             else:
                 continue
             self.killed.add(lease.pid)
@@ -275,9 +278,10 @@ class Watchdog:
     def _room_for_one(self, queue, s: Samples) -> bool:
         procs = [p for p in s.processes if p.queue == queue.name]
         running = max(1, s.consumers.get(queue.name, 1))
-        per_consumer = sum(p.memory for p in procs) / running
+        used = sum(p.memory for p in procs)
+        per_consumer = used / running
         if queue.memory_limit and \
-                sum(p.memory for p in procs) + per_consumer > queue.memory_limit:
+                memory_room(queue.memory_limit, used) < per_consumer:
             return False
         floor = self.profile.memory.min_available
         if s.available is not None and floor and \
@@ -285,17 +289,18 @@ class Watchdog:
             return False
         return queue.name not in self.pressure_paused
 
-    def admission(self, s: Samples) -> "dict[str, int]":
-        """Memory each budgeted queue has left for tasks declaring memory=:
-        its limit minus what its processes use. The backend takes off what
-        running tasks declared when it leases (atomically, so two workers
-        cannot both take the last of the room between two samples)."""
+    def memory_rooms(self, s: Samples) -> "dict[str, int]":
+        """The memory room of each budgeted queue before what its running
+        tasks declared: its limit less what its processes use. The backend
+        takes off what running tasks declared when it leases (atomically,
+        so two workers cannot both take the last of the room between two
+        samples)."""
         out = {}
         for queue in self.queues:
             if not queue.memory_limit:
                 continue
             used = sum(p.memory for p in s.processes if p.queue == queue.name)
-            out[queue.name] = max(0, queue.memory_limit - used)
+            out[queue.name] = memory_room(queue.memory_limit, used)
         return out
 
 

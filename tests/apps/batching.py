@@ -3,6 +3,7 @@
 import os
 import time
 
+import hueyq
 from apps import basic
 
 
@@ -23,6 +24,15 @@ def make_app(profile=None, name=None, max_size=4, max_wait="0s"):
             raise RuntimeError("the whole batch failed")
         return [ValueError("bad item %r" % i) if i == "bad" else i * i
                 for i in items]
+
+    @app.batch_task(queue="medium", max_size=max_size, max_wait=max_wait,
+                    time_limit="300ms")
+    def patient(items):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            hueyq.progress(50)
+            time.sleep(0.02)
+        return items
 
     return basic.attach_tasks(app, locals())
 
