@@ -44,6 +44,8 @@ _HEADER_STRINGS = ("id", "name", "args")
 _HEADER_NUMBERS = ("eta", "t", "time_limit", "priority")
 #: Levels a header value may nest.
 _MAX_HEADER_DEPTH = 4
+#: Writes headers (json.dumps would build an encoder for every message).
+_HEADER_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def epoch(value: "datetime.datetime | None") -> "float | None":
@@ -168,7 +170,7 @@ class EnvelopeSerializer(Serializer):
             flags |= FLAG_ENCRYPTED
         if self._signer is not None:
             flags |= FLAG_SIGNED
-        raw_header = json.dumps(header, separators=(",", ":")).encode()
+        raw_header = _HEADER_ENCODER.encode(header).encode()
         out = _PREFIX.pack(MAGIC, flags, len(raw_header)) + raw_header + body
         return self._signer._sign(out) if self._signer is not None else out
 
