@@ -12,6 +12,8 @@ Every backend module subclasses huey's own storage for one queue (huey name
   ``annotate`` and ``leases()`` finish, hand back, recover and list them;
   ``relabel`` files a message that failed verification under its own id;
   ``forget`` and ``sweep_done`` drop finished messages;
+* bulk: ``enqueue_many(messages)`` stores many messages, each as
+  ``enqueue`` would, in one atomic step, and wakes the workers once;
 * scheduling: ``promote_due()`` moves due scheduled messages into the queue
   atomically; ``wait(timeout)`` blocks until work may be there and
   ``notify()`` wakes waiting workers;
@@ -249,7 +251,12 @@ def message_fields(data: bytes, now: float) -> "tuple[dict, dict, str, Any]":
     still ahead is scheduled. Never raises: a malformed header counts as none
     (the worker dead-letters such a message as undecodable)."""
     from hueyq.envelope import peek_header
-    header = peek_header(data) or {}
+    return header_fields(peek_header(data) or {}, now)
+
+
+def header_fields(header: dict, now: float) -> "tuple[dict, dict, str, Any]":
+    """:func:`message_fields` of a message whose header is known: the one
+    its producer wrote into it (``enqueue_many``)."""
     eta = header.get("eta")
     meta = {k: v for k, v in header.items()
             if k not in ("id", "name", "eta", "priority")}

@@ -28,8 +28,8 @@ from huey.storage import RedisStorage
 
 from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             RUNNING, SCHEDULED, Finding, HueyViews, Lease,
-                            MessageInfo, message_fields, read_json, report_bad,
-                            split_name)
+                            MessageInfo, header_fields, message_fields,
+                            read_json, report_bad, split_name)
 from hueyq.envelope import epoch
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
@@ -41,6 +41,12 @@ try:
     from redis.exceptions import OutOfMemoryError, RedisError
 except ImportError:  # pragma: no cover - the redis extra is missing
     RedisError = None
+
+#: Messages per script call of a bulk enqueue (eight arguments each).
+ENQUEUE_CHUNK = 1000
+#: Most wake-up tokens a bulk enqueue sends: enough for every idle worker
+#: of a queue; a worker that finds nothing left deletes the rest.
+WAKE_TOKENS = 64
 
 
 def _full(exc: Exception) -> BackendFull:
@@ -71,26 +77,55 @@ if RedisError is not None:
 else:  # pragma: no cover
     _Client = None
 
+# Stores one message under handle hid; returns whether it is pending.
+# KEYS: pending sched msg info ids
+_ADD = """
+local function add(hid, data, priority, task_id, name, eta, now, meta, state)
+  local info = {task_id=task_id, name=name, state=state,
+    priority=tonumber(priority), enqueued_at=tonumber(now),
+    updated_at=tonumber(now), redeliveries=0, meta=cjson.decode(meta),
+    size=string.len(data)}
+  if eta ~= '' then info.eta = tonumber(eta) end
+  redis.call('hset', KEYS[3], hid, data)
+  redis.call('hset', KEYS[4], hid, cjson.encode(info))
+  if task_id ~= '' then redis.call('hset', KEYS[5], task_id, hid) end
+  if state == 'scheduled' then
+    redis.call('zadd', KEYS[2], info.eta, hid)
+    return false
+  end
+  redis.call('zadd', KEYS[1], -info.priority, hid)
+  return true
+end
+"""
+
 # KEYS: pending sched msg info ids wake seq
 # ARGV: data priority task_id name eta now meta state
-_ENQUEUE = """
+_ENQUEUE = _ADD + """
 local hid = string.format('%016d', redis.call('incr', KEYS[7]))
-local state = ARGV[8]
-local info = {task_id=ARGV[3], name=ARGV[4], state=state,
-  priority=tonumber(ARGV[2]), enqueued_at=tonumber(ARGV[6]),
-  updated_at=tonumber(ARGV[6]), redeliveries=0, meta=cjson.decode(ARGV[7]),
-  size=string.len(ARGV[1])}
-if ARGV[5] ~= '' then info.eta = tonumber(ARGV[5]) end
-redis.call('hset', KEYS[3], hid, ARGV[1])
-redis.call('hset', KEYS[4], hid, cjson.encode(info))
-if ARGV[3] ~= '' then redis.call('hset', KEYS[5], ARGV[3], hid) end
-if state == 'scheduled' then
-  redis.call('zadd', KEYS[2], info.eta, hid)
-else
-  redis.call('zadd', KEYS[1], -info.priority, hid)
+if add(hid, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7],
+       ARGV[8]) then
   redis.call('lpush', KEYS[6], 1)
 end
 return hid
+"""
+
+# Many messages, each as _ENQUEUE stores it, under consecutive handles (so
+# equal priorities keep their order); no wake-up (the caller sends them).
+# KEYS: pending sched msg info ids seq
+# ARGV: count, then _ENQUEUE's eight ARGV per message
+_ENQUEUE_MANY = _ADD + """
+local count = tonumber(ARGV[1])
+local first = redis.call('incrby', KEYS[6], count) - count
+local pending = 0
+for i = 0, count - 1 do
+  local a = 2 + i * 8
+  if add(string.format('%016d', first + 1 + i), ARGV[a], ARGV[a + 1],
+         ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6],
+         ARGV[a + 7]) then
+    pending = pending + 1
+  end
+end
+return pending
 """
 
 # Every script reads a message's info through load_info, which never fails:
@@ -501,6 +536,7 @@ class RedisBackend(HueyViews, RedisStorage):
         self.admission = False
         self.schedule_key = self.keys["sched"]
         scripts = {"enqueue": _ENQUEUE, "lease": _LEASE, "ack": _ACK,
+                   "enqueue_many": _ENQUEUE_MANY,
                    "lease_batch": _LEASE_BATCH,
                    "requeue": _REQUEUE, "promote": _PROMOTE, "move": _MOVE,
                    "dequeue": _DEQUEUE, "annotate": _ANNOTATE,
@@ -530,9 +566,44 @@ class RedisBackend(HueyViews, RedisStorage):
         self._scripts["enqueue"](
             keys=self._keys("pending", "sched", "msg", "info", "ids", "wake",
                             "seq"),
-            args=[data, priority or 0, header.get("id") or "",
-                  header.get("name") or "", "" if eta is None else repr(eta),
-                  meta.get("t", now), json.dumps(meta), state])
+            args=self._add_args(data, priority, header, meta, state, eta, now))
+
+    @staticmethod
+    def _add_args(data, priority, header, meta, state, eta, now) -> list:
+        return [data, priority or 0, header.get("id") or "",
+                header.get("name") or "", "" if eta is None else repr(eta),
+                meta.get("t", now), json.dumps(meta), state]
+
+    def enqueue_many(self, messages) -> int:
+        """Store ``(data, priority, header)`` messages (``header``: the one
+        the producer wrote into ``data``, or None to read it there), each as
+        :meth:`enqueue` would, in one transaction (MULTI/EXEC of a few
+        scripts, one round trip: all or none) that also wakes the workers;
+        returns how many."""
+        now = time.time()
+        batch = []
+        pending = 0
+        for data, priority, header in messages:
+            header, meta, state, eta = (message_fields(data, now)
+                                        if header is None else
+                                        header_fields(header, now))
+            batch.append(self._add_args(data, priority, header, meta, state,
+                                        eta, now))
+            pending += state == PENDING
+        if not batch:
+            return 0
+        pipe = self.conn.pipeline(transaction=True)
+        keys = self._keys("pending", "sched", "msg", "info", "ids", "seq")
+        for start in range(0, len(batch), ENQUEUE_CHUNK):
+            chunk = batch[start:start + ENQUEUE_CHUNK]
+            args = [len(chunk)]
+            for one in chunk:
+                args += one
+            self._scripts["enqueue_many"](keys=keys, args=args, client=pipe)
+        if pending:
+            pipe.lpush(self.keys["wake"], *[1] * min(pending, WAKE_TOKENS))
+        pipe.execute()
+        return len(batch)
 
     def dequeue(self) -> "bytes | None":
         # huey's at-most-once dequeue (the message is gone, its revoke key
