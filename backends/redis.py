@@ -42,7 +42,8 @@ try:
 except ImportError:  # pragma: no cover - the redis extra is missing
     RedisError = None
 
-#: Messages per script call of a bulk enqueue (eight arguments each).
+#: Messages per script call of a bulk enqueue (five arguments each; the
+#: script unpacks two per message into one command, under Lua's 8,000).
 ENQUEUE_CHUNK = 1000
 #: Most wake-up tokens a bulk enqueue sends: enough for every idle worker
 #: of a queue; a worker that finds nothing left deletes the rest.
@@ -77,55 +78,64 @@ if RedisError is not None:
 else:  # pragma: no cover
     _Client = None
 
-# Stores one message under handle hid; returns whether it is pending.
+# Stores one message under handle hid (its info record built by
+# RedisBackend._add_args); returns whether it is pending.
 # KEYS: pending sched msg info ids
 _ADD = """
-local function add(hid, data, priority, task_id, name, eta, now, meta, state)
-  local info = {task_id=task_id, name=name, state=state,
-    priority=tonumber(priority), enqueued_at=tonumber(now),
-    updated_at=tonumber(now), redeliveries=0, meta=cjson.decode(meta),
-    size=string.len(data)}
-  if eta ~= '' then info.eta = tonumber(eta) end
+local function add(hid, data, info, task_id, state, score)
   redis.call('hset', KEYS[3], hid, data)
-  redis.call('hset', KEYS[4], hid, cjson.encode(info))
+  redis.call('hset', KEYS[4], hid, info)
   if task_id ~= '' then redis.call('hset', KEYS[5], task_id, hid) end
   if state == 'scheduled' then
-    redis.call('zadd', KEYS[2], info.eta, hid)
+    redis.call('zadd', KEYS[2], score, hid)
     return false
   end
-  redis.call('zadd', KEYS[1], -info.priority, hid)
+  redis.call('zadd', KEYS[1], score, hid)
   return true
 end
 """
 
 # KEYS: pending sched msg info ids wake seq
-# ARGV: data priority task_id name eta now meta state
+# ARGV: data info task_id state score
 _ENQUEUE = _ADD + """
 local hid = string.format('%016d', redis.call('incr', KEYS[7]))
-if add(hid, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7],
-       ARGV[8]) then
+if add(hid, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then
   redis.call('lpush', KEYS[6], 1)
 end
 return hid
 """
 
-# Many messages, each as _ENQUEUE stores it, under consecutive handles (so
-# equal priorities keep their order); no wake-up (the caller sends them).
+# Many messages, each stored as _ENQUEUE stores it, under consecutive
+# handles (so equal priorities keep their order), with one command per key;
+# no wake-up (the caller sends them).
 # KEYS: pending sched msg info ids seq
-# ARGV: count, then _ENQUEUE's eight ARGV per message
-_ENQUEUE_MANY = _ADD + """
+# ARGV: count, then _ENQUEUE's five ARGV per message
+_ENQUEUE_MANY = """
 local count = tonumber(ARGV[1])
 local first = redis.call('incrby', KEYS[6], count) - count
-local pending = 0
+local msg, info, ids, pending, sched = {}, {}, {}, {}, {}
 for i = 0, count - 1 do
-  local a = 2 + i * 8
-  if add(string.format('%016d', first + 1 + i), ARGV[a], ARGV[a + 1],
-         ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6],
-         ARGV[a + 7]) then
-    pending = pending + 1
+  local a = 2 + i * 5
+  local hid = string.format('%016d', first + 1 + i)
+  msg[#msg + 1] = hid
+  msg[#msg + 1] = ARGV[a]
+  info[#info + 1] = hid
+  info[#info + 1] = ARGV[a + 1]
+  if ARGV[a + 2] ~= '' then
+    ids[#ids + 1] = ARGV[a + 2]
+    ids[#ids + 1] = hid
   end
+  local set = pending
+  if ARGV[a + 3] == 'scheduled' then set = sched end
+  set[#set + 1] = ARGV[a + 4]
+  set[#set + 1] = hid
 end
-return pending
+redis.call('hset', KEYS[3], unpack(msg))
+redis.call('hset', KEYS[4], unpack(info))
+if #ids > 0 then redis.call('hset', KEYS[5], unpack(ids)) end
+if #sched > 0 then redis.call('zadd', KEYS[2], unpack(sched)) end
+if #pending > 0 then redis.call('zadd', KEYS[1], unpack(pending)) end
+return #pending / 2
 """
 
 # Every script reads a message's info through load_info, which never fails:
@@ -570,16 +580,31 @@ class RedisBackend(HueyViews, RedisStorage):
 
     @staticmethod
     def _add_args(data, priority, header, meta, state, eta, now) -> list:
-        return [data, priority or 0, header.get("id") or "",
-                header.get("name") or "", "" if eta is None else repr(eta),
-                meta.get("t", now), json.dumps(meta), state]
+        """ARGV of _ENQUEUE: the message, its info record (what the scripts
+        read through load_info), task id, state and sorted-set score."""
+        enqueued_at = meta.get("t", now)
+        info = {"task_id": header.get("id") or "",
+                "name": header.get("name") or "", "state": state,
+                "priority": priority or 0, "enqueued_at": enqueued_at,
+                "updated_at": enqueued_at, "redeliveries": 0, "meta": meta,
+                "size": len(data)}
+        if eta is not None:
+            info["eta"] = eta
+        score = eta if state == SCHEDULED else -info["priority"]
+        return [data, json.dumps(info), info["task_id"], state, score]
 
     def enqueue_many(self, messages) -> int:
         """Store ``(data, priority, header)`` messages (``header``: the one
         the producer wrote into ``data``, or None to read it there), each as
-        :meth:`enqueue` would, in one transaction (MULTI/EXEC of a few
-        scripts, one round trip: all or none) that also wakes the workers;
-        returns how many."""
+        :meth:`enqueue` would; returns how many.
+
+        One script stores each chunk of :data:`ENQUEUE_CHUNK` messages
+        atomically, and all the chunks go in one pipeline (one round trip),
+        so Redis serves other clients between them rather than stalling for
+        the whole batch; the wake-ups follow the first chunk, so workers
+        start on it while the rest is stored. A connection lost midway may
+        leave the first chunks stored (delivery is at least once: enqueue
+        again)."""
         now = time.time()
         batch = []
         pending = 0
@@ -592,7 +617,7 @@ class RedisBackend(HueyViews, RedisStorage):
             pending += state == PENDING
         if not batch:
             return 0
-        pipe = self.conn.pipeline(transaction=True)
+        pipe = self.conn.pipeline(transaction=False)
         keys = self._keys("pending", "sched", "msg", "info", "ids", "seq")
         for start in range(0, len(batch), ENQUEUE_CHUNK):
             chunk = batch[start:start + ENQUEUE_CHUNK]
@@ -600,8 +625,9 @@ class RedisBackend(HueyViews, RedisStorage):
             for one in chunk:
                 args += one
             self._scripts["enqueue_many"](keys=keys, args=args, client=pipe)
-        if pending:
-            pipe.lpush(self.keys["wake"], *[1] * min(pending, WAKE_TOKENS))
+            if start == 0 and pending:
+                pipe.lpush(self.keys["wake"], *[1] * min(pending,
+                                                        WAKE_TOKENS))
         pipe.execute()
         return len(batch)
 
