@@ -30,7 +30,7 @@ from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             RUNNING, SCHEDULED, Finding, HueyViews, Lease,
                             MessageInfo, header_fields, message_fields,
                             read_json, report_bad, split_name)
-from hueyq.envelope import epoch
+from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
 from hueyq.units import format_size
@@ -591,7 +591,7 @@ class RedisBackend(HueyViews, RedisStorage):
         if eta is not None:
             info["eta"] = eta
         score = eta if state == SCHEDULED else -info["priority"]
-        return [data, json.dumps(info), info["task_id"], state, score]
+        return [data, write_json(info), info["task_id"], state, score]
 
     def enqueue_many(self, messages) -> int:
         """Store ``(data, priority, header)`` messages (``header``: the one

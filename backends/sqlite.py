@@ -52,7 +52,7 @@ from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             RUNNING, SCHEDULED, Finding, HueyViews, Lease,
                             MessageInfo, header_fields, message_fields,
                             read_json, report_bad, split_name)
-from hueyq.envelope import epoch
+from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import BackendUnavailable
 from hueyq.owner import boot_id
 from hueyq.units import format_size
@@ -408,7 +408,7 @@ class SqliteBackend(HueyViews, SqliteStorage):
     def _row(self, data, priority, header, meta, state, eta, now) -> tuple:
         return (self.qname, header.get("id") or "", header.get("name") or "",
                 state, priority or 0, eta, meta.get("t", now), now,
-                json.dumps(meta) if meta else None,
+                write_json(meta) if meta else None,
                 int(meta.get("memory") or 0), self.to_blob(data))
 
     def enqueue_many(self, messages) -> int:
