@@ -249,14 +249,11 @@ def message_fields(data: bytes, now: float) -> "tuple[dict, dict, str, Any]":
     """(header, meta, state, eta) of a message about to be stored: meta is
     the header without id, name, eta and priority; a message with an eta
     still ahead is scheduled. Never raises: a malformed header counts as none
-    (the worker dead-letters such a message as undecodable)."""
-    from hueyq.envelope import peek_header
-    return header_fields(peek_header(data) or {}, now)
-
-
-def header_fields(header: dict, now: float) -> "tuple[dict, dict, str, Any]":
-    """:func:`message_fields` of a message whose header is known: the one
-    its producer wrote into it (``enqueue_many``)."""
+    (the worker dead-letters such a message as undecodable). The header of
+    a message this process's producer wrote is the one it wrote (no need
+    to parse it again)."""
+    from hueyq.envelope import header_of
+    header = header_of(data) or {}
     eta = header.get("eta")
     meta = {k: v for k, v in header.items()
             if k not in ("id", "name", "eta", "priority")}

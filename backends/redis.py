@@ -28,8 +28,8 @@ from huey.storage import RedisStorage
 
 from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             RUNNING, SCHEDULED, Finding, HueyViews, Lease,
-                            MessageInfo, header_fields, message_fields,
-                            read_json, report_bad, split_name)
+                            MessageInfo, message_fields, read_json, report_bad,
+                            split_name)
 from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
@@ -608,10 +608,8 @@ class RedisBackend(HueyViews, RedisStorage):
         now = time.time()
         batch = []
         pending = 0
-        for data, priority, header in messages:
-            header, meta, state, eta = (message_fields(data, now)
-                                        if header is None else
-                                        header_fields(header, now))
+        for data, priority in messages:
+            header, meta, state, eta = message_fields(data, now)
             batch.append(self._add_args(data, priority, header, meta, state,
                                         eta, now))
             pending += state == PENDING

@@ -50,8 +50,8 @@ from hueyq import defaults
 from hueyq import files
 from hueyq.backends import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX, PENDING,
                             RUNNING, SCHEDULED, Finding, HueyViews, Lease,
-                            MessageInfo, header_fields, message_fields,
-                            read_json, report_bad, split_name)
+                            MessageInfo, message_fields, read_json, report_bad,
+                            split_name)
 from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import BackendUnavailable
 from hueyq.owner import boot_id
@@ -412,17 +412,13 @@ class SqliteBackend(HueyViews, SqliteStorage):
                 int(meta.get("memory") or 0), self.to_blob(data))
 
     def enqueue_many(self, messages) -> int:
-        """Store ``(data, priority, header)`` messages (``header``: the one
-        the producer wrote into ``data``, or None to read it there), each as
-        :meth:`enqueue` would, in one transaction (one commit: all or none),
+        """Store ``(data, priority)`` pairs, each as :meth:`enqueue` would, in one transaction (one commit: all or none),
         then wake the workers once; returns how many."""
         now = time.time()
         rows = []
         pending = False
-        for data, priority, header in messages:
-            header, meta, state, eta = (message_fields(data, now)
-                                        if header is None else
-                                        header_fields(header, now))
+        for data, priority in messages:
+            header, meta, state, eta = message_fields(data, now)
             rows.append(self._row(data, priority, header, meta, state, eta,
                                   now))
             pending = pending or state == PENDING

@@ -32,7 +32,7 @@ from huey.registry import Registry
 
 from hueyq import backends, context, defaults, files, huey_api
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
-from hueyq.envelope import EnvelopeSerializer, epoch
+from hueyq.envelope import Envelope, EnvelopeSerializer, epoch
 from hueyq.logs import Outage
 from hueyq.exceptions import (BackendUnavailable, BadSignature,
                               ConfigurationError, EnqueueError, JobNotFound,
@@ -168,10 +168,6 @@ class QueueHuey(Huey):
         return super().periodic_task(validate_datetime, *args, **kwargs)
 
     def serialize_task(self, task: Task) -> bytes:
-        return self.envelope_of(task)[0]
-
-    def envelope_of(self, task: Task) -> "tuple[bytes, dict]":
-        """The message of ``task`` and the header written into it."""
         message = self._registry.create_message(task)
         cls = type(task)
         header = {"id": task.id, "name": message.name, "eta": epoch(task.eta),
@@ -189,7 +185,10 @@ class QueueHuey(Huey):
             # Encrypted, the arguments stay out of the plaintext header; the
             # worker records their preview when it decrypts them.
             header["args"] = args_preview(task.args, task.kwargs)
-        return self.serializer.serialize_with_header(message, header), header
+        data = Envelope(self.serializer.serialize_with_header(message,
+                                                              header))
+        data.header = header
+        return data
 
     def enqueue(self, task):
         home = getattr(type(task), "queue", None)
@@ -219,14 +218,12 @@ class QueueHuey(Huey):
             self._emit(S.SIGNAL_SCHEDULED, task)
         return result
 
-    def message_of(self, task: Task) -> "tuple[bytes, Any, dict]":
-        """(message, priority, header) of ``task`` for
-        :meth:`enqueue_messages`, its ``expires`` resolved from now, as
-        huey's enqueue resolves it."""
+    def message_of(self, task: Task) -> "tuple[bytes, Any]":
+        """(message, priority) of ``task`` for :meth:`enqueue_messages`, its
+        ``expires`` resolved from now, as huey's enqueue resolves it."""
         if task.expires:
             task.resolve_expires(self.utc)
-        data, header = self.envelope_of(task)
-        return data, task.priority, header
+        return self.serialize_task(task), task.priority
 
     def enqueue_messages(self, tasks: "list[Task]", messages: list) -> list:
         """Write the messages of ``tasks`` (:meth:`message_of`) in one step

@@ -13,7 +13,8 @@ bomb cannot grow a worker) and unpickles. Only workers unpickle in full;
 read paths call :meth:`EnvelopeSerializer.preview`, which builds plain data
 only. Backends read the header without decoding the body
 (:func:`peek_header`, which never raises), so they can index, list and
-dead-letter messages they cannot decode.
+dead-letter messages they cannot decode; a message the producer of this
+process wrote (an :class:`Envelope`) hands them its header as written.
 """
 
 import calendar
@@ -45,6 +46,23 @@ _HEADER_STRINGS = ("id", "name", "args")
 _HEADER_NUMBERS = ("eta", "t", "time_limit", "priority")
 #: Levels a header value may nest.
 _MAX_HEADER_DEPTH = 4
+
+
+class Envelope(bytes):
+    """A message as this process's producer wrote it, carrying the header
+    it wrote into it (``header``), so that the backend storing it need not
+    read the header back out of the bytes (:func:`header_of`). Anything
+    read from a backend or a socket is plain bytes and is read."""
+
+    header: dict
+
+
+def header_of(data: Any) -> "dict | None":
+    """The header of a message about to be stored: the one its producer
+    wrote (an :class:`Envelope`), else :func:`peek_header`'s."""
+    header = getattr(data, "header", None)
+    return header if isinstance(data, Envelope) and \
+        isinstance(header, dict) else peek_header(data)
 
 
 def json_writer() -> "Callable[[Any], str]":
