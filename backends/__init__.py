@@ -40,6 +40,7 @@ import logging
 import math
 from typing import Any
 
+from hueyq.envelope import header_of
 from hueyq.exceptions import ConfigurationError
 from hueyq.owner import parse_owner
 
@@ -252,7 +253,6 @@ def message_fields(data: bytes, now: float) -> "tuple[dict, dict, str, Any]":
     (the worker dead-letters such a message as undecodable). The header of
     a message this process's producer wrote is the one it wrote (no need
     to parse it again)."""
-    from hueyq.envelope import header_of
     header = header_of(data) or {}
     eta = header.get("eta")
     meta = {k: v for k, v in header.items()

@@ -25,7 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from huey import signals as S
-from huey.api import Huey, ResultGroup, Task, TaskWrapper
+from huey.api import Huey, Result, ResultGroup, Task, TaskWrapper
 from huey.constants import EmptyData
 from huey.exceptions import HueyException
 from huey.registry import Registry
@@ -229,26 +229,35 @@ class QueueHuey(Huey):
         """Write the messages of ``tasks`` (:meth:`message_of`) in one step
         of the backend (``enqueue_many``), with huey's signals and result
         handles for each, as :meth:`enqueue` gives them."""
-        written = [(t, m) for t, m in zip(tasks, messages)
-                   if not context.interrupted(t.id)]
-        for task, _ in written:
-            self._emit(S.SIGNAL_ENQUEUED, task)
+        written = list(zip(tasks, messages))
+        skipped = context.interrupting_task()
+        if skipped is not None:
+            written = [(t, m) for t, m in written if t.id != skipped]
+        if self._has_receivers(S.SIGNAL_ENQUEUED):
+            for task, _ in written:
+                self._emit(S.SIGNAL_ENQUEUED, task)
         try:
             context.persist(lambda: self.storage.enqueue_many(
                 [m for _, m in written]))
         except backend_errors() as exc:
             raise BackendUnavailable("cannot enqueue: %s"
                                      % self.storage.explain(exc)) from None
-        now = self._get_timestamp()
-        for task, _ in written:
-            if task.eta and task.eta > now:
-                self._emit(S.SIGNAL_SCHEDULED, task)
-        out = []
-        for task in tasks:
-            results = self._pipeline_results(task)
-            out.append(ResultGroup(results) if len(results) > 1
-                       else results[0])
-        return out
+        if self._has_receivers(S.SIGNAL_SCHEDULED):
+            now = self._get_timestamp()
+            for task, _ in written:
+                if task.eta and task.eta > now:
+                    self._emit(S.SIGNAL_SCHEDULED, task)
+        return [self._result_of(task) for task in tasks]
+
+    def _has_receivers(self, signal: str) -> bool:
+        receivers = self._signal.receivers
+        return bool(receivers.get(signal) or receivers.get("any"))
+
+    def _result_of(self, task: Task):
+        """huey's enqueue's return value: a Result, a pipeline's group."""
+        if task.on_complete is None:
+            return Result(self, task)
+        return ResultGroup(self._pipeline_results(task))
 
     def _emit(self, signal, task, *args, **kwargs):
         if signal == S.SIGNAL_INTERRUPTED and self.hands_back:
