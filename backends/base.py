@@ -12,6 +12,8 @@ huey's own storage for one queue (huey name ``<app>.<queue>``)::
 storage (a backend missing one cannot be instantiated), and implements on
 top of them huey's listing and schedule API. The interface, by group:
 
+* bulk: ``enqueue_many(messages)`` stores many messages, each as huey's
+  ``enqueue`` would, and wakes the workers once;
 * leases: ``lease(owner, ack=None)`` moves the next pending message into a
   lease owned by ``host:pid:worker|stamp`` (:mod:`hueyq.owner`) in one
   atomic step (optionally acking the previous one in the same step), and
@@ -266,6 +268,14 @@ class Backend(abc.ABC):
         """Called once by a consumer process before it takes work; backends
         whose producers and consumers commit differently override it."""
 
+    # ------------------------------------------------------------ enqueue
+
+    @abc.abstractmethod
+    def enqueue_many(self, messages) -> int:
+        """Store ``(data, priority)`` pairs, each as huey's ``enqueue``
+        would, and wake the workers once; returns how many. SQLite: one
+        transaction (all or none); Redis: atomic chunks in one round trip."""
+
     # ------------------------------------------------------------ leases
 
     @abc.abstractmethod
@@ -513,9 +523,11 @@ def message_fields(data: bytes, now: float) -> "tuple[dict, dict, str, Any]":
     """(header, meta, state, eta) of a message about to be stored: meta is
     the header without id, name, eta and priority; a message with an eta
     still ahead is scheduled. Never raises: a malformed header counts as none
-    (the worker dead-letters such a message as undecodable)."""
-    from hueyq.envelope import peek_header
-    header = peek_header(data) or {}
+    (the worker dead-letters such a message as undecodable). The header of
+    a message this process's producer wrote is the one it wrote (no need
+    to parse it again)."""
+    from hueyq.envelope import header_of
+    header = header_of(data) or {}
     eta = header.get("eta")
     meta = {k: v for k, v in header.items()
             if k not in ("id", "name", "eta", "priority")}

@@ -32,7 +32,7 @@ from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  Finding, Lease, MessageInfo, clean_meta,
                                  message_fields, read_json, report_bad,
                                  split_name)
-from hueyq.envelope import epoch
+from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
 from hueyq.memory import memory_room
@@ -44,6 +44,13 @@ try:
     from redis.exceptions import OutOfMemoryError, RedisError
 except ImportError:  # pragma: no cover - the redis extra is missing
     RedisError = None
+
+#: Messages per script call of a bulk enqueue (five arguments each; the
+#: script unpacks two per message into one command, under Lua's 8,000).
+ENQUEUE_CHUNK = 1000
+#: Most wake-up tokens a bulk enqueue sends: enough for every idle worker
+#: of a queue; a worker that finds nothing left deletes the rest.
+WAKE_TOKENS = 64
 
 
 def _full(exc: Exception) -> BackendFull:
@@ -79,7 +86,8 @@ else:  # pragma: no cover
 #: message_head) put before its own; every move of a message between sets
 #: is one script, so it is atomic.
 _SCRIPT_PARTS = {
-    "enqueue": ("enqueue",),
+    "enqueue": ("add", "enqueue"),
+    "enqueue_many": ("enqueue_many",),
     "lease": ("load_info", "finish", "message_head", "lease"),
     "ack": ("load_info", "finish", "ack"),
     "lease_batch": ("load_info", "message_head", "lease_batch"),
@@ -219,9 +227,58 @@ class RedisBackend(Backend, RedisStorage):
         self._scripts["enqueue"](
             keys=self._keys("pending", "sched", "msg", "info", "ids", "wake",
                             "seq"),
-            args=[data, priority or 0, header.get("id") or "",
-                  header.get("name") or "", "" if eta is None else repr(eta),
-                  meta.get("t", now), json.dumps(meta), state])
+            args=self._add_args(data, priority, header, meta, state, eta, now))
+
+    @staticmethod
+    def _add_args(data, priority, header, meta, state, eta, now) -> list:
+        """ARGV of _ENQUEUE: the message, its info record (what the scripts
+        read through load_info), task id, state and sorted-set score."""
+        enqueued_at = meta.get("t", now)
+        info = {"task_id": header.get("id") or "",
+                "name": header.get("name") or "", "state": state,
+                "priority": priority or 0, "enqueued_at": enqueued_at,
+                "updated_at": enqueued_at, "redeliveries": 0, "meta": meta,
+                "size": len(data)}
+        if eta is not None:
+            info["eta"] = eta
+        score = eta if state == SCHEDULED else -info["priority"]
+        return [data, write_json(info), info["task_id"], state, score]
+
+    def enqueue_many(self, messages) -> int:
+        """Store ``(data, priority, header)`` messages (``header``: the one
+        the producer wrote into ``data``, or None to read it there), each as
+        :meth:`enqueue` would; returns how many.
+
+        One script stores each chunk of :data:`ENQUEUE_CHUNK` messages
+        atomically, and all the chunks go in one pipeline (one round trip),
+        so Redis serves other clients between them rather than stalling for
+        the whole batch; the wake-ups follow the first chunk, so workers
+        start on it while the rest is stored. A connection lost midway may
+        leave the first chunks stored (delivery is at least once: enqueue
+        again)."""
+        now = time.time()
+        batch = []
+        pending = 0
+        for data, priority in messages:
+            header, meta, state, eta = message_fields(data, now)
+            batch.append(self._add_args(data, priority, header, meta, state,
+                                        eta, now))
+            pending += state == PENDING
+        if not batch:
+            return 0
+        pipe = self.conn.pipeline(transaction=False)
+        keys = self._keys("pending", "sched", "msg", "info", "ids", "seq")
+        for start in range(0, len(batch), ENQUEUE_CHUNK):
+            chunk = batch[start:start + ENQUEUE_CHUNK]
+            args = [len(chunk)]
+            for one in chunk:
+                args += one
+            self._scripts["enqueue_many"](keys=keys, args=args, client=pipe)
+            if start == 0 and pending:
+                pipe.lpush(self.keys["wake"], *[1] * min(pending,
+                                                        WAKE_TOKENS))
+        pipe.execute()
+        return len(batch)
 
     def dequeue(self) -> "bytes | None":
         # huey's at-most-once dequeue (the message is gone, its revoke key

@@ -53,7 +53,7 @@ from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  Finding, Lease, MessageInfo, clean_meta,
                                  message_fields, read_json, report_bad,
                                  split_name)
-from hueyq.envelope import epoch
+from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import BackendUnavailable
 from hueyq.memory import memory_room
 from hueyq.owner import boot_id
@@ -130,6 +130,9 @@ _ADMISSION_LEASE = (
     " 'pending'" + _FITS + _FITS_LIMIT + " order by priority desc, id"
     " limit 1) and not exists (select 1 from hueyq_flag where queue = ?3 and"
     " name glob 'paused:*')" + _RETURNING)
+_INSERT = ("insert into hueyq_message (queue, task_id, name, state, priority,"
+           " eta, enqueued_at, updated_at, meta, memory, data)"
+           " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
                  " updated_at, eta, owner, redeliveries, last_error, reason,"
                  " meta, length(data), lease_seq")
@@ -411,14 +414,33 @@ class SqliteBackend(Backend, SqliteStorage):
                      epoch(ts), now)
 
     def _insert(self, data, priority, header, meta, state, eta, now) -> None:
-        self.sql("insert into hueyq_message (queue, task_id, name, state,"
-                 " priority, eta, enqueued_at, updated_at, meta, memory, data)"
-                 " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (self.qname, header.get("id") or "", header.get("name") or "",
-                  state, priority or 0, eta, meta.get("t", now), now,
-                  json.dumps(meta) if meta else None,
-                  int(meta.get("memory") or 0), self.to_blob(data)),
-                 commit=True)
+        self.sql(_INSERT, self._row(data, priority, header, meta, state, eta,
+                                    now), commit=True)
+
+    def _row(self, data, priority, header, meta, state, eta, now) -> tuple:
+        return (self.qname, header.get("id") or "", header.get("name") or "",
+                state, priority or 0, eta, meta.get("t", now), now,
+                write_json(meta) if meta else None,
+                int(meta.get("memory") or 0), self.to_blob(data))
+
+    def enqueue_many(self, messages) -> int:
+        """Store ``(data, priority)`` pairs, each as :meth:`enqueue` would,
+        in one transaction (one commit: all or none), then wake the workers
+        once; returns how many."""
+        now = time.time()
+        rows = []
+        pending = False
+        for data, priority in messages:
+            header, meta, state, eta = message_fields(data, now)
+            rows.append(self._row(data, priority, header, meta, state, eta,
+                                  now))
+            pending = pending or state == PENDING
+        if rows:
+            with self.db(commit=True) as curs:
+                curs.executemany(_INSERT, rows)
+        if pending:
+            self.notify()
+        return len(rows)
 
     def dequeue(self) -> "bytes | None":
         # huey's at-most-once dequeue, for code that calls huey directly;

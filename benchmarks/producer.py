@@ -7,7 +7,8 @@ A separate process keeps each system's client out of the harness and the
 others' way, and makes enqueue timings comparable.
 
 Actions: ``enqueue`` (timed), ``warm`` (one probe per queue, waited for),
-``latency`` (one probe at a time), ``priority`` (a low backlog, then high
+``latency`` (one probe at a time), ``bulk`` (one ``task.map`` call,
+timed: hueyq only), ``priority`` (a low backlog, then high
 probes at a fixed rate), ``batch`` (pause, enqueue, resume: hueyq only) and
 ``store`` (job store at scale: hueyq only).
 """
@@ -90,13 +91,31 @@ def enqueue(sender: Sender, kind: str, count: int, queues: list,
             prefix: str = "d", seconds: float = 0.0) -> dict:
     """Enqueue ``count`` tasks round-robin over ``queues``, timed."""
     extra = (seconds,) if kind == "sleep" else ()
+    cpu = time.process_time()
     start = time.perf_counter()
     for i in range(count):
         sender.send(kind, queues[i % len(queues)], "%s-%d" % (prefix, i),
                     *extra)
     elapsed = time.perf_counter() - start
     return {"seconds": elapsed, "count": count,
+            "cpu_seconds": time.process_time() - cpu,
             "rate": count / elapsed if elapsed else None}
+
+
+def bulk(sender: Sender, kind: str, count: int, queue: str = "high",
+         prefix: str = "b") -> dict:
+    """Enqueue ``count`` tasks in one ``task.map`` call (hueyq), timed;
+    ``stored``: the pending jobs the backend holds afterwards."""
+    task = sender._tasks[kind + "_" + queue]
+    items = [("%s-%d" % (prefix, i),) for i in range(count)]
+    cpu = time.process_time()
+    start = time.perf_counter()
+    task.map(items)
+    elapsed = time.perf_counter() - start
+    return {"seconds": elapsed, "count": count,
+            "cpu_seconds": time.process_time() - cpu,
+            "rate": count / elapsed if elapsed else None,
+            "stored": sender.app.huey(queue).pending_count()}
 
 
 def warm(sender: Sender, queues: list, timeout: float = 60.0) -> dict:

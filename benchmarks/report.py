@@ -43,7 +43,12 @@ COLUMNS = {
               ("api_queues_ms", "/api/queues ms", "%.1f")],
     "batch": [("texts", "texts", "%d"), ("rate", "texts/s", "%.1f"),
               ("gain", "gain", "%.2fx")],
+    "enqueue": [("jobs", "jobs", "%d"), ("rate", "jobs/s", "%.0f"),
+                ("cpu_us_per_job", "producer CPU us/job", "%.1f"),
+                ("stored", "stored", "%d")],
 }
+#: Bulk enqueue targets, jobs/s of one task.map call (issue 22).
+BULK_TARGETS = {"sqlite": 50_000, "redis": 30_000}
 
 
 def _fmt(value, fmt: str) -> str:
@@ -155,8 +160,20 @@ def ratios(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
             ("priority high p99 hueyq / huey", b,
              _ratio(_by_repeat(rows, "priority", "hueyq", b, "p99_ms"),
                     _by_repeat(rows, "priority", "huey", b, "p99_ms"))),
-        ]
+        ] + _enqueue_ratios(rows, b)
     return [r for r in out if r[2] is not None]
+
+
+def _enqueue_ratios(rows: "list[dict]", b: str) -> "list[tuple]":
+    rate = lambda s: _by_repeat(rows, "enqueue", s, b, "rate")  # noqa
+    return [
+        ("enqueue one at a time hueyq / huey with its defaults", b,
+         _ratio(rate("hueyq"), rate("huey-defaults"))),
+        ("enqueue one at a time hueyq / huey as the drain configures it", b,
+         _ratio(rate("hueyq"), rate("huey"))),
+        ("enqueue bulk (task.map) / one at a time, hueyq", b,
+         _ratio(rate("hueyq-bulk"), rate("hueyq"))),
+    ]
 
 
 def targets(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
@@ -172,6 +189,15 @@ def targets(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
             out.append((name, backend, fmt % value, "met" if ok(value)
                         else "MISSED"))
     for b in backends:
+        check("enqueue one at a time >= 0.9x huey with its defaults", b,
+              _ratio(_by_repeat(rows, "enqueue", "hueyq", b, "rate"),
+                     _by_repeat(rows, "enqueue", "huey-defaults", b, "rate")),
+              lambda v: v >= 0.9, "%.2fx")
+        jobs = med("enqueue", "hueyq-bulk", b, "jobs") or 0
+        check("bulk enqueue of {:,} jobs >= {:,} jobs/s".format(
+            int(jobs), BULK_TARGETS[b]), b,
+            med("enqueue", "hueyq-bulk", b, "rate"),
+            lambda v: v >= BULK_TARGETS[b], "%.0f")
         huey_ratio = _ratio(_by_repeat(rows, "drain", "hueyq", b, "rate"),
                             _by_repeat(rows, "drain", "huey", b, "rate"))
         check("drain hueyq >= 0.9x plain huey", b, huey_ratio,

@@ -14,6 +14,8 @@ Configurations (kept identical where the systems allow it):
 * ``hueyq-nolease``: the same App and backend class under huey's stock
   Consumer (``benchmarks.apps.nolease``): at-most-once ``dequeue()``, no
   leases, no job store.
+* ``huey-defaults``: ``SqliteHuey`` / ``RedisHuey`` with no options, as a
+  user gets them (the enqueue workload's producer only).
 * ``huey``: ``huey_consumer`` on ``SqliteHuey`` (WAL, synchronous=FULL for
   producer and consumer alike: huey has one setting; hueyq's consumers commit
   NORMAL, its producers FULL) or
@@ -202,6 +204,15 @@ def setup_huey(trial: Trial, workers: "dict[str, int]") -> None:
         [PY, "-m", "huey.bin.huey_consumer", "benchmarks.apps.huey_app.%s" % q,
          "-w", str(n), "-k", "thread", "-d", "0.1", "-b", "1.5", "-m", "5.0",
          "-c", "1"] for q, n in workers.items()]
+
+
+def setup_huey_defaults(trial: Trial) -> None:
+    """Plain huey as a user gets it (``SqliteHuey`` or ``RedisHuey`` with no
+    options: SQLite in WAL without fsync, Redis lists), producer only."""
+    trial.env["BENCH_HUEY_KIND"] = trial.backend
+    trial.env["BENCH_HUEY_FILE"] = os.path.join(trial.dir, "huey.db")
+    trial.env["BENCH_HUEY_DEFAULTS"] = "1"
+    trial.commands = []
 
 
 # ---------------------------------------------------------------- peers

@@ -16,7 +16,8 @@ from benchmarks.harness import (BenchError, percentile, process_tree,
                                 tree_cpu, tree_memory)
 from benchmarks.systems import (PEERS, Trial, cleanup, peer_available,
                                 setup_builtin_profile, setup_huey,
-                                setup_hueyq, setup_nolease, setup_peer)
+                                setup_huey_defaults, setup_hueyq,
+                                setup_nolease, setup_peer)
 
 logger = logging.getLogger("benchmarks")
 
@@ -500,7 +501,48 @@ def _batch(bench, trial: Trial, kind: str) -> dict:
                                                      result["resumed"])}
 
 
+# ---------------------------------------------------------------- 8. enqueue
+
+def enqueue(bench, backend: str) -> "list[dict]":
+    """The producer alone (no consumer running): N no-ops one at a time
+    (hueyq, plain huey with its defaults and, not with --quick, huey as the
+    drain configures it), and M no-ops in one ``task.map`` call (hueyq)."""
+    n, bulk = bench.sizes["enqueue_one"], bench.sizes["enqueue_bulk"]
+    one = {"high": {"workers": WORKERS, "worker_type": "thread"}}
+    rows = [
+        _trial(bench, "hueyq", backend, "enqueue", lambda t: _enqueue_one(
+            t, n, lambda: setup_hueyq(t, one, ["high"]))),
+        _trial(bench, "huey-defaults", backend, "enqueue",
+               lambda t: _enqueue_one(t, n, lambda: setup_huey_defaults(t))),
+        _trial(bench, "hueyq-bulk", backend, "enqueue", lambda t: _enqueue_bulk(
+            t, bulk, lambda: setup_hueyq(t, one, ["high"]))),
+    ]
+    if not bench.quick:
+        rows.append(_trial(bench, "huey", backend, "enqueue",
+                           lambda t: _enqueue_one(t, n, lambda: setup_huey(
+                               t, {"high": WORKERS}))))
+    return rows
+
+
+def _enqueue_one(trial: Trial, n: int, setup) -> dict:
+    setup()
+    produced = trial.produce("enqueue", kind="noop", count=n, queues=["high"])
+    return {"jobs": n, "rate": produced["rate"],
+            "cpu_us_per_job": 1e6 * produced["cpu_seconds"] / n}
+
+
+def _enqueue_bulk(trial: Trial, n: int, setup) -> dict:
+    setup()
+    produced = trial.produce("bulk", kind="noop", count=n, queue="high")
+    out = {"jobs": n, "rate": produced["rate"], "stored": produced["stored"],
+           "cpu_us_per_job": 1e6 * produced["cpu_seconds"] / n}
+    if produced["stored"] != n:
+        out["error"] = "%d of %d jobs stored" % (produced["stored"], n)
+    return out
+
+
 WORKLOADS = {"drain": drain, "latency": latency, "priority": priority,
-             "crash": crash, "memory": memory, "store": store, "batch": batch}
+             "crash": crash, "memory": memory, "store": store, "batch": batch,
+             "enqueue": enqueue}
 PEER_WORKLOADS = {"drain": drain_peers, "latency": latency_peers}
 __all__ = ["WORKLOADS", "PEER_WORKLOADS", "PEERS"]

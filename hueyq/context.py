@@ -139,6 +139,11 @@ def interrupted(task_id: str) -> bool:
     return getattr(_local, "interrupting", None) == task_id
 
 
+def interrupting_task() -> "str | None":
+    """The task this thread is sending SIGNAL_INTERRUPTED for, if any."""
+    return getattr(_local, "interrupting", None)
+
+
 def leased(task_id: str) -> "tuple[bool, bool | None]":
     """(whether this thread's worker runs ``task_id``, what its lease saw
     of the revoke keys)."""

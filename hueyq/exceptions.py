@@ -57,6 +57,11 @@ class PayloadTooLarge(HueyqError, ValueError):
     """A message is over the profile's ``security.max_message_size``."""
 
 
+class EnqueueError(HueyqError, ValueError):
+    """A task of a bulk enqueue (``App.enqueue_many``, ``task.map``) cannot
+    be serialised; nothing of the call was enqueued."""
+
+
 class BadSignature(HueyqError):
     """A message is unsigned or its signature does not match the secret."""
 

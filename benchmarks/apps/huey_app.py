@@ -5,13 +5,15 @@ file ``BENCH_HUEY_FILE``) or ``redis`` (``PriorityRedisHuey`` on
 ``BENCH_REDIS_URL``, blocking BZPOPMIN). Two instances, ``high`` and
 ``low`` (``huey`` is ``high``), each with ``noop``, ``sleep`` and ``probe``,
 so the priority workload can run one consumer per queue as hueyq does.
-Results are on and ``None`` is not stored, as in hueyq.
+Results are on and ``None`` is not stored, as in hueyq. With
+``BENCH_HUEY_DEFAULTS`` set, ``SqliteHuey`` / ``RedisHuey`` with huey's
+defaults instead (the enqueue workload's headline comparison).
 """
 
 import os
 import types
 
-from huey import PriorityRedisHuey, SqliteHuey
+from huey import PriorityRedisHuey, RedisHuey, SqliteHuey
 
 from benchmarks.apps import common
 
@@ -19,6 +21,8 @@ from benchmarks.apps import common
 def make(name: str):
     """A huey instance named ``bench_<name>`` on the configured storage."""
     kind = os.environ.get("BENCH_HUEY_KIND", "sqlite")
+    if os.environ.get("BENCH_HUEY_DEFAULTS"):
+        return _defaults(kind, name)
     if kind == "sqlite":
         return SqliteHuey("bench_" + name, filename=os.environ.get(
             "BENCH_HUEY_FILE", "huey.db"), fsync=True, journal_mode="wal",
@@ -26,6 +30,15 @@ def make(name: str):
     return PriorityRedisHuey("bench_" + name, url=os.environ.get(
         "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"), results=True,
         store_none=False, utc=True)
+
+
+def _defaults(kind: str, name: str):
+    """Plain huey as a user gets it: no options but where it lives."""
+    if kind == "sqlite":
+        return SqliteHuey("bench_" + name, filename=os.environ.get(
+            "BENCH_HUEY_FILE", "huey.db"))
+    return RedisHuey("bench_" + name, url=os.environ.get(
+        "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 def register(huey) -> types.SimpleNamespace:
