@@ -117,6 +117,13 @@ def _load_scripts() -> "dict[str, str]":
 SCRIPTS = _load_scripts()
 
 
+def _lua_number(value):
+    """``value`` as Redis's cjson encodes a number: 14 significant digits."""
+    if isinstance(value, float):
+        return float("%.14g" % value)
+    return value
+
+
 def _memory_finding(memory: dict) -> Finding:
     used = memory.get("used_memory", 0)
     limit = memory.get("maxmemory", 0)
@@ -233,14 +240,16 @@ class RedisBackend(Backend, RedisStorage):
     def _add_args(data, priority, header, meta, state, eta, now) -> list:
         """ARGV of _ENQUEUE: the message, its info record (what the scripts
         read through load_info), task id, state and sorted-set score."""
-        enqueued_at = meta.get("t", now)
+        # Times as the scripts' cjson keeps them (14 significant digits), so
+        # a record reads the same before and after a script rewrites it.
+        enqueued_at = _lua_number(meta.get("t", now))
         info = {"task_id": header.get("id") or "",
                 "name": header.get("name") or "", "state": state,
                 "priority": priority or 0, "enqueued_at": enqueued_at,
                 "updated_at": enqueued_at, "redeliveries": 0, "meta": meta,
                 "size": len(data)}
         if eta is not None:
-            info["eta"] = eta
+            eta = info["eta"] = _lua_number(eta)
         score = eta if state == SCHEDULED else -info["priority"]
         return [data, write_json(info), info["task_id"], state, score]
 

@@ -220,7 +220,9 @@ def test_flush_of_one_queue_s_huey_leaves_the_other_queues(setup):
     app.pause("medium")
     with app.huey("high").lock_task("other-queue"):
         app.tasks.record("pending")
-        assert app.huey("medium").pending_count() == 1
+        # (A periodic task due meanwhile may be pending there too.)
+        assert [t.name for t in app.huey("medium").pending()].count(
+            "record") == 1
         app.huey("medium").flush()
         assert app.huey("high").is_locked("other-queue")
     assert app.huey("medium").pending_count() == 0
