@@ -101,8 +101,10 @@ class QueueTaskWrapper(TaskWrapper):
             items = list(it)
             tasks = [self.s(*self._arguments(item), id=job_id)
                      for item, job_id in zip(items, new_ids(len(items)))]
-            return ResultGroup(app._enqueue_groups(tasks, {
-                app._home(self).queue: list(range(len(tasks)))}))
+            results = app._enqueue_groups(tasks, {
+                app._home(self).queue: list(range(len(tasks)))})
+        # As huey's map: no group when the result store is off.
+        return ResultGroup(results) if self.huey.results else None
 
     def _arguments(self, item) -> tuple:
         return item if isinstance(item, tuple) else (item,)
