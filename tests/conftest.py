@@ -192,6 +192,15 @@ def backend_url(request, tmp_path):
 
 
 @pytest.fixture
+def storage(backend_url, app_name):
+    """The ``high`` queue's storage of a fresh app on each backend."""
+    from hueyq import backends
+    s = backends.open_storage(backend_url, app_name, "high")
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def app_name() -> str:
     return "t%s" % uuid.uuid4().hex[:12]
 

@@ -32,13 +32,6 @@ def message(name="tests.echo", eta=None, priority=None):
     return task_id, SER.serialize_with_header(("payload", task_id), header)
 
 
-@pytest.fixture
-def storage(backend_url, app_name):
-    s = backends.open_storage(backend_url, app_name, "high")
-    yield s
-    s.close()
-
-
 def _registered_classes():
     return {backends.backend_class(name + "://x") for name in backends.SCHEMES}
 

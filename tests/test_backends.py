@@ -26,13 +26,6 @@ def msg(task_id=None, eta=None, name="tests.echo", memory=None):
     return task_id, SER.serialize_with_header(("payload", task_id), header)
 
 
-@pytest.fixture
-def storage(backend_url, app_name):
-    s = backends.open_storage(backend_url, app_name, "high")
-    yield s
-    s.close()
-
-
 def owner(n=1):
     return "host:%d:Worker-%d" % (12345, n)
 

@@ -3,7 +3,6 @@ backends' lease and status, and what a waiting job shows."""
 
 import pytest
 
-from hueyq import backends
 from hueyq.memory import ROOM_FLAG, fits, memory_room, waiting
 
 from test_backends import GIB, admission_queue, owner
@@ -28,13 +27,6 @@ def test_fits(need, room, ok):
 def test_waiting_says_what_is_needed_and_left():
     assert waiting(3 * GIB, 1200 * MIB) == \
         "memory: needs 3.0 GiB, 1.2 GiB left of the queue's budget"
-
-
-@pytest.fixture
-def storage(backend_url, app_name):
-    s = backends.open_storage(backend_url, app_name, "high")
-    yield s
-    s.close()
 
 
 def test_a_budget_shrunk_under_running_tasks_leaves_no_room_and_no_waiting_for_a_task_that_declared_nothing(storage):
