@@ -29,6 +29,7 @@ from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
 from hueyq.exceptions import BackendFull
 from hueyq.exceptions import BackendUnavailable
 from hueyq.exceptions import ConfigurationError
+from hueyq.exceptions import QueueNotFound
 
 __all__ = ["DEAD", "DONE", "HEAD_BYTES", "PAUSE_PREFIX", "PENDING", "RUNNING",
            "SCHEDULED", "STATES", "Backend", "Finding", "Lease", "MessageInfo",
@@ -141,6 +142,9 @@ class AppBackend:
         """The storage of ``queue``, opened on first use."""
         found = self._storages.get(queue)
         if found is None:
+            if queue not in self.queues:
+                raise QueueNotFound("no queue %r (queues: %s)"
+                                    % (queue, ", ".join(self.queues)))
             found = self._storages[queue] = open_storage(
                 self.url, self.app_name, queue, **self._options)
         return found

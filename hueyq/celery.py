@@ -39,7 +39,7 @@ from huey.exceptions import (CancelExecution, RateLimitExceeded, RetryTask,
                              TaskLockedException, TaskTimeout)
 from huey.utils import Error, normalize_time
 
-from hueyq import context
+from hueyq import context, jobs
 from hueyq.app import App, QueueHuey
 from hueyq.exceptions import (HueyqError, InvalidState, JobNotFound,
                               SoftTimeLimitExceeded, Unsupported)
@@ -155,11 +155,11 @@ def _exc_from(doc: "dict | None", fallback: str = "") -> BaseException:
 
 
 def _error_from_text(error: str) -> BaseException:
-    if error.startswith("killed: time limit"):
+    if jobs.is_time_limit(error):
         return TimeLimitExceeded(error)
-    if error.startswith(("killed:", "poison")):
+    if jobs.is_killed(error) or jobs.is_poison(error):
         return WorkerLostError(error)
-    if error.startswith("cancelled"):
+    if jobs.is_cancel(error):
         return TaskRevokedError("revoked")
     return Exception(error or "failed")
 

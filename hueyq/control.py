@@ -73,12 +73,12 @@ def pause(app, queue: str, by: str = "user", reason: str = "",
     """Pause ``queue`` on behalf of ``by`` (user, memory, memory_limit);
     False if ``by`` had already paused it. Pauses by different parties are
     independent: the queue runs again once all are lifted."""
-    storage = app.storage(queue)
+    backend = app.queue_backend
     name = jobs.pause_flag(by)
-    if name in storage.flags():
+    if name in backend.flags(queue):
         return False
-    storage.set_flag(name, {"by": by, "reason": reason, "since": time.time(),
-                            "host": app.host_id})
+    backend.set_flag(queue, name, {"by": by, "reason": reason,
+                                   "since": time.time(), "host": app.host_id})
     if record:
         _action(app, queue, "pause", by, reason)
     return True
@@ -86,7 +86,7 @@ def pause(app, queue: str, by: str = "user", reason: str = "",
 
 def resume(app, queue: str, by: str = "user", record: bool = True) -> bool:
     """Lift ``by``'s pause of ``queue``; False if there was none."""
-    cleared = app.storage(queue).clear_flag(jobs.pause_flag(by))
+    cleared = app.queue_backend.clear_flag(queue, jobs.pause_flag(by))
     if cleared and record:
         _action(app, queue, "resume", by, "")
     return cleared

@@ -66,6 +66,8 @@ CONTROL, STARTED, ENDED, RECOVERED = 0, 2, 4, 6
 #: or failed with that error), a cancel stopped it, or it died with other
 #: jobs and this one runs alone next.
 KILLED = "killed:"
+TIME_LIMIT = "time limit"
+POISON = "poison"
 CANCELLED = "cancelled"
 SUSPECT = "suspect:"
 
@@ -262,12 +264,28 @@ def suspect(detail: str) -> str:
 
 def poison(times: int, detail: str) -> str:
     """The error of a job whose worker died ``times`` times running it."""
-    return "poison: killed its worker %d times (%s)" % (times, detail)
+    return "%s: killed its worker %d times (%s)" % (POISON, times, detail)
+
+
+def time_limit(detail: str) -> str:
+    """The last error of a lease killed for running past its time limit."""
+    return killed("%s %s" % (TIME_LIMIT, detail))
 
 
 def is_killed(last_error: "str | None") -> bool:
     """Whether the last delivery's worker was killed on purpose."""
     return bool(last_error) and last_error.startswith(KILLED)
+
+
+def is_time_limit(last_error: "str | None") -> bool:
+    """Whether the last delivery was killed for its time limit."""
+    return is_killed(last_error) and last_error[len(KILLED):].lstrip(
+        ).startswith(TIME_LIMIT)
+
+
+def is_poison(last_error: "str | None") -> bool:
+    """Whether a job was ended for killing its worker too often."""
+    return bool(last_error) and last_error.startswith(POISON)
 
 
 def is_cancel(last_error: "str | None") -> bool:

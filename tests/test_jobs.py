@@ -178,6 +178,13 @@ def test_the_last_error_protocol_round_trips():
     assert jobs.is_cancel(jobs.cancelled_by("user"))
     assert jobs.cancelled_by("user") == "cancelled: by user"
     assert jobs.is_suspect(jobs.suspect("worker w died running it"))
+    assert jobs.time_limit("exceeded (2s)") == \
+        "killed: time limit exceeded (2s)"
+    assert jobs.is_time_limit(jobs.time_limit("exceeded (2s)"))
+    assert jobs.is_killed(jobs.time_limit("exceeded (2s)"))
+    assert not jobs.is_time_limit(jobs.killed("memory budget"))
+    assert jobs.is_poison(jobs.poison(3, "SIGKILL"))
+    assert not jobs.is_poison(jobs.killed("poison"))
     for text in (None, "", "ValueError('killed: no')"):
         assert not (jobs.is_killed(text) or jobs.is_cancel(text)
                     or jobs.is_suspect(text))

@@ -177,7 +177,7 @@ def events(app, limit: int = 50, queue: "str | None" = None) -> dict:
 
 def paused(app, name: str, changed: bool) -> dict:
     """What a pause or resume of ``name`` left in force."""
-    by = sorted(pauses(app.storage(name).flags()))
+    by = sorted(pauses(app.queue_backend.flags(name)))
     return {"queue": name, "changed": changed, "paused": bool(by),
             "paused_by": by}
 

@@ -303,7 +303,7 @@ class Supervisor:
     def _pauses(self) -> "dict[str, dict[str, dict]]":
         out = {}
         for queue in self.queues:
-            flags = self.app.storage(queue).flags()
+            flags = self.app.queue_backend.flags(queue)
             out[queue] = jobs.pauses(flags)
         return out
 
@@ -322,7 +322,7 @@ class Supervisor:
             if last is not None and abs(room - last) <= max(last // 100,
                                                             16 << 20):
                 continue
-            self.app.storage(queue).set_flag(ROOM_FLAG, room)
+            self.app.queue_backend.set_flag(queue, ROOM_FLAG, room)
             self._rooms[queue] = room
 
     def apply(self, action: Action) -> None:

@@ -233,8 +233,8 @@ class Watchdog:
             if lease.cancel_requested:
                 reason = jobs.cancelled_by("user")
             elif limit and lease.elapsed > limit:
-                reason = jobs.killed("time limit exceeded (%s)"
-                                     % format_duration(limit))
+                reason = jobs.time_limit("exceeded (%s)"
+                                         % format_duration(limit))
             else:
                 continue
             self.killed.add(lease.pid)
