@@ -376,8 +376,11 @@ class RedisBackend(Backend, RedisStorage):
                   HEAD_BYTES])
         return [Lease(out[i].decode(), out[i + 1].decode(), out[i + 2],
                       int(out[i + 3]), out[i + 4].decode() or None,
-                      seq=int(out[i + 5]), size=int(out[i + 6]))
-                for i in range(0, len(out), 7)]
+                      float(out[i + 7]), seq=int(out[i + 5]),
+                      size=int(out[i + 6]), name=name,
+                      meta=clean_meta(read_json(out[i + 8], "meta of message"
+                                                " %s" % out[i].decode())))
+                for i in range(0, len(out), 9)]
 
     def next_seq(self) -> int:
         """Take the next number of the app's sequence (for a control's

@@ -541,14 +541,18 @@ class SqliteBackend(Backend, SqliteStorage):
                          " order by priority desc, id limit ?6) and not exists"
                          " (select 1 from hueyq_flag where queue = ?3 and name"
                          " glob 'paused:*') returning id, task_id, data,"
-                         " redeliveries, last_error, lease_seq",
+                         " redeliveries, last_error, lease_seq, enqueued_at,"
+                         " meta",
                          (owner, now, self.qname, self.name, name, int(limit),
                           self.lease_limit or _NO_LIMIT))
             rows = curs.fetchall()
             if rows:
                 curs.execute(_BUMP_SEQ, (self.name,)).fetchall()
         rows.sort(key=lambda r: r[0])
-        return [Lease(r[0], r[1], r[2], r[3], r[4], seq=r[5]) for r in rows]
+        return [Lease(r[0], r[1], r[2], r[3], r[4], r[6], seq=r[5],
+                      name=name, meta=clean_meta(read_json(
+                          r[7], "meta of message %s" % r[0]) if r[7] else {}))
+                for r in rows]
 
     def next_seq(self) -> int:
         """Take the next number of the app's sequence (for a control's

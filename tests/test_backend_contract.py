@@ -130,6 +130,22 @@ def test_lease_ack_release_and_dead(storage):
     assert storage.find(ids[0]) is None
 
 
+def test_a_batch_lease_carries_what_a_lease_carries(storage):
+    before = time.time()
+    for _ in range(3):
+        storage.enqueue(message()[1])
+    single = storage.lease(OWNER)
+    batch = storage.lease_batch(OWNER, "tests.echo", 5)
+    assert len(batch) == 2
+    for lease in [single] + batch:
+        assert lease.name == "tests.echo"
+        assert lease.meta == storage.find(lease.task_id).meta
+        assert isinstance(lease.meta.get("t"), float)
+        assert before - 1 <= lease.enqueued_at <= time.time() + 1
+        assert lease.seq is not None and lease.redeliveries == 0
+    assert batch[0].enqueued_at <= batch[1].enqueued_at
+
+
 def test_pause_flags_are_checked_inside_the_lease(storage):
     task_id, data = message()
     storage.enqueue(data)

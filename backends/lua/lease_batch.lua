@@ -34,6 +34,8 @@ while taken < limit and scanned < 1000 do
       table.insert(out, info.last_error or '')
       table.insert(out, seq)
       table.insert(out, size)
+      table.insert(out, tostring(info.enqueued_at or now))
+      table.insert(out, cjson.encode(info.meta or {}))
     else
       skipped = skipped + 1
     end
