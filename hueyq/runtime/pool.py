@@ -213,7 +213,10 @@ class WebServer:
 
     def start(self) -> None:
         """Start the web server."""
-        self.proc = subprocess.Popen(self.command, start_new_session=True)
+        env = dict(os.environ)
+        env[drivers.ENV] = drivers.env_value(self.profile)
+        self.proc = subprocess.Popen(self.command, env=env,
+                                     start_new_session=True)
         self._started = time.monotonic()
         logger.info("started the web server, pid %d", self.proc.pid)
 
