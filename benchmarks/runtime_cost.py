@@ -16,7 +16,9 @@ workers) with one no-op already enqueued; the time from launching
 ``--startup-repeat`` launches, next to ``huey_consumer`` on a SqliteHuey
 (``benchmarks.apps.huey_app``) measured the same way.
 
-``--hide-extras`` hides redis-py, psycopg2, psycopg and cryptography
+``--unused-drivers redis,psycopg2,psycopg`` sets ``HUEYQ_UNUSED_DRIVERS``
+for the supervisor too, as the units of ``hueyq systemd`` do (without it
+only the consumers get it, from the supervisor). ``--hide-extras`` hides redis-py, psycopg2, psycopg and cryptography
 (stub packages first on PYTHONPATH), as the memory workload's
 ``jetson-core`` does. Every process is stopped by pid at the end and the
 directory removed.
@@ -237,7 +239,12 @@ def main(argv=None) -> int:
     parser.add_argument("--startup-repeat", type=int, default=5)
     parser.add_argument("--hide-extras", action="store_true")
     parser.add_argument("--skip", choices=("memory", "startup"))
+    parser.add_argument("--unused-drivers", metavar="NAMES",
+                        help="HUEYQ_UNUSED_DRIVERS for every process, the "
+                        "supervisor too (as the systemd units set it)")
     args = parser.parse_args(argv)
+    if args.unused_drivers is not None:
+        os.environ["HUEYQ_UNUSED_DRIVERS"] = args.unused_drivers
     status = 0
     if args.skip != "memory":
         status = memory(args)
