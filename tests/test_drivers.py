@@ -49,3 +49,12 @@ def test_without_the_variable_or_empty_every_driver_loads():
     for value in (None, ""):
         assert _python(CODE, value).split() == [
             "True", "False", "False", "True"]
+
+
+def test_backend_errors_load_no_backend_that_was_never_used():
+    code = ("import sys\nfrom hueyq.app import backend_errors\n"
+            "backend_errors()\nprint('redis' in sys.modules)\n"
+            "import hueyq.backends.redis as r\n"
+            "print(r.RedisError in backend_errors())\n")
+    assert _python(code, "redis,psycopg2,psycopg").split() == ["False",
+                                                           "True"]
