@@ -65,6 +65,9 @@ def _env(work: str, hide: bool, **extra) -> dict:
                BENCH_COMPLETIONS=os.path.join(work, "completions"),
                PYTHONPATH=os.pathsep.join(path), **extra)
     env.pop("HUEYQ_SECRET", None)
+    # An installed hueyq has its bytecode compiled; without this every
+    # launch would compile hueyq's sources again (~50 ms a process).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
