@@ -18,6 +18,7 @@ its scheme is first used (its driver, such as redis-py, may be missing).
 
 import dataclasses
 import importlib
+import sys
 from typing import Any, Callable
 
 from hueyq import urls
@@ -103,9 +104,14 @@ def open_storage(url: str, app_name: str, queue: str, **options: Any
 
 def driver_errors() -> "tuple[type[BaseException], ...]":
     """Exception classes that mean a backend could not be reached: OSError
-    and every registered backend's :attr:`Backend.driver_errors`."""
+    and every imported backend's :attr:`Backend.driver_errors`."""
     found: "list[type[BaseException]]" = [OSError]
     for path in dict.fromkeys(s.backend for s in SCHEMES.values()):
+        if path.partition(":")[0] not in sys.modules:
+            # Never imported, so it raised nothing; importing it here would
+            # load its driver (redis-py: ~14 MiB, 0.1 s) into a process
+            # that never uses it, at its first failing task.
+            continue
         for error in _load(path).driver_errors:
             if error not in found:
                 found.append(error)

@@ -5,7 +5,11 @@ profile), ``crontab`` (huey's), ``progress()`` for use inside a task, and
 the exceptions of ``hueyq.exceptions``.
 """
 
-from huey import crontab
+from hueyq import drivers
+
+drivers.skip_from_env()
+
+from huey import crontab  # noqa: E402
 
 from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
                               HueyqError, InvalidState, JobCancelled,

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import time
 
+from hueyq import drivers
 from hueyq.runtime import main_command
 
 # The supervisor's logger: its lines keep the name they always had.
@@ -85,6 +86,7 @@ class ConsumerPool:
     def start(self, slot: Slot) -> None:
         """Start ``slot``'s consumer process."""
         env = dict(os.environ, HUEYQ_SUPERVISOR_PID=str(self.supervisor_pid))
+        env[drivers.ENV] = drivers.env_value(self.profile)
         slot.proc = subprocess.Popen(self._command(slot), env=env,
                                      start_new_session=True)
         slot.started = time.monotonic()
@@ -211,7 +213,10 @@ class WebServer:
 
     def start(self) -> None:
         """Start the web server."""
-        self.proc = subprocess.Popen(self.command, start_new_session=True)
+        env = dict(os.environ)
+        env[drivers.ENV] = drivers.env_value(self.profile)
+        self.proc = subprocess.Popen(self.command, env=env,
+                                     start_new_session=True)
         self._started = time.monotonic()
         logger.info("started the web server, pid %d", self.proc.pid)
 
