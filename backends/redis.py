@@ -249,7 +249,9 @@ class RedisBackend(Backend, RedisStorage):
                 "updated_at": enqueued_at, "redeliveries": 0, "meta": meta,
                 "size": len(data)}
         if eta is not None:
-            eta = info["eta"] = _lua_number(eta)
+            info["eta"] = _lua_number(eta)
+        # The schedule's score keeps the whole eta: rounded to the record's
+        # digits it could land after the instant the task is due at.
         score = eta if state == SCHEDULED else -info["priority"]
         return [data, write_json(info), info["task_id"], state, score]
 

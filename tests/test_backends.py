@@ -140,6 +140,19 @@ def test_scheduled_messages_are_promoted_atomically(storage):
     assert storage.count(PENDING) == 1
 
 
+def test_a_message_is_due_at_exactly_its_eta(storage):
+    # huey's test_consumer_schedule_task runs a task at exactly its eta;
+    # microseconds that round up in 14 digits must not push it later.
+    eta = datetime.datetime.utcnow().replace(microsecond=999_996) + \
+        datetime.timedelta(days=1)
+    storage.add_to_schedule(msg()[1], eta)
+    assert storage.read_schedule(eta - datetime.timedelta(
+        microseconds=100)) == []
+    assert storage.count(PENDING) == 0
+    assert storage.read_schedule(eta) == []
+    assert storage.count(PENDING) == 1 and storage.schedule_size() == 0
+
+
 def test_a_paused_queue_hands_out_nothing(storage):
     storage.enqueue(msg()[1])
     storage.set_flag("paused:user", {"by": "user"})
