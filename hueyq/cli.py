@@ -75,7 +75,7 @@ def _profile_option(f):
         return value
     return click.option("--profile", "-p", metavar="NAME|FILE",
                         expose_value=False, is_eager=True, callback=remember,
-                        help="Built-in profile (dev, jetson, server) or a "
+                        help="Built-in profile (dev, jetson, server, server-pg) or a "
                         ".toml file.")(f)
 
 

@@ -10,7 +10,7 @@ APP_NAME = "hueyq"
 #: Queue of a task that names no queue and matches no route.
 DEFAULT_QUEUE = "medium"
 #: Built-in profiles shipped in hueyq/profiles.
-BUILTIN_PROFILES = ("dev", "jetson", "server")
+BUILTIN_PROFILES = ("dev", "jetson", "server", "server-pg")
 
 # [runtime]
 #: How long running tasks may finish after SIGTERM before they are handed back.

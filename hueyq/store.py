@@ -218,8 +218,10 @@ def open_database(url: str, access: str = files.CREATE) -> peewee.Database:
             "busy_timeout": 10000,
             "journal_size_limit": defaults.SQLITE_JOURNAL_SIZE_LIMIT})
     check_driver(url)
+    # peewee drives psycopg 3 when asked: one driver for queue and store.
     return peewee.PostgresqlDatabase(url.replace("postgres://",
-                                                 "postgresql://", 1))
+                                                 "postgresql://", 1),
+                                     prefer_psycopg3=True)
 
 
 def check_driver(url: str, source: str = "") -> None:
@@ -228,7 +230,7 @@ def check_driver(url: str, source: str = "") -> None:
     if url.lower().startswith("sqlite:"):
         return
     try:
-        import psycopg2  # noqa: F401 - peewee's PostgreSQL driver
+        import psycopg  # noqa: F401 - peewee's PostgreSQL driver
     except ImportError:
         raise ConfigurationError(
             "%sstore.url: the PostgreSQL job store needs its driver: pip "

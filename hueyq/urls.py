@@ -80,6 +80,16 @@ def check_postgresql_url(url: str) -> str:
     return url
 
 
+def check_postgres_url(url: str) -> str:
+    """A ``postgresql://`` or ``postgres://`` URL, checked."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.hostname and "host=" not in parsed.query:
+        raise ValueError("a PostgreSQL URL needs a host, got %r"
+                         % redact_url(url))
+    check_port(parsed, url)
+    return url
+
+
 def redact_url(url: str) -> str:
     """Hide the password of a URL (``redis://:***@host``) and secret query
     parameters (``?password=***``) for any output."""

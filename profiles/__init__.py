@@ -1,4 +1,5 @@
-"""The profiles shipped with hueyq: ``dev``, ``jetson`` and ``server``.
+"""The profiles shipped with hueyq: ``dev``, ``jetson``, ``server`` and
+``server-pg``.
 
 Each is a TOML file read with importlib.resources; see hueyq.profile.
 """

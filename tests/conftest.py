@@ -130,15 +130,15 @@ def redis_server(tmp_path):
 def postgres_url():
     """A fresh PostgreSQL database for this session, dropped at the end."""
     try:
-        import psycopg2
+        import psycopg
     except ImportError:
-        missing("psycopg2 is not installed")
+        missing("psycopg 3 is not installed")
     name = "hueyq_test_%s" % uuid.uuid4().hex[:10]
     try:
-        admin = psycopg2.connect(PG_DSN + "/test", connect_timeout=3)
-    except psycopg2.Error as exc:
+        admin = psycopg.connect(PG_DSN + "/test", connect_timeout=3,
+                                autocommit=True)
+    except psycopg.Error as exc:
         missing("PostgreSQL is not reachable at %s: %s" % (PG_DSN, exc))
-    admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute("create database %s" % name)
     yield "%s/%s" % (PG_DSN, name)
@@ -183,19 +183,33 @@ def _toml(value) -> str:
     return json.dumps(value)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def backend_url(request, tmp_path):
-    """Each backend in turn: a SQLite file, then the session's Redis."""
+def _backend(request, tmp_path) -> str:
     if request.param == "sqlite":
         return "sqlite://%s" % (tmp_path / "queue.db")
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
     return request.getfixturevalue("redis_session").url
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def backend_url(request, tmp_path):
+    """Each backend the runtime tests run on: a SQLite file, then the
+    session's Redis."""
+    return _backend(request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def any_backend_url(request, tmp_path):
+    """Every registered backend in turn, for the contract: a SQLite file,
+    the session's Redis, then the session's PostgreSQL database."""
+    return _backend(request, tmp_path)
+
+
 @pytest.fixture
-def storage(backend_url, app_name):
+def storage(any_backend_url, app_name):
     """The ``high`` queue's storage of a fresh app on each backend."""
     from hueyq import backends
-    s = backends.open_storage(backend_url, app_name, "high")
+    s = backends.open_storage(any_backend_url, app_name, "high")
     yield s
     s.close()
 

@@ -3,8 +3,8 @@ backend: each registered class implements every abstract method, opens from
 its URL through the scheme registry, and behaves as the contract says
 (lease, ack, release, dead; pause flags checked inside the lease; lease
 recovery; listing with pagination; records; health). A new backend joins by
-being added to the ``backend_url`` fixture in conftest.py; then this file and
-tests/test_backends.py run on it. The App's one backend object
+being added to the ``any_backend_url`` fixture in conftest.py; then this
+file and tests/test_backends.py run on it. The App's one backend object
 (hueyq.backends.AppBackend) is checked at the end."""
 
 import inspect
@@ -62,13 +62,14 @@ def test_a_backend_missing_a_method_cannot_be_made():
     assert isinstance(whole("a.high"), Backend)
 
 
-def test_the_registry_opens_each_url_with_its_backend(backend_url, app_name):
-    s = backends.open_storage(backend_url, app_name, "low")
+def test_the_registry_opens_each_url_with_its_backend(any_backend_url,
+                                                     app_name):
+    s = backends.open_storage(any_backend_url, app_name, "low")
     try:
-        assert type(s) is backends.backend_class(backend_url)
+        assert type(s) is backends.backend_class(any_backend_url)
         assert (s.app_name, s.queue) == (app_name, "low")
-        assert backends.check_url(backend_url).split(":", 1)[0] == \
-            backend_url.split(":", 1)[0]
+        assert backends.check_url(any_backend_url).split(":", 1)[0] == \
+            any_backend_url.split(":", 1)[0]
         assert isinstance(backends.driver_errors(), tuple)
         assert all(issubclass(e, BaseException)
                    for e in type(s).driver_errors)
@@ -220,11 +221,12 @@ def test_scheduled_messages_become_pending_when_due(storage):
 
 # ---------------------------------------------------------------- records
 
-def test_records_are_the_apps_and_filtered_by_prefix(storage, backend_url,
+def test_records_are_the_apps_and_filtered_by_prefix(storage,
+                                                     any_backend_url,
                                                      app_name):
     storage.put_record("runtime:h:1", {"pid": 1}, ttl=60)
     storage.put_record("gpu:h:2", {"used": 2})
-    other = backends.open_storage(backend_url, app_name, "low")
+    other = backends.open_storage(any_backend_url, app_name, "low")
     try:
         assert other.records("runtime:") == {"runtime:h:1": {"pid": 1}}
         ages = other.record_ages()

@@ -338,13 +338,14 @@ def _inside(thread: threading.Thread, function) -> bool:
     return False
 
 
-def test_concurrent_workers_never_share_a_message(storage, backend_url, app_name):
+def test_concurrent_workers_never_share_a_message(storage, any_backend_url,
+                                                  app_name):
     for _ in range(200):
         storage.enqueue(msg()[1])
     taken, lock = [], threading.Lock()
 
     def worker(n):
-        own = backends.open_storage(backend_url, app_name, "high")
+        own = backends.open_storage(any_backend_url, app_name, "high")
         ack = None
         while True:
             lease = own.lease(owner(n), ack)

@@ -13,7 +13,7 @@ from hueyq.profile import load_profile, select
 
 
 def test_builtins_define_the_four_queues():
-    for name in ("dev", "jetson", "server"):
+    for name in ("dev", "jetson", "server", "server-pg"):
         profile = load_profile(name, env={"HUEYQ_DATA_DIR": "/data"})
         assert set(profile.queue_names) == {"high", "medium", "low", "gpu"}
         assert profile.queue_names[0] == "high"
@@ -180,7 +180,7 @@ def test_bad_environment_value_names_the_variable(tmp_path):
 def test_profiles_list_and_show(tmp_path):
     result = hueyq("profiles", "list")
     assert result.returncode == 0
-    assert [l.split()[0] for l in result.stdout.splitlines()] == ["dev", "jetson", "server"]
+    assert [l.split()[0] for l in result.stdout.splitlines()] == ["dev", "jetson", "server", "server-pg"]
     result = hueyq("profiles", "show", "jetson", env={"HUEYQ_DATA_DIR": str(tmp_path),
                                                       "HUEYQ_SECRET": "abc"})
     assert result.returncode == 0, result.stderr
@@ -208,3 +208,11 @@ def test_a_generic_profile_toml_is_named_after_its_folder(tmp_path):
     assert load_profile(str(folder / "profile.toml"), env={}).name == "edge-box"
     (folder / "other.toml").write_text('extends = "dev"\n')
     assert load_profile(str(folder / "other.toml"), env={}).name == "other"
+
+
+def test_server_pg_puts_queues_and_store_on_one_postgresql_url():
+    profile = load_profile("server-pg", env={
+        "HUEYQ_PG_URL": "postgresql://db.example:5432/jobs",
+        "HUEYQ_SECRET": "s" * 32})
+    assert profile.backend.url == "postgresql://db.example:5432/jobs"
+    assert profile.store.url == profile.backend.url

@@ -130,8 +130,13 @@ def test_recorder_keeps_rows_while_the_store_is_down(tmp_path, postgres_url):
     recorder._flush()
     assert [j["id"] for j in recorder._jobs] == ["a"]
     recorder.store = Store(postgres_url, "app")
-    recorder._flush()
-    assert recorder._jobs == [] and recorder.store.get("a")["state"] == "complete"
+    try:
+        recorder._flush()
+        assert recorder._jobs == [] and \
+            recorder.store.get("a")["state"] == "complete"
+    finally:
+        recorder.store.close()
+        dead.close()
 
 
 def test_changes_apply_in_the_job_order_not_by_the_clock(store):

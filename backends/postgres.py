@@ -1,0 +1,800 @@
+"""PostgreSQL backend: huey's PostgresStorage with leases, flags and wake-ups.
+
+Every message of every queue is one row of ``hueyq_message`` (the columns
+of the SQLite backend's table); its ``state`` says where it is. Taking a
+message is one ``UPDATE`` whose candidate row is chosen ``FOR UPDATE SKIP
+LOCKED`` and which also checks the queue's pause flags and takes the next
+number of the app's sequence, so concurrent consumers never get one message
+twice and a paused queue hands out nothing. The ack of a finished task rides
+in the transaction of the worker's next lease. Due scheduled messages are
+moved into the queue by one statement (``DELETE ... RETURNING`` feeding an
+``INSERT``). huey's own tables (``huey_kv``, ``huey_counter``) hold results,
+revokes, locks and the sequence.
+
+Idle workers sleep in ``LISTEN`` on the queue's channel; producers
+``pg_notify`` it in the transaction that stores the message, so an idle
+queue starts a new task within milliseconds; a slow poll remains as the
+fallback. Records age on the server's clock (``clock_timestamp()``).
+
+Driver: psycopg 3. One connection per storage and process (huey's, guarded
+by its lock; a forked child opens its own), one more per waiting thread.
+"""
+
+import contextlib
+import json
+import os
+import threading
+import time
+import urllib.parse
+
+from huey.constants import EmptyData
+from huey.storage import PostgresStorage
+
+from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
+                                 PENDING, RUNNING, SCHEDULED, Backend,
+                                 Finding, Lease, MessageInfo, clean_meta,
+                                 message_fields, read_json, report_bad,
+                                 split_name)
+from hueyq.envelope import epoch, write_json
+from hueyq.exceptions import BackendUnavailable
+from hueyq.exceptions import ConfigurationError
+from hueyq.memory import memory_room
+from hueyq.urls import redact_url
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - the extra is not installed
+    psycopg = None
+
+_TABLES = [
+    "create table if not exists hueyq_message ("
+    " id bigserial primary key, queue text not null, task_id text not null,"
+    " name text not null default '', state text not null,"
+    " priority double precision not null default 0, eta double precision,"
+    " enqueued_at double precision, updated_at double precision, owner text,"
+    " redeliveries integer not null default 0, last_error text, reason text,"
+    " meta text, memory bigint not null default 0, data bytea not null,"
+    " lease_seq bigint)",
+    "create index if not exists hueyq_message_pending on hueyq_message"
+    " (queue, priority desc, id) where state = 'pending'",
+    "create index if not exists hueyq_message_scheduled on hueyq_message"
+    " (queue, eta) where state = 'scheduled'",
+    "create index if not exists hueyq_message_running on hueyq_message"
+    " (queue, owner) where state = 'running'",
+    "create index if not exists hueyq_message_dead on hueyq_message"
+    " (queue, updated_at) where state = 'dead'",
+    "create index if not exists hueyq_message_task on hueyq_message (task_id)",
+    "create table if not exists hueyq_flag (queue text not null,"
+    " name text not null, value text not null, primary key (queue, name))",
+    "create table if not exists hueyq_record (key text primary key,"
+    " value text not null, written timestamptz not null, ttl double"
+    " precision)",
+]
+#: Serialises ``create table if not exists`` among processes (PostgreSQL
+#: lets two of them race on the catalog otherwise).
+_DDL_LOCK = 0x68756579
+
+_NOT_PAUSED = ("not exists (select 1 from hueyq_flag where queue = %(q)s"
+               " and name like 'paused:%%')")
+_ADMISSION = (" and (memory = 0 or memory <= coalesce((select case when"
+              " value ~ '^[0-9]+$' then value::bigint end from hueyq_flag"
+              " where queue = %(q)s and name = 'admission'),"
+              " 9000000000000000000) - (select coalesce(sum(memory), 0) from"
+              " hueyq_message where queue = %(q)s and state = 'running'))")
+# The sequence is huey's counter row ``hueyq:seq`` of the app; bumping it
+# in the lease's own statement numbers the delivery atomically.
+_BUMP = ("insert into huey_counter as c (queue, key, value) select %(app)s,"
+         " 'hueyq:seq', 1 from pick on conflict (queue, key) do update set"
+         " value = c.value + 1 returning value")
+# One statement: pick the next message (skipping rows other consumers hold),
+# number it, lease it; a message over the lease limit keeps only its head.
+_LEASE = (
+    "with pick as (select id, octet_length(data) as size from hueyq_message"
+    " where queue = %(q)s and state = 'pending'{admission} and " + _NOT_PAUSED
+    + " order by priority desc, id limit 1 for update skip locked),"
+    " seq as (" + _BUMP + ") update hueyq_message m set state = 'running',"
+    " owner = %(owner)s, updated_at = %(now)s, lease_seq = (select value from"
+    " seq), data = case when pick.size > %(limit)s then substring(m.data from"
+    " 1 for %(head)s) else m.data end from pick where m.id = pick.id"
+    " returning m.id, m.task_id, m.data, m.redeliveries, m.last_error,"
+    " m.enqueued_at, exists(select 1 from huey_kv where queue = %(app)s and"
+    " key in ('r:' || m.task_id, 'rt:' || m.name)), m.lease_seq, m.name,"
+    " m.meta, pick.size")
+_LEASE_BATCH = (
+    "with pick as (select id from hueyq_message where queue = %(q)s and"
+    " state = 'pending' and name = %(name)s and coalesce(last_error, '') not"
+    " like 'suspect:%%' and octet_length(data) <= %(limit)s and " + _NOT_PAUSED
+    + " order by priority desc, id limit %(n)s for update skip locked),"
+    " seq as (" + _BUMP.replace("from pick", "where exists (select 1 from"
+                                " pick)") + ") update hueyq_message m set"
+    " state = 'running', owner = %(owner)s, updated_at = %(now)s, lease_seq ="
+    " (select value from seq) from pick where m.id = pick.id returning m.id,"
+    " m.task_id, m.data, m.redeliveries, m.last_error, m.lease_seq,"
+    " m.enqueued_at, m.meta")
+_INSERT = ("insert into hueyq_message (queue, task_id, name, state, priority,"
+           " eta, enqueued_at, updated_at, meta, memory, data)"
+           " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+_INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
+                 " updated_at, eta, owner, redeliveries, last_error, reason,"
+                 " meta, octet_length(data), lease_seq")
+_ORDER = {PENDING: "priority desc, id", SCHEDULED: "eta, id",
+          RUNNING: "updated_at, id", DEAD: "updated_at desc, id desc",
+          DONE: "updated_at desc, id desc"}
+#: The lease limit of a backend that has none.
+_NO_LIMIT = 1 << 62
+
+
+def _need_driver() -> None:
+    if psycopg is None:
+        raise ConfigurationError("the PostgreSQL backend needs psycopg 3: "
+                                 "pip install 'hueyq[postgres]'")
+
+
+class PostgresBackend(Backend, PostgresStorage):
+    """One queue of an app in a PostgreSQL database, with leases and
+    LISTEN/NOTIFY wake-ups."""
+
+    driver_errors = (psycopg.Error,) if psycopg is not None else ()
+
+    @classmethod
+    def from_url(cls, url: str, name: str, **options) -> "PostgresBackend":
+        return cls(name, dsn=url, **options)
+
+    @classmethod
+    def shared_options(cls, url: str, access: str) -> dict:
+        _need_driver()
+        return {}
+
+    def __init__(self, name: str, dsn: str, read_timeout: float = 1.0,
+                 **kwargs) -> None:
+        _need_driver()
+        self.app_name, self.queue = split_name(name)
+        self.qname = name
+        self.admission = False
+        self._pid = os.getpid()
+        self._listeners: list = []
+        self._listeners_lock = threading.Lock()
+        kwargs.pop("access", None)
+        kwargs.setdefault("connect_timeout", 5)
+        try:
+            super().__init__(name, dsn=dsn, read_timeout=read_timeout,
+                             blocking=False, **kwargs)
+        except psycopg.Error as exc:
+            raise BackendUnavailable(self.explain(exc)) from None
+        # huey's key/value methods use self.name: one namespace per app.
+        self.name = self.app_name
+        self.ddl = list(self.ddl) + _TABLES
+
+    # ------------------------------------------------------------ connections
+
+    def _connect(self):
+        try:
+            return super()._connect()
+        except psycopg.OperationalError as exc:
+            raise BackendUnavailable(self.explain(exc)) from None
+    _create_connection = _connect
+
+    def _forked(self) -> None:
+        # A forked child must not talk on its parent's connections (nor
+        # close them); a lock a parent's thread held is nobody's here.
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._conn = None
+            self.lock = threading.Lock()
+            self._listen_local = threading.local()
+            self._listeners = []
+            self._listeners_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def db(self, commit: bool = False, close: bool = False):
+        self._forked()
+        with self.lock:
+            conn = self.conn
+            try:
+                if commit:
+                    with conn.transaction():
+                        with conn.cursor() as cursor:
+                            yield cursor
+                else:
+                    with conn.cursor() as cursor:
+                        yield cursor
+            finally:
+                if close:
+                    self._close_quiet(conn)
+                    self._conn = None
+
+    def initialize_schema(self) -> None:
+        with self.db(commit=True, close=True) as curs:
+            curs.execute("select pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            for sql in self.ddl + _TABLES:
+                curs.execute(sql)
+
+    def _listen_conn(self):
+        # huey leaves a thread's LISTEN connection to the garbage
+        # collector; kept here so that close() closes them all.
+        conn = super()._listen_conn()
+        with self._listeners_lock:
+            if conn not in self._listeners:
+                self._listeners.append(conn)
+        return conn
+
+    def close(self) -> bool:
+        if self._pid != os.getpid():
+            self._forked()
+            return False
+        with self._listeners_lock:
+            for conn in self._listeners:
+                self._close_quiet(conn)
+            self._listeners = []
+        return super().close()
+
+    # ------------------------------------------------------------ huey's API
+
+    def enqueue(self, data: bytes, priority: "float | None" = None) -> None:
+        now = time.time()
+        header, meta, state, eta = message_fields(data, now)
+        self._insert([self._row(data, priority, header, meta, state, eta,
+                                now)], state == PENDING)
+
+    def add_to_schedule(self, data: bytes, ts) -> None:
+        now = time.time()
+        header, meta, _, _ = message_fields(data, now)
+        self._insert([self._row(data, header.get("priority"), header, meta,
+                                SCHEDULED, epoch(ts), now)], False)
+
+    def _insert(self, rows: list, wake: bool) -> None:
+        with self.db(commit=True) as curs:
+            curs.executemany(_INSERT, rows)
+            if wake:
+                # Delivered when the transaction commits, not before.
+                curs.execute("select pg_notify(%s, '')", (self.channel,))
+
+    def _row(self, data, priority, header, meta, state, eta, now) -> tuple:
+        return (self.qname, header.get("id") or "", header.get("name") or "",
+                state, priority or 0, eta, meta.get("t", now), now,
+                write_json(meta) if meta else None,
+                int(meta.get("memory") or 0), bytes(data))
+
+    def enqueue_many(self, messages) -> int:
+        """Store ``(data, priority)`` pairs, each as :meth:`enqueue` would,
+        in one transaction (all or none), waking the workers once."""
+        now = time.time()
+        rows = []
+        pending = False
+        for data, priority in messages:
+            header, meta, state, eta = message_fields(data, now)
+            rows.append(self._row(data, priority, header, meta, state, eta,
+                                  now))
+            pending = pending or state == PENDING
+        if rows:
+            self._insert(rows, pending)
+        return len(rows)
+
+    def dequeue(self) -> "bytes | None":
+        # huey's at-most-once dequeue; hueyq's workers use lease().
+        with self.db() as curs:
+            curs.execute("delete from hueyq_message where id = (select id from"
+                         " hueyq_message where queue = %s and state ="
+                         " 'pending' order by priority desc, id limit 1 for"
+                         " update skip locked) returning data", (self.qname,))
+            row = curs.fetchone()
+        return bytes(row[0]) if row else None
+
+    def _flush_state(self, state: str) -> None:
+        self.sql("delete from hueyq_message where queue = %s and state = %s",
+                 (self.qname, state))
+
+    def _data(self, state: str, limit: "int | None") -> list:
+        sql = ("select data from hueyq_message where queue = %%s and state ="
+               " '%s' order by %s" % (_check_state(state), _ORDER[state]))
+        if limit:
+            sql += " limit %d" % int(limit)
+        return [bytes(row[0]) for row in self.sql(sql, (self.qname,),
+                                                  results=True)]
+
+    def flush_all(self) -> None:
+        super().flush_all()
+        self.sql("delete from hueyq_message where queue = %s", (self.qname,))
+        self.sql("delete from hueyq_flag where queue = %s", (self.qname,))
+
+    def pop_data(self, key: str):
+        if not self.has_data_for_key(key):
+            return EmptyData
+        return super().pop_data(key)
+
+    # ------------------------------------------------------------ leases
+
+    def lease(self, owner: str, ack: "tuple | None" = None) -> "Lease | None":
+        """Take the next pending message for ``owner`` (one statement, the
+        row chosen ``FOR UPDATE SKIP LOCKED``); ``ack``, ``(handle, outcome,
+        reason)``, is committed in the same transaction."""
+        now = time.time()
+        sql = _LEASE.format(admission=_ADMISSION if self.admission else "")
+        params = {"q": self.qname, "app": self.name, "owner": owner,
+                  "now": now, "limit": self.lease_limit or _NO_LIMIT,
+                  "head": HEAD_BYTES}
+        with self.db(commit=ack is not None) as curs:
+            if ack is not None:
+                self._finish(curs, now, *ack)
+            curs.execute(sql, params)
+            row = curs.fetchone()
+        if ack is not None and ack[1] == "release":
+            self.notify()
+        if row is None:
+            return None
+        cut = self.lease_limit is not None and row[10] > self.lease_limit
+        return Lease(row[0], row[1], bytes(row[2]), row[3], row[4], row[5],
+                     bool(row[6]), row[7], size=row[10] if cut else None,
+                     name=row[8] or "", meta=self._meta(row[0], row[9]))
+
+    def _meta(self, handle, raw) -> dict:
+        return clean_meta(read_json(raw, "meta of message %s" % handle)
+                          if raw else {})
+
+    def lease_batch(self, owner: str, name: str, limit: int
+                    ) -> "list[Lease]":
+        """Take up to ``limit`` pending messages of task ``name`` at once."""
+        with self.db() as curs:
+            curs.execute(_LEASE_BATCH, {
+                "q": self.qname, "app": self.name, "owner": owner,
+                "now": time.time(), "name": name, "n": int(limit),
+                "limit": self.lease_limit or _NO_LIMIT})
+            rows = curs.fetchall()
+        rows.sort(key=lambda r: r[0])
+        return [Lease(r[0], r[1], bytes(r[2]), r[3], r[4], r[6], seq=r[5],
+                      name=name, meta=self._meta(r[0], r[7])) for r in rows]
+
+    def next_seq(self) -> int:
+        """Take the next number of the app's sequence."""
+        return self.incr("hueyq:seq")
+
+    def ack_many(self, acks) -> None:
+        """End several leases in one transaction (see :meth:`ack`)."""
+        now = time.time()
+        with self.db(commit=True) as curs:
+            for handle, outcome, reason in acks:
+                self._finish(curs, now, handle, outcome, reason)
+
+    def ack(self, handle, outcome: "str | None" = None,
+            reason: "str | None" = None) -> None:
+        """End a lease: None (``done``, body dropped), ``"dead"`` (kept with
+        ``reason``) or ``"release"`` (back to the queue, uncounted)."""
+        with self.db(commit=True) as curs:
+            self._finish(curs, time.time(), handle, outcome, reason)
+        if outcome == "release":
+            self.notify()
+
+    def _finish(self, curs, now, handle, outcome, reason) -> None:
+        if outcome is None or (outcome == DEAD and reason == "failed"):
+            # huey's revoke key of a task that ran, left for us to delete.
+            curs.execute("delete from huey_kv where queue = %s and key = ("
+                         "select 'r:' || task_id from hueyq_message where id ="
+                         " %s)", (self.name, handle))
+        if outcome is None:
+            curs.execute("update hueyq_message set state = 'done', data ="
+                         " ''::bytea, updated_at = %s where id = %s and state"
+                         " = 'running'", (now, handle))
+        elif outcome == DEAD:
+            curs.execute("update hueyq_message set state = 'dead', reason ="
+                         " %s, updated_at = %s where id = %s and state ="
+                         " 'running'", (reason, now, handle))
+        elif outcome == "release":
+            curs.execute("update hueyq_message set state = 'pending', owner ="
+                         " null, updated_at = %s where id = %s and state ="
+                         " 'running'", (now, handle))
+        else:
+            raise ValueError("unknown outcome %r" % (outcome,))
+
+    def release(self, handles) -> int:
+        """Hand leases back to the queue without counting a redelivery."""
+        handles = list(handles)
+        if not handles:
+            return 0
+        with self.db() as curs:
+            curs.execute("update hueyq_message set state = 'pending', owner ="
+                         " null, updated_at = %s where state = 'running' and"
+                         " id = any(%s)", (time.time(), handles))
+            count = curs.rowcount
+        self.notify()
+        return count
+
+    def requeue(self, handle, last_error: "str | None" = None,
+                count: bool = True, max_redeliveries: "int | None" = None
+                ) -> "str | None":
+        """Recover a lease whose owner is gone: pending again, or ``dead``
+        as poison past ``max_redeliveries``; None if no longer leased."""
+        limit = max_redeliveries if max_redeliveries is not None else -1
+        with self.db() as curs:
+            curs.execute(
+                "update hueyq_message set redeliveries = redeliveries + %(n)s,"
+                " last_error = %(error)s, updated_at = %(now)s, state = case"
+                " when %(limit)s >= 0 and redeliveries + %(n)s > %(limit)s"
+                " then 'dead' else 'pending' end, reason = case when"
+                " %(limit)s >= 0 and redeliveries + %(n)s > %(limit)s then"
+                " 'poison' else reason end, owner = case when %(limit)s >= 0"
+                " and redeliveries + %(n)s > %(limit)s then owner end where"
+                " id = %(id)s and state = 'running' returning state",
+                {"n": 1 if count else 0, "error": last_error, "id": handle,
+                 "now": time.time(), "limit": limit})
+            row = curs.fetchone()
+        if row is None:
+            return None
+        if row[0] == PENDING:
+            self.notify()
+        return row[0]
+
+    def forget(self, handles) -> int:
+        """Delete ``done`` messages whose job the store has recorded."""
+        handles = list(handles)
+        if not handles:
+            return 0
+        with self.db() as curs:
+            curs.execute("delete from hueyq_message where state = 'done' and"
+                         " id = any(%s)", (handles,))
+            return curs.rowcount
+
+    def sweep_done(self, before: float) -> int:
+        """Delete ``done`` messages finished before ``before``."""
+        with self.db() as curs:
+            curs.execute("delete from hueyq_message where queue = %s and state"
+                         " = 'done' and updated_at < %s", (self.qname, before))
+            return curs.rowcount
+
+    def message_data(self, handle) -> "bytes | None":
+        """The stored bytes of one message."""
+        rows = self.sql("select data from hueyq_message where id = %s",
+                        (handle,), results=True)
+        return bytes(rows[0][0]) if rows else None
+
+    def annotate(self, handle, last_error: str) -> bool:
+        """Record why a leased message's worker is about to be killed."""
+        with self.db() as curs:
+            curs.execute("update hueyq_message set last_error = %s where id ="
+                         " %s and state = 'running'", (last_error, handle))
+            return curs.rowcount == 1
+
+    def relabel(self, handle, task_id: str) -> None:
+        """File a leased message under the job id ``task_id``."""
+        self.sql("update hueyq_message set task_id = %s where id = %s",
+                 (task_id, handle))
+
+    def leases(self) -> "list[MessageInfo]":
+        """Every leased (running) message of this queue."""
+        return self._infos("state = 'running'", (), "updated_at, id")
+
+    # ------------------------------------------------------------ scheduling
+
+    def promote_due(self, now: "float | None" = None) -> int:
+        """Move scheduled messages whose eta has passed into the queue, in
+        one statement: in eta order behind what is pending (new rows),
+        noting when (``promoted``) as huey's scheduler re-enqueues them."""
+        now = time.time() if now is None else now
+        if not self.sql("select 1 from hueyq_message where queue = %s and"
+                        " state = 'scheduled' and eta <= %s limit 1",
+                        (self.qname, now), results=True):
+            return 0
+        with self.db() as curs:
+            curs.execute(
+                "with due as (delete from hueyq_message where queue = %(q)s"
+                " and state = 'scheduled' and eta <= %(now)s returning *)"
+                " insert into hueyq_message (queue, task_id, name, state,"
+                " priority, eta, enqueued_at, updated_at, redeliveries,"
+                " last_error, meta, memory, data) select queue, task_id,"
+                " name, 'pending', priority, eta, enqueued_at, %(at)s,"
+                " redeliveries, last_error, (coalesce(meta, '{}')::jsonb ||"
+                " jsonb_build_object('promoted', %(at)s::float8))::text,"
+                " memory, data from due order by eta, id",
+                {"q": self.qname, "now": now, "at": time.time()})
+            moved = curs.rowcount
+        if moved:
+            self.notify()
+        return moved
+
+    def notify(self) -> None:
+        """Wake workers waiting on this queue (``NOTIFY`` its channel)."""
+        self.sql("select pg_notify(%s, '')", (self.channel,))
+
+    def wait(self, timeout: float) -> None:
+        """Block in ``LISTEN`` until this queue is notified or ``timeout``
+        passes."""
+        self._forked()
+        try:
+            conn = self._listen_conn()
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except (psycopg.Error, BackendUnavailable):
+            time.sleep(timeout)
+
+    # ------------------------------------------------------------ listing
+
+    def _infos(self, where: str, params: tuple, order: str,
+               limit: "int | None" = None, offset: int = 0
+               ) -> "list[MessageInfo]":
+        sql = ("select %s from hueyq_message where queue = %%s and %s order"
+               " by %s" % (_INFO_COLUMNS, where, order))
+        if limit is not None:
+            sql += " limit %d offset %d" % (int(limit), int(offset))
+        rows = self.sql(sql, (self.qname,) + tuple(params), results=True)
+        return [self._info(row) for row in rows]
+
+    def _info(self, row) -> MessageInfo:
+        meta = read_json(row[13], "meta of message %s of %s" % (
+            row[0], self.qname)) if row[13] else {}
+        return MessageInfo.checked(
+            handle=row[0], queue=self.queue, task_id=row[2], name=row[3],
+            state=row[4], priority=row[5], enqueued_at=row[6],
+            updated_at=row[7], eta=row[8], owner=row[9], redeliveries=row[10],
+            last_error=row[11], reason=row[12], meta=meta, size=row[14],
+            lease_seq=row[15])
+
+    def find(self, task_id: str) -> "MessageInfo | None":
+        """The message of a job: its lease first, else its newest row."""
+        infos = self._infos("task_id = %s", (task_id,),
+                            "state = 'running' desc, state = 'done', id desc",
+                            limit=1)
+        return infos[0] if infos else None
+
+    def list_messages(self, state: str, limit: "int | None" = 50,
+                      offset: int = 0) -> "list[MessageInfo]":
+        """Messages in ``state``, in the order they will be taken."""
+        return self._infos("state = '%s'" % _check_state(state), (),
+                           _ORDER[state], limit, offset)
+
+    def count(self, state: str) -> int:
+        """Number of messages of this queue in ``state``."""
+        return self.sql("select count(*) from hueyq_message where queue = %%s"
+                        " and state = '%s'" % _check_state(state),
+                        (self.qname,), results=True)[0][0]
+
+    def counts(self) -> "dict[str, int]":
+        """``{pending, scheduled, running, dead}`` for this queue."""
+        rows = self.sql("select state, count(*) from hueyq_message where"
+                        " queue = %s and state <> 'done' group by state",
+                        (self.qname,), results=True)
+        found = dict(rows)
+        return {state: found.get(state, 0) for state in
+                (PENDING, SCHEDULED, RUNNING, DEAD)}
+
+    def memory_room(self) -> "int | None":
+        """The queue's memory room (:mod:`hueyq.memory`); None when the
+        queue has no memory budget."""
+        budget, running = self.sql(
+            "select (select case when value ~ '^[0-9]+$' then value::bigint"
+            " end from hueyq_flag where queue = %(q)s and name ="
+            " 'admission'), (select coalesce(sum(memory), 0) from"
+            " hueyq_message where queue = %(q)s and state = 'running')",
+            {"q": self.qname}, results=True)[0]
+        return None if budget is None else memory_room(budget, 0,
+                                                       int(running))
+
+    def waiting_for_memory(self, room: int, limit: int = 1000) -> int:
+        """How many of the next ``limit`` pending jobs declared more memory
+        than ``room``."""
+        return self.sql("select count(*) from (select memory from"
+                        " hueyq_message where queue = %s and state ="
+                        " 'pending' order by priority desc, id limit %s) m"
+                        " where memory > %s", (self.qname, limit, room),
+                        results=True)[0][0]
+
+    def newest(self, limit: int, before: "float | None" = None,
+               names: "list[str] | None" = None,
+               id_prefix: "str | None" = None, since: "float | None" = None,
+               states: "tuple[str, ...]" = (PENDING, SCHEDULED, RUNNING)
+               ) -> "list[MessageInfo]":
+        """Messages in ``states``, newest enqueued first, filtered."""
+        where = ["state in (%s)" % ", ".join(
+            "'%s'" % _check_state(s) for s in states)]
+        params: list = []
+        for op, value in (("<", before), (">=", since)):
+            if value is not None:
+                where.append("enqueued_at %s %%s" % op)
+                params.append(value)
+        if names is not None:
+            where.append("name = any(%s)")
+            params.append(list(names))
+        if id_prefix:
+            where.append("starts_with(task_id, %s)")
+            params.append(id_prefix)
+        return self._infos(" and ".join(where), tuple(params),
+                           "enqueued_at desc, id desc", limit)
+
+    # ------------------------------------------------------------ control
+
+    def cancel(self, task_id: str, reason: str = "cancelled"
+               ) -> "list[MessageInfo]":
+        """Move a pending or scheduled job's messages to ``dead``."""
+        return self._move("task_id = %s and state in ('pending',"
+                          " 'scheduled')", (task_id,), DEAD, reason)
+
+    def drain(self, reason: str = "drained") -> "list[MessageInfo]":
+        """Move every pending and scheduled message to ``dead``."""
+        return self._move("state in ('pending', 'scheduled')", (), DEAD,
+                          reason)
+
+    def revive(self, task_id: str) -> "MessageInfo | None":
+        """Put a dead job's newest message back into the queue."""
+        moved = self._move("id = (select id from hueyq_message where queue ="
+                           " %s and task_id = %s and state = 'dead'"
+                           " order by id desc limit 1)",
+                           (self.qname, task_id), PENDING, None)
+        return moved[0] if moved else None
+
+    def _move(self, where: str, params: tuple, state: str,
+              reason: "str | None") -> "list[MessageInfo]":
+        reset = ", redeliveries = 0, last_error = null" if state == PENDING \
+            else ""
+        rows = self.sql("update hueyq_message set state = %%s, reason = %%s,"
+                        " owner = null, updated_at = %%s%s where queue = %%s"
+                        " and %s returning %s" % (reset, where, _INFO_COLUMNS),
+                        (state, reason, time.time(), self.qname)
+                        + tuple(params), results=True)
+        if state == PENDING and rows:
+            self.notify()
+        return [self._info(row) for row in rows]
+
+    def purge_dead(self, before: float, keep: int) -> int:
+        """Delete dead messages older than ``before`` or beyond the newest
+        ``keep``."""
+        with self.db() as curs:
+            curs.execute("delete from hueyq_message where queue = %(q)s and"
+                         " state = 'dead' and (updated_at < %(before)s or id"
+                         " in (select id from hueyq_message where queue ="
+                         " %(q)s and state = 'dead' order by updated_at desc"
+                         " offset %(keep)s))",
+                         {"q": self.qname, "before": before, "keep": keep})
+            return curs.rowcount
+
+    def delete_dead(self, task_ids) -> int:
+        """Delete the kept (dead) messages of these jobs."""
+        with self.db() as curs:
+            curs.execute("delete from hueyq_message where queue = %s and"
+                         " state = 'dead' and task_id = any(%s)",
+                         (self.qname, list(task_ids)))
+            return curs.rowcount
+
+    # ------------------------------------------------------------ flags
+
+    def set_flag(self, name: str, value: dict) -> None:
+        """Set a flag of this queue, such as ``paused:user``."""
+        self.sql("insert into hueyq_flag (queue, name, value) values (%s, %s,"
+                 " %s) on conflict (queue, name) do update set value ="
+                 " excluded.value", (self.qname, name, json.dumps(value)))
+
+    def clear_flag(self, name: str) -> bool:
+        """Remove a flag; True if it was set."""
+        with self.db() as curs:
+            curs.execute("delete from hueyq_flag where queue = %s and name ="
+                         " %s", (self.qname, name))
+            cleared = curs.rowcount > 0
+        if cleared and name.startswith(PAUSE_PREFIX):
+            self.notify()
+        return cleared
+
+    def flags(self) -> "dict[str, dict]":
+        """Every flag of this queue."""
+        rows = self.sql("select name, value from hueyq_flag where queue = %s",
+                        (self.qname,), results=True)
+        out = {}
+        for name, value in rows:
+            value = read_json(value, "flag %s of %s" % (name, self.qname))
+            if isinstance(value, dict):
+                out[name] = value
+        return out
+
+    # ------------------------------------------------------------ records
+
+    def put_record(self, key: str, value: dict, ttl: "float | None" = None
+                   ) -> None:
+        """Store a small JSON document for the whole app, living ``ttl``
+        seconds on the server's clock."""
+        with self.db() as curs:
+            curs.execute("insert into hueyq_record (key, value, written, ttl)"
+                         " values (%s, %s, clock_timestamp(), %s) on conflict"
+                         " (key) do update set value = excluded.value,"
+                         " written = excluded.written, ttl = excluded.ttl",
+                         ("%s:%s" % (self.app_name, key), json.dumps(value),
+                          ttl))
+            if time.monotonic() % 100 < 1:
+                curs.execute("delete from hueyq_record where ttl is not null"
+                             " and written + ttl * interval '1 second' <"
+                             " clock_timestamp()")
+
+    def record_ages(self, prefix: str = ""
+                    ) -> "dict[str, tuple[dict, float]]":
+        """``{key: (record, age)}`` of the live records under ``prefix``;
+        ages in seconds on the server's clock."""
+        start = "%s:%s" % (self.app_name, prefix)
+        rows = self.sql("select key, value, extract(epoch from"
+                        " clock_timestamp() - written)::float8 from"
+                        " hueyq_record where starts_with(key, %s) and (ttl is"
+                        " null or written + ttl * interval '1 second' >="
+                        " clock_timestamp())", (start,), results=True)
+        cut = len(self.app_name) + 1
+        out = {}
+        for key, raw, age in rows:
+            value = read_json(raw, "record %s" % key)
+            if not isinstance(value, dict):
+                report_bad("record %s" % key)
+                continue
+            out[key[cut:]] = (value, max(0.0, age))
+        return out
+
+    def delete_record(self, key: str) -> None:
+        """Remove a record of this app."""
+        self.sql("delete from hueyq_record where key = %s",
+                 ("%s:%s" % (self.app_name, key),))
+
+    # ------------------------------------------------------------ health
+
+    def health(self, **_: object) -> "list[Finding]":
+        """Server version, ``synchronous_commit`` and connections in use."""
+        version, sync, used, most = self.sql(
+            "select current_setting('server_version'),"
+            " current_setting('synchronous_commit'), (select count(*) from"
+            " pg_stat_activity), current_setting('max_connections')::int",
+            (), results=True)[0]
+        findings = [Finding("ok", "postgres.version", "PostgreSQL %s"
+                            % version)]
+        findings.append(Finding(
+            "ok" if sync != "off" else "error", "postgres.synchronous_commit",
+            "synchronous_commit=%s%s" % (sync, "" if sync != "off" else
+                                         " (an accepted job can be lost in"
+                                         " a crash; expected on)")))
+        level = "error" if used >= most * 0.95 else (
+            "warning" if used >= most * 0.8 else "ok")
+        findings.append(Finding(level, "postgres.connections",
+                                "%d of %d connections in use" % (used, most)))
+        return findings
+
+    def claim(self, holder: str) -> "str | None":
+        """Nothing to lock: several hosts may share one database, as with
+        Redis (the supervisor checks that no live runtime has its host
+        id)."""
+        return None
+
+    def identity(self) -> None:
+        """A database server has no file to be replaced under the runtime."""
+        return None
+
+    def checkpoint(self) -> bool:
+        """PostgreSQL checkpoints by itself."""
+        return False
+
+    def ping(self) -> None:
+        """Raise BackendUnavailable unless the database answers."""
+        try:
+            self.sql("select 1", (), results=True)
+        except psycopg.Error as exc:
+            raise BackendUnavailable(self.explain(exc)) from None
+
+    def describe(self) -> str:
+        """Where this backend lives, for people (never the password)."""
+        parsed = urllib.parse.urlsplit(self.dsn)
+        try:
+            port = parsed.port or 5432
+        except ValueError:
+            port = "?"
+        return "PostgreSQL at %s:%s database %s" % (
+            parsed.hostname or "localhost", port,
+            parsed.path.strip("/") or "(default)")
+
+    def explain(self, exc: BaseException) -> str:
+        """One line for a user about an error this backend raised."""
+        if isinstance(exc, BackendUnavailable):
+            return str(exc)
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        where = self.describe()
+        if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+            if "password" in text or "authentication" in text:
+                return ("%s refused the credentials: check the user and "
+                        "password in backend.url (%s)" % (where, text))
+            return "%s is not reachable: %s" % (where, text)
+        if "No space left" in text or "disk full" in text:
+            return "the disk of %s is full" % where
+        return "%s: %s" % (where, redact_url(text))
+
+
+def _check_state(state: str) -> str:
+    if state not in _ORDER:
+        raise ValueError("unknown state %r" % (state,))
+    return state

@@ -1,0 +1,44 @@
+"""The PostgreSQL backend under concurrent consumers: real processes
+leasing from one queue each get distinct messages, every one exactly once."""
+
+import multiprocessing
+
+from test_backends import msg
+
+from hueyq import backends
+
+
+def _drain(url, app_name, worker, out):
+    storage = backends.open_storage(url, app_name, "high")
+    taken, ack = [], None
+    while True:
+        lease = storage.lease("h:%d:w%d|1" % (worker, worker), ack)
+        if lease is None:
+            break
+        taken.append(lease.task_id)
+        ack = (lease.handle, None, None)
+    if ack is not None:
+        storage.ack(*ack)
+    storage.close()
+    out.put(taken)
+
+
+def test_concurrent_consumers_get_every_message_exactly_once(
+        postgres_url, app_name):
+    storage = backends.open_storage(postgres_url, app_name, "high")
+    ids = ["job%04d" % i for i in range(400)]
+    storage.enqueue_many((msg(i)[1], 0) for i in ids)
+    out = multiprocessing.get_context("spawn").Queue()
+    procs = [multiprocessing.get_context("spawn").Process(
+        target=_drain, args=(postgres_url, app_name, n, out))
+        for n in range(4)]
+    for proc in procs:
+        proc.start()
+    taken = [out.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    delivered = [task_id for part in taken for task_id in part]
+    assert sorted(delivered) == ids
+    assert sum(1 for part in taken if part) >= 2
+    assert storage.counts()["pending"] == 0
+    storage.close()
