@@ -27,14 +27,14 @@ import threading
 import time
 import urllib.parse
 
-from huey.constants import EmptyData
 from huey.storage import PostgresStorage
 
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
-                                 PENDING, RUNNING, SCHEDULED, Backend,
+                                 PENDING, RUNNING, SCHEDULED,
                                  Finding, Lease, MessageInfo, clean_meta,
                                  message_fields, read_json, report_bad,
                                  split_name)
+from hueyq.backends.sql import SqlBackend
 from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import BackendUnavailable
 from hueyq.exceptions import ConfigurationError
@@ -130,9 +130,12 @@ def _need_driver() -> None:
                                  "pip install 'hueyq[postgres]'")
 
 
-class PostgresBackend(Backend, PostgresStorage):
+class PostgresBackend(SqlBackend, PostgresStorage):
     """One queue of an app in a PostgreSQL database, with leases and
     LISTEN/NOTIFY wake-ups."""
+
+    placeholder = "%s"
+    info_columns = _INFO_COLUMNS
 
     driver_errors = (psycopg.Error,) if psycopg is not None else ()
 
@@ -297,11 +300,6 @@ class PostgresBackend(Backend, PostgresStorage):
         self.sql("delete from hueyq_message where queue = %s", (self.qname,))
         self.sql("delete from hueyq_flag where queue = %s", (self.qname,))
 
-    def pop_data(self, key: str):
-        if not self.has_data_for_key(key):
-            return EmptyData
-        return super().pop_data(key)
-
     # ------------------------------------------------------------ leases
 
     def lease(self, owner: str, ack: "tuple | None" = None) -> "Lease | None":
@@ -347,13 +345,6 @@ class PostgresBackend(Backend, PostgresStorage):
     def next_seq(self) -> int:
         """Take the next number of the app's sequence."""
         return self.incr("hueyq:seq")
-
-    def ack_many(self, acks) -> None:
-        """End several leases in one transaction (see :meth:`ack`)."""
-        now = time.time()
-        with self.db(commit=True) as curs:
-            for handle, outcome, reason in acks:
-                self._finish(curs, now, handle, outcome, reason)
 
     def ack(self, handle, outcome: "str | None" = None,
             reason: "str | None" = None) -> None:
@@ -440,12 +431,6 @@ class PostgresBackend(Backend, PostgresStorage):
                          " = 'done' and updated_at < %s", (self.qname, before))
             return curs.rowcount
 
-    def message_data(self, handle) -> "bytes | None":
-        """The stored bytes of one message."""
-        rows = self.sql("select data from hueyq_message where id = %s",
-                        (handle,), results=True)
-        return bytes(rows[0][0]) if rows else None
-
     def annotate(self, handle, last_error: str) -> bool:
         """Record why a leased message's worker is about to be killed."""
         with self.db() as curs:
@@ -457,10 +442,6 @@ class PostgresBackend(Backend, PostgresStorage):
         """File a leased message under the job id ``task_id``."""
         self.sql("update hueyq_message set task_id = %s where id = %s",
                  (task_id, handle))
-
-    def leases(self) -> "list[MessageInfo]":
-        """Every leased (running) message of this queue."""
-        return self._infos("state = 'running'", (), "updated_at, id")
 
     # ------------------------------------------------------------ scheduling
 
@@ -506,33 +487,6 @@ class PostgresBackend(Backend, PostgresStorage):
             time.sleep(timeout)
 
     # ------------------------------------------------------------ listing
-
-    def _infos(self, where: str, params: tuple, order: str,
-               limit: "int | None" = None, offset: int = 0
-               ) -> "list[MessageInfo]":
-        sql = ("select %s from hueyq_message where queue = %%s and %s order"
-               " by %s" % (_INFO_COLUMNS, where, order))
-        if limit is not None:
-            sql += " limit %d offset %d" % (int(limit), int(offset))
-        rows = self.sql(sql, (self.qname,) + tuple(params), results=True)
-        return [self._info(row) for row in rows]
-
-    def _info(self, row) -> MessageInfo:
-        meta = read_json(row[13], "meta of message %s of %s" % (
-            row[0], self.qname)) if row[13] else {}
-        return MessageInfo.checked(
-            handle=row[0], queue=self.queue, task_id=row[2], name=row[3],
-            state=row[4], priority=row[5], enqueued_at=row[6],
-            updated_at=row[7], eta=row[8], owner=row[9], redeliveries=row[10],
-            last_error=row[11], reason=row[12], meta=meta, size=row[14],
-            lease_seq=row[15])
-
-    def find(self, task_id: str) -> "MessageInfo | None":
-        """The message of a job: its lease first, else its newest row."""
-        infos = self._infos("task_id = %s", (task_id,),
-                            "state = 'running' desc, state = 'done', id desc",
-                            limit=1)
-        return infos[0] if infos else None
 
     def list_messages(self, state: str, limit: "int | None" = 50,
                       offset: int = 0) -> "list[MessageInfo]":
@@ -605,11 +559,6 @@ class PostgresBackend(Backend, PostgresStorage):
         """Move a pending or scheduled job's messages to ``dead``."""
         return self._move("task_id = %s and state in ('pending',"
                           " 'scheduled')", (task_id,), DEAD, reason)
-
-    def drain(self, reason: str = "drained") -> "list[MessageInfo]":
-        """Move every pending and scheduled message to ``dead``."""
-        return self._move("state in ('pending', 'scheduled')", (), DEAD,
-                          reason)
 
     def revive(self, task_id: str) -> "MessageInfo | None":
         """Put a dead job's newest message back into the queue."""

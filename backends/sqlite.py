@@ -43,16 +43,16 @@ import stat
 import threading
 import time
 
-from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
 from hueyq import defaults
 from hueyq import files
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
-                                 PENDING, RUNNING, SCHEDULED, Backend,
+                                 PENDING, RUNNING, SCHEDULED,
                                  Finding, Lease, MessageInfo, clean_meta,
                                  message_fields, read_json, report_bad,
                                  split_name)
+from hueyq.backends.sql import SqlBackend
 from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import BackendUnavailable
 from hueyq.memory import memory_room
@@ -249,8 +249,11 @@ def _refuse(path: str, what: str, why: str) -> None:
         logger.warning("not using the %s %s: %s", what, path, why)
 
 
-class SqliteBackend(Backend, SqliteStorage):
+class SqliteBackend(SqlBackend, SqliteStorage):
     """One queue of an app in a SQLite file, with leases and wake-ups."""
+
+    placeholder = "?"
+    info_columns = _INFO_COLUMNS
 
     ddl = _TABLES
     driver_errors = (sqlite3.Error,)
@@ -480,11 +483,6 @@ class SqliteBackend(Backend, SqliteStorage):
                  (self.name, key), commit=True)
         return True
 
-    def pop_data(self, key: str):
-        if not self.has_data_for_key(key):
-            return EmptyData
-        return super().pop_data(key)
-
     # ------------------------------------------------------------ leases
 
     def lease(self, owner: str, ack: "tuple | None" = None) -> "Lease | None":
@@ -603,13 +601,6 @@ class SqliteBackend(Backend, SqliteStorage):
         return Lease(row[0], row[1], head, row[2], None, row[3], None,
                      row[4], size=size)
 
-    def ack_many(self, acks) -> None:
-        """End several leases in one transaction (see :meth:`ack`)."""
-        now = time.time()
-        with self.db(commit=True) as curs:
-            for handle, outcome, reason in acks:
-                self._finish(curs, now, handle, outcome, reason)
-
     def ack(self, handle, outcome: "str | None" = None,
             reason: "str | None" = None) -> None:
         """End a lease.
@@ -706,12 +697,6 @@ class SqliteBackend(Backend, SqliteStorage):
                          " = 'done' and updated_at < ?", (self.qname, before))
             return curs.rowcount
 
-    def message_data(self, handle) -> "bytes | None":
-        """The stored bytes of one message."""
-        rows = self.sql("select data from hueyq_message where id = ?",
-                        (handle,), results=True)
-        return bytes(rows[0][0]) if rows else None
-
     def annotate(self, handle, last_error: str) -> bool:
         """Record why a leased message's worker is about to be killed."""
         with self.db(commit=True) as curs:
@@ -724,10 +709,6 @@ class SqliteBackend(Backend, SqliteStorage):
         one it claims (a message that failed verification)."""
         self.sql("update hueyq_message set task_id = ? where id = ?",
                  (task_id, handle), commit=True)
-
-    def leases(self) -> "list[MessageInfo]":
-        """Every leased (running) message of this queue."""
-        return self._infos("state = 'running'", (), "updated_at, id")
 
     # ------------------------------------------------------------ scheduling
 
@@ -835,33 +816,6 @@ class SqliteBackend(Backend, SqliteStorage):
 
     # ------------------------------------------------------------ listing
 
-    def _infos(self, where: str, params: tuple, order: str,
-               limit: "int | None" = None, offset: int = 0
-               ) -> "list[MessageInfo]":
-        sql = ("select %s from hueyq_message where queue = ? and %s order by %s"
-               % (_INFO_COLUMNS, where, order))
-        if limit is not None:
-            sql += " limit %d offset %d" % (int(limit), int(offset))
-        rows = self.sql(sql, (self.qname,) + tuple(params), results=True)
-        return [self._info(row) for row in rows]
-
-    def _info(self, row) -> MessageInfo:
-        meta = read_json(row[13], "meta of message %s of %s" % (
-            row[0], self.qname)) if row[13] else {}
-        return MessageInfo.checked(
-            handle=row[0], queue=self.queue, task_id=row[2], name=row[3],
-            state=row[4], priority=row[5], enqueued_at=row[6],
-            updated_at=row[7], eta=row[8], owner=row[9], redeliveries=row[10],
-            last_error=row[11], reason=row[12], meta=meta, size=row[14],
-            lease_seq=row[15])
-
-    def find(self, task_id: str) -> "MessageInfo | None":
-        """The message of a job: its lease first, else its newest row."""
-        infos = self._infos("task_id = ?", (task_id,),
-                            "state = 'running' desc, state = 'done', id desc",
-                            limit=1)
-        return infos[0] if infos else None
-
     def list_messages(self, state: str, limit: int = 50, offset: int = 0
                       ) -> "list[MessageInfo]":
         """Messages in ``state``, in the order they will be taken."""
@@ -930,11 +884,6 @@ class SqliteBackend(Backend, SqliteStorage):
         """Move a pending or scheduled job's messages to ``dead``."""
         return self._move("task_id = ? and state in ('pending', 'scheduled')",
                           (task_id,), DEAD, reason)
-
-    def drain(self, reason: str = "drained") -> "list[MessageInfo]":
-        """Move every pending and scheduled message to ``dead``."""
-        return self._move("state in ('pending', 'scheduled')", (), DEAD,
-                          reason)
 
     def revive(self, task_id: str) -> "MessageInfo | None":
         """Put a dead job's newest message back into the queue."""
