@@ -167,10 +167,11 @@ def failures(tmp_path, redis_session, app_name):
     sqlite_profile = write_profile(
         tmp_path / "profile.toml", "sqlite://%s" % (tmp_path / "q.db"),
         "sqlite://%s" % (tmp_path / "s.db"), app_name)
-    blocker = tmp_path / "no-psycopg2"
-    (blocker / "psycopg2").mkdir(parents=True)
-    (blocker / "psycopg2" / "__init__.py").write_text(
-        "raise ImportError('No module named psycopg2')\n")
+    blocker = tmp_path / "no-psycopg"
+    for driver in ("psycopg", "psycopg2"):
+        (blocker / driver).mkdir(parents=True)
+        (blocker / driver / "__init__.py").write_text(
+            "raise ImportError('No module named %s')\n" % driver)
     port = redis_session.port
     return [
         ("redis unreachable", {"HUEYQ_BACKEND": "redis://127.0.0.1:1/0"}, 1,
