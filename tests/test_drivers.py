@@ -10,7 +10,7 @@ import pytest
 from hueyq import drivers
 
 pytest.importorskip("redis")
-pytest.importorskip("psycopg2")
+pytest.importorskip("psycopg")
 
 
 @pytest.mark.parametrize("urls, names", [
@@ -35,7 +35,7 @@ def _python(code: str, value: "str | None") -> str:
 
 CODE = ("import sys, hueyq, huey.storage, peewee\n"
         "print('redis' in sys.modules, huey.storage.Redis is None, "
-        "peewee.psycopg2 is None)\n"
+        "peewee.psycopg is None)\n"
         "import redis\n"
         "print(redis.Redis is not None)\n")
 
