@@ -13,7 +13,9 @@ storage (a backend missing one cannot be instantiated), and implements on
 top of them huey's listing and schedule API. The interface, by group:
 
 * bulk: ``enqueue_many(messages)`` stores many messages, each as huey's
-  ``enqueue`` would, and wakes the workers once;
+  ``enqueue`` would, and wakes the workers once; ``enqueue_once(messages,
+  window)`` does the same for messages that may carry a key, storing one
+  only when no other job holds its key, in the same atomic step;
 * leases: ``lease(owner, ack=None)`` moves the next pending message into a
   lease owned by ``host:pid:worker|stamp`` (:mod:`hueyq.owner`) in one
   atomic step (optionally acking the previous one in the same step), and
@@ -275,6 +277,19 @@ class Backend(abc.ABC):
         """Store ``(data, priority)`` pairs, each as huey's ``enqueue``
         would, and wake the workers once; returns how many. SQLite: one
         transaction (all or none); Redis: atomic chunks in one round trip."""
+
+    @abc.abstractmethod
+    def enqueue_once(self, messages, window: float
+                     ) -> "list[tuple[str, bool]]":
+        """Store ``(data, priority, key)`` messages as :meth:`enqueue_many`
+        would, except one whose ``key`` (a string; None for none) another
+        job of this queue holds. A job holds its key while its message is
+        pending, scheduled or running, and until ``window`` seconds after it
+        was enqueued (after its eta, when that is later). Returns, per
+        message, the id of the job holding its key (its own when stored)
+        and whether it was stored. Checking and taking a key is one atomic
+        step with the enqueue (SQLite: one transaction; Redis: one script
+        per chunk), so producers racing one key make one job."""
 
     # ------------------------------------------------------------ leases
 

@@ -88,6 +88,7 @@ else:  # pragma: no cover
 _SCRIPT_PARTS = {
     "enqueue": ("add", "enqueue"),
     "enqueue_many": ("enqueue_many",),
+    "enqueue_once": ("add", "enqueue_once"),
     "lease": ("load_info", "finish", "message_head", "lease"),
     "ack": ("load_info", "finish", "ack"),
     "lease_batch": ("load_info", "message_head", "lease_batch"),
@@ -198,7 +199,7 @@ class RedisBackend(Backend, RedisStorage):
         prefix = "%s%s:" % (base, self.queue)
         self.keys = {k: prefix + k for k in (
             "pending", "sched", "running", "dead", "done", "msg", "info",
-            "ids", "wake", "paused", "flags")}
+            "ids", "wake", "paused", "flags", "keys", "keyexp")}
         self.keys["seq"] = base + "seq"
         self.keys["records"] = base + "records"
         # Results, revokes and locks: one namespace per app, so a result is
@@ -291,6 +292,43 @@ class RedisBackend(Backend, RedisStorage):
         pipe.execute()
         return len(batch)
 
+    def enqueue_once(self, messages, window: float
+                     ) -> "list[tuple[str, bool]]":
+        """Store ``(data, priority, key)`` messages unless another job holds
+        their key (see :class:`Backend`): one script per chunk of
+        :data:`ENQUEUE_CHUNK` checks and takes the keys and stores the
+        messages atomically, all the chunks in one pipeline."""
+        now = time.time()
+        messages = list(messages)
+        chunks = []
+        for start in range(0, len(messages), ENQUEUE_CHUNK):
+            args = [window, 0]
+            for data, priority, key in messages[start:start + ENQUEUE_CHUNK]:
+                header, meta, state, eta = message_fields(data, now)
+                args += self._add_args(data, priority, header, meta, state,
+                                       eta, now)
+                args += ["" if key is None else key,
+                         "" if eta is None else eta]
+                args[1] += 1
+            chunks.append(args)
+        if not chunks:
+            return []
+        pipe = self.conn.pipeline(transaction=False)
+        keys = self._keys("pending", "sched", "msg", "info", "ids", "seq",
+                          "keys", "keyexp")
+        for args in chunks:
+            self._scripts["enqueue_once"](keys=keys, args=args, client=pipe)
+        out = []
+        pending = 0
+        for reply in pipe.execute():
+            pending += reply[0]
+            out += [(_text(reply[i]), bool(reply[i + 1]))
+                    for i in range(1, len(reply), 2)]
+        if pending:
+            self.conn.lpush(self.keys["wake"], *[1] * min(pending,
+                                                         WAKE_TOKENS))
+        return out
+
     def dequeue(self) -> "bytes | None":
         # huey's at-most-once dequeue (the message is gone, its revoke key
         # kept for huey's execute() to check); hueyq's workers use lease().
@@ -338,7 +376,7 @@ class RedisBackend(Backend, RedisStorage):
         super().flush_all()
         self.conn.delete(*[self.keys[k] for k in (
             "pending", "sched", "running", "dead", "done", "msg", "info",
-            "ids", "wake", "paused", "flags")])
+            "ids", "wake", "paused", "flags", "keys", "keyexp")])
 
     # ------------------------------------------------------------ leases
 

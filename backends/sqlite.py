@@ -87,6 +87,14 @@ _TABLES = [
     " name text not null, value text not null, primary key (queue, name))",
     "create table if not exists hueyq_record (key text primary key,"
     " value text not null, expires real)",
+    # enqueue_once: the job holding each key of a queue, and until when
+    # (past it, only while the job's message is pending, scheduled or
+    # running).
+    "create table if not exists hueyq_key (queue text not null,"
+    " key text not null, task_id text not null, expires real not null,"
+    " primary key (queue, key))",
+    "create index if not exists hueyq_key_expires on hueyq_key"
+    " (queue, expires)",
 ]
 
 _NOT_PAUSED = ("not exists (select 1 from hueyq_flag where queue = ?"
@@ -133,6 +141,16 @@ _ADMISSION_LEASE = (
 _INSERT = ("insert into hueyq_message (queue, task_id, name, state, priority,"
            " eta, enqueued_at, updated_at, meta, memory, data)"
            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# Whether the job holding key row k still has a live message.
+_LIVE = ("exists(select 1 from hueyq_message m where m.task_id = k.task_id"
+         " and m.queue = k.queue and m.state in ('pending', 'scheduled',"
+         " 'running'))")
+# Each enqueue_once deletes up to 100 keys that no job holds any more.
+_PURGE_KEYS = ("delete from hueyq_key where rowid in (select k.rowid from"
+               " hueyq_key k where k.queue = ? and k.expires <= ? and not "
+               + _LIVE + " limit 100)")
+_HOLDER = ("select k.task_id, k.expires, " + _LIVE + " from hueyq_key k"
+           " where k.queue = ? and k.key = ?")
 _INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
                  " updated_at, eta, owner, redeliveries, last_error, reason,"
                  " meta, length(data), lease_seq")
@@ -445,6 +463,50 @@ class SqliteBackend(SqlBackend, SqliteStorage):
             self.notify()
         return len(rows)
 
+    def enqueue_once(self, messages, window: float
+                     ) -> "list[tuple[str, bool]]":
+        """Store ``(data, priority, key)`` messages unless another job holds
+        their key (see :class:`Backend`), in one transaction with taking
+        the keys (``insert or ignore``), then wake the workers once."""
+        now = time.time()
+        out = []
+        pending = False
+        with self.db(commit=True) as curs:
+            curs.execute(_PURGE_KEYS, (self.qname, now))
+            for data, priority, key in messages:
+                header, meta, state, eta = message_fields(data, now)
+                task_id = header.get("id") or ""
+                if key is not None:
+                    holder = self._take_key(curs, key, task_id,
+                                            max(now, eta or 0) + window, now)
+                    if holder is not None:
+                        out.append((holder, False))
+                        continue
+                curs.execute(_INSERT, self._row(data, priority, header, meta,
+                                                state, eta, now))
+                out.append((task_id, True))
+                pending = pending or state == PENDING
+        if pending:
+            self.notify()
+        return out
+
+    def _take_key(self, curs, key: str, task_id: str, expires: float,
+                  now: float) -> "str | None":
+        """Give ``key`` to ``task_id``; None, or the job holding it."""
+        curs.execute("insert or ignore into hueyq_key (queue, key, task_id,"
+                     " expires) values (?, ?, ?, ?)",
+                     (self.qname, key, task_id, expires))
+        if curs.rowcount == 1:
+            return None
+        curs.execute(_HOLDER, (self.qname, key))
+        held, until, live = curs.fetchone()
+        if until > now or live:
+            return held
+        curs.execute("update hueyq_key set task_id = ?, expires = ? where"
+                     " queue = ? and key = ?",
+                     (task_id, expires, self.qname, key))
+        return None
+
     def dequeue(self) -> "bytes | None":
         # huey's at-most-once dequeue, for code that calls huey directly;
         # hueyq's workers use lease().
@@ -472,6 +534,8 @@ class SqliteBackend(SqlBackend, SqliteStorage):
         self.sql("delete from hueyq_message where queue = ?", (self.qname,),
                  commit=True)
         self.sql("delete from hueyq_flag where queue = ?", (self.qname,),
+                 commit=True)
+        self.sql("delete from hueyq_key where queue = ?", (self.qname,),
                  commit=True)
 
     def delete_data(self, key: str) -> bool:

@@ -17,7 +17,10 @@ moment ago is visible as pending before any consumer has seen it.
 """
 
 import contextlib
+import copy
+import functools
 import gc
+import inspect
 import logging
 import math
 import os
@@ -88,8 +91,40 @@ def collector_paused():
             gc.enable()
 
 
+#: Longest key ``key=`` takes.
+MAX_KEY_LENGTH = 200
+
+
+def check_key(key: Any) -> str:
+    """The key of an enqueue (``key=``), or ValueError saying why not."""
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise ValueError("key must be a non-empty string of at most %d "
+                         "characters, got %r" % (MAX_KEY_LENGTH, key))
+    return key
+
+
 class QueueTaskWrapper(TaskWrapper):
-    """huey's TaskWrapper, whose ``map`` writes every item in one step."""
+    """huey's TaskWrapper, whose ``map`` writes every item in one step, and
+    whose call takes ``key=``: the job is enqueued once per key (see
+    :meth:`QueueHuey.enqueue_messages`). A task whose function has a
+    parameter named ``key`` gets it as its argument, as before."""
+
+    def s(self, *args, **kwargs):
+        key = None
+        if "key" in kwargs and not self.takes_key:
+            key = check_key(kwargs.pop("key"))
+        task = super().s(*args, **kwargs)
+        if key is not None:
+            task.key = key
+        return task
+
+    @functools.cached_property
+    def takes_key(self) -> bool:
+        """Whether the task's function has a parameter named ``key``."""
+        try:
+            return "key" in inspect.signature(self.func).parameters
+        except (TypeError, ValueError):  # a callable without a signature
+            return False
 
     def map(self, it):
         """Enqueue one job per item of ``it`` (a tuple of arguments, or the
@@ -201,6 +236,14 @@ class QueueHuey(Huey):
         return context.persist(lambda: self._enqueue(task))
 
     def _enqueue(self, task):
+        if getattr(task, "key", None) is not None:
+            if task.on_complete is not None:
+                raise EnqueueError("key= makes one job once: a pipeline "
+                                   "(%s.then(...)) cannot take one"
+                                   % task.name)
+            if self._immediate:
+                return self._run_once(task)
+            return self.enqueue_messages([task], [self.message_of(task)])[0]
         try:
             result = super().enqueue(task)
         except backend_errors() as exc:
@@ -223,11 +266,16 @@ class QueueHuey(Huey):
     def enqueue_messages(self, tasks: "list[Task]", messages: list) -> list:
         """Write the messages of ``tasks`` (:meth:`message_of`) in one step
         of the backend (``enqueue_many``), with huey's signals and result
-        handles for each, as :meth:`enqueue` gives them."""
+        handles for each, as :meth:`enqueue` gives them. When some tasks
+        carry a ``key`` the step is the backend's ``enqueue_once``: a task
+        whose key another job holds is not written, and its handle is that
+        job's."""
         written = list(zip(tasks, messages))
         skipped = context.interrupting_task()
         if skipped is not None:
             written = [(t, m) for t, m in written if t.id != skipped]
+        if any(getattr(t, "key", None) is not None for t, _ in written):
+            return self._enqueue_once(tasks, written)
         if self._has_receivers(S.SIGNAL_ENQUEUED):
             for task, _ in written:
                 self._emit(S.SIGNAL_ENQUEUED, task)
@@ -243,6 +291,48 @@ class QueueHuey(Huey):
                 if task.eta and task.eta > now:
                     self._emit(S.SIGNAL_SCHEDULED, task)
         return [self._result_of(task) for task in tasks]
+
+    def _enqueue_once(self, tasks: list, written: list) -> list:
+        window = self.app.profile.backend.dedupe_window
+        keyed = [(data, priority, self._scoped_key(task))
+                 for task, (data, priority) in written]
+        try:
+            held = context.persist(lambda: self.storage.enqueue_once(
+                keyed, window))
+        except backend_errors() as exc:
+            raise BackendUnavailable("cannot enqueue: %s"
+                                     % self.storage.explain(exc)) from None
+        # huey's signals after the write: only for the jobs it made.
+        now = self._get_timestamp()
+        handles = {}
+        for (task, _), (job_id, stored) in zip(written, held):
+            if stored:
+                self._emit(S.SIGNAL_ENQUEUED, task)
+                if task.eta and task.eta > now:
+                    self._emit(S.SIGNAL_SCHEDULED, task)
+            else:
+                handles[id(task)] = _as_job(task, job_id)
+        return [self._result_of(handles.get(id(task), task))
+                for task in tasks]
+
+    def _scoped_key(self, task: Task) -> "str | None":
+        """A task's key as the backend keeps it: one namespace per task."""
+        key = getattr(task, "key", None)
+        if key is None:
+            return None
+        return "%s:%s" % (self._registry.task_to_string(type(task)), key)
+
+    def _run_once(self, task):
+        """Immediate mode's ``key=``: the app remembers keys in memory."""
+        held = self.app.__dict__.setdefault("_immediate_keys", {})
+        scoped = self._scoped_key(task)
+        now = time.time()
+        job_id, until = held.get(scoped, (None, 0.0))
+        if job_id is not None and until > now:
+            return self._result_of(_as_job(task, job_id))
+        held[scoped] = (task.id, max(now, epoch(task.eta) or 0)
+                        + self.app.profile.backend.dedupe_window)
+        return super().enqueue(task)
 
     def _has_receivers(self, signal: str) -> bool:
         receivers = self._signal.receivers
@@ -316,13 +406,23 @@ class QueueHuey(Huey):
         return super().delete(key)
 
 
+def _as_job(task: Task, job_id: str) -> Task:
+    """A copy of ``task`` standing for the job ``job_id`` (the one holding
+    its key), so its result handle reads that job's result."""
+    other = copy.copy(task)
+    other.id = job_id
+    other.revoke_id = "r:%s" % job_id
+    return other
+
+
 class BatchTaskWrapper(QueueTaskWrapper):
     """A task called with one item; workers run pending items in batches."""
 
     def s(self, *args, **kwargs):
         if len(args) != 1 or set(kwargs) - {"eta", "delay", "id", "retries",
                                              "retry_delay", "retry_backoff",
-                                             "priority", "expires", "timeout"}:
+                                             "priority", "expires", "timeout",
+                                             "key"}:
             raise TypeError("batch task %s takes exactly one item per call"
                             % self.name)
         return super().s(*args, **kwargs)

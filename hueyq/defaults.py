@@ -12,6 +12,12 @@ DEFAULT_QUEUE = "medium"
 #: Built-in profiles shipped in hueyq/profiles.
 BUILTIN_PROFILES = ("dev", "jetson", "server", "server-pg")
 
+# [backend]
+#: How long a job enqueued with ``key=`` keeps the key after it was enqueued
+#: (after its eta, when later): a second enqueue with the key within it, or
+#: while the job is still pending, scheduled or running, returns the first.
+DEDUPE_WINDOW = 24 * 3600.0
+
 # [runtime]
 #: How long running tasks may finish after SIGTERM before they are handed back.
 GRACE_PERIOD = 30.0

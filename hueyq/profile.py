@@ -194,6 +194,7 @@ def _f(default: Any, parse: Callable[[Any], Any], doc: str = "") -> Any:
 class BackendConfig:
     """Where queues, leases and flags live."""
     url: str = _f("sqlite://.hueyq/queue.db", _backend_url)
+    dedupe_window: float = _f(defaults.DEDUPE_WINDOW, _duration)
 
 
 @dataclass(frozen=True)

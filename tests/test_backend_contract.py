@@ -100,6 +100,87 @@ def test_a_new_scheme_registers_in_one_place(monkeypatch, tmp_path):
         backends.check_url("ftp://host/q")
 
 
+# ---------------------------------------------------------------- enqueue once
+
+def test_enqueue_once_keeps_a_key_for_its_window(storage):
+    (a, first), (b, second), (c, other) = message(), message(), message()
+    assert storage.enqueue_once([(first, None, "k"), (second, None, "k"),
+                                 (other, None, None)], 3600) == \
+        [(a, True), (a, False), (c, True)]
+    assert storage.count(PENDING) == 2 and storage.find(b) is None
+    storage.ack(storage.lease(OWNER).handle)
+    assert storage.find(a).state == DONE
+    assert storage.enqueue_once([(second, None, "k")], 3600) == [(a, False)]
+    assert storage.find(b) is None
+
+
+def test_past_its_window_a_key_stays_while_its_job_lives(storage):
+    (a, first), (b, second) = message(), message()
+    assert storage.enqueue_once([(first, None, "k")], 0) == [(a, True)]
+    assert storage.enqueue_once([(second, None, "k")], 0) == [(a, False)]
+    lease = storage.lease(OWNER)
+    assert lease.task_id == a
+    assert storage.enqueue_once([(second, None, "k")], 0) == [(a, False)]
+    storage.ack(lease.handle)
+    assert storage.enqueue_once([(second, None, "k")], 0) == [(b, True)]
+    assert storage.find(b).state == PENDING
+
+
+def test_enqueue_once_of_a_scheduled_job_and_an_empty_batch(storage):
+    (a, first), (b, second) = message(eta=time.time() + 60), message()
+    assert storage.enqueue_once([], 10) == []
+    assert storage.enqueue_once([(first, 5, "s")], 0) == [(a, True)]
+    assert storage.find(a).state == SCHEDULED
+    assert storage.enqueue_once([(second, 5, "s")], 0) == [(a, False)]
+    assert storage.count(PENDING) == 0
+
+
+RACER = """
+import json, sys
+import hueyq
+app = hueyq.App(sys.argv[1])
+@app.task(queue="high")
+def echo(value):
+    return value
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+sys.stdin.readline()
+ids = [echo(i, key="doc-%d" % i).id for i in range(1000)]
+with open(sys.argv[2], "w") as out:
+    json.dump(ids, out)
+"""
+
+
+def test_two_producers_racing_a_thousand_keys_make_one_job_each(
+        profile_path, tmp_path, make_app):
+    import json
+    import subprocess
+    import sys
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", RACER, str(profile_path),
+         str(tmp_path / ("ids%d.json" % n))], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True) for n in range(2)]
+    try:
+        for proc in procs:
+            assert proc.stdout.readline() == "ready\n"
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        assert [proc.wait(120) for proc in procs] == [0, 0]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdin.close()
+            proc.stdout.close()
+    first, second = (json.loads((tmp_path / ("ids%d.json" % n)).read_text())
+                     for n in range(2))
+    assert first == second and len(set(first)) == 1000
+    storage = make_app(profile_path).storage("high")
+    jobs = storage.list_messages(PENDING, limit=None)
+    assert sorted(m.task_id for m in jobs) == sorted(first)
+
+
 # ---------------------------------------------------------------- leases
 
 def test_lease_ack_release_and_dead(storage):
