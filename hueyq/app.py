@@ -191,7 +191,11 @@ class QueueHuey(Huey):
         # A task declared with this huey's own decorator lives on its queue:
         # routed there, and its periodic schedule read by this queue.
         kwargs.setdefault("queue", self.queue)
-        return super().task(*args, **kwargs)
+        decorate = super().task(*args, **kwargs)
+
+        def register(func):
+            return self.app.register_wrapper(decorate(func))
+        return register
 
     def periodic_task(self, validate_datetime, *args: Any, **kwargs: Any):
         kwargs.setdefault("queue", self.queue)
@@ -482,6 +486,8 @@ class App(huey_api.HueyAPI):
             compression=security.compression,
             encryption_keys=security.encryption_keys)
         self.registry = Registry()
+        #: Task wrappers by registered name (for submission over HTTP).
+        self._wrappers: "dict[str, TaskWrapper]" = {}
         #: How this App opens its files (``hueyq.files``): ``create`` unless
         #: it was built inside ``files.access(...)``.
         self.access = files.current_access()
@@ -572,8 +578,10 @@ class App(huey_api.HueyAPI):
              time_limit: "float | str | None" = None,
              memory: "int | str | None" = None, name: "str | None" = None,
              context: bool = False,
-             soft_time_limit: "float | str | None" = None, **kwargs: Any):
-        """Decorate a function as a task (huey's ``task`` plus a queue)."""
+             soft_time_limit: "float | str | None" = None,
+             http: bool = False, **kwargs: Any):
+        """Decorate a function as a task (huey's ``task`` plus a queue);
+        ``http=True`` lets ``POST /api/tasks/<name>`` enqueue it."""
         if callable(queue):
             return self.task()(queue)
 
@@ -584,7 +592,7 @@ class App(huey_api.HueyAPI):
                 retries=retries, retry_delay=_seconds(retry_delay),
                 retry_backoff=retry_backoff, priority=priority,
                 timeout=_seconds(timeout), expires=_seconds(expires),
-                name=name, context=context, queue=q,
+                name=name, context=context, queue=q, http=http,
                 **_limits(time_limit, memory, soft_time_limit),
                 **kwargs)(func)
         return decorator
@@ -638,13 +646,13 @@ class App(huey_api.HueyAPI):
                 return value
             one.__name__, one.__module__ = func.__name__, func.__module__
             one.__doc__ = func.__doc__
-            return BatchTaskWrapper(
+            return self.register_wrapper(BatchTaskWrapper(
                 self.huey(q), one, name=name, default_retries=retries,
                 default_retry_delay=_seconds(retry_delay),
                 default_retry_backoff=retry_backoff, default_priority=priority,
                 queue=q, batch_size=max_size,
                 batch_wait=_seconds(max_wait), batch_func=staticmethod(func),
-                **_limits(time_limit, memory), **kwargs)
+                **_limits(time_limit, memory), **kwargs))
         return decorator
 
     def _check_memory(self, queue: str, func: Callable,
@@ -673,6 +681,32 @@ class App(huey_api.HueyAPI):
     def task_names(self) -> "list[str]":
         """Registered task names (``module.name``)."""
         return sorted(self.registry._registry)
+
+    def register_wrapper(self, wrapper: TaskWrapper) -> TaskWrapper:
+        """Note a task's wrapper under its registered name; returns it."""
+        name = self.registry.task_to_string(wrapper.task_class)
+        self._wrappers[name] = wrapper
+        return wrapper
+
+    def http_task(self, name: str) -> "TaskWrapper | None":
+        """The task ``POST /api/tasks/<name>`` enqueues: one declared with
+        ``http=True`` or named in the profile's ``web.submit_tasks``; None
+        for any other name."""
+        wrapper = self._wrappers.get(name)
+        if wrapper is None or not (
+                getattr(wrapper.task_class, "http", False)
+                or name in self.profile.web.submit_tasks):
+            return None
+        return wrapper
+
+    def submit(self, task: Task, queue: "str | None" = None):
+        """Enqueue ``task`` on ``queue`` (None: its own), as the JSON API's
+        ``POST /api/tasks/<name>`` does; a retry of it goes back to the
+        task's own queue. Returns huey's Result."""
+        if queue is None:
+            return self.enqueue(task)
+        huey = self.huey(queue)
+        return context.persist(lambda: huey._enqueue(task))
 
     def task_queue(self, task_name: str) -> "str | None":
         """The queue a registered task is enqueued on."""

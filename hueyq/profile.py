@@ -40,7 +40,7 @@ _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _APP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _TEMPLATE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = {("security", "secret"), ("security", "encryption_keys"),
-                ("web", "token")}
+                ("web", "token"), ("web", "submit_tokens")}
 
 
 # --------------------------------------------------------------- value parsers
@@ -106,6 +106,13 @@ def _token(value: Any) -> "str | None":
     if any(c.isspace() or not c.isprintable() for c in token):
         raise ValueError("a token cannot hold spaces or control characters")
     return token
+
+
+def _tokens(value: Any) -> "tuple[str, ...]":
+    tokens = _str_list(value)
+    for token in tokens:
+        _token(token)
+    return tokens
 
 
 def _choice(*choices: str):
@@ -249,6 +256,12 @@ class WebConfig:
     insecure: bool = _f(False, _bool)
     allowed_hosts: "tuple[str, ...]" = _f((), _str_list)
     trust_proxy: bool = _f(False, _bool)
+    #: Bearer tokens that may only submit tasks (``POST /api/tasks/<name>``)
+    #: and read or cancel what they submitted, never the other controls.
+    submit_tokens: "tuple[str, ...]" = _f((), _tokens)
+    #: Tasks ``POST /api/tasks/<name>`` enqueues, besides those declared
+    #: with ``@app.task(http=True)``.
+    submit_tasks: "tuple[str, ...]" = _f((), _str_list)
 
 
 @dataclass(frozen=True)

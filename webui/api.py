@@ -1,7 +1,8 @@
 """The JSON API under ``/api/``: the same words as the Python API.
 
 Reads are GET (answered with ``Cache-Control: no-store``); controls are POST
-only and go through :mod:`hueyq.control`, so they act through the backend
+(and ``DELETE /api/jobs/<id>``, the cancel of a submitted job) and go
+through :mod:`hueyq.control`, so they act through the backend
 and work from any host. Query parameters are checked here (400 with the
 reason); the documents come from :mod:`hueyq.webui.payloads`; failures
 become ``{"error", "detail"}`` in :mod:`hueyq.webui.errors`. The whole API is
@@ -15,7 +16,7 @@ from werkzeug.exceptions import BadRequest
 
 from hueyq import __version__
 from hueyq.store import STATES
-from hueyq.webui import auth, payloads, state, stream
+from hueyq.webui import auth, payloads, state, stream, submit
 
 bp = flask.Blueprint("api", __name__, url_prefix="/api")
 
@@ -208,6 +209,23 @@ def openapi():
 
 
 # ------------------------------------------------------------------ controls
+
+@bp.post("/tasks/<name>")
+@auth.control
+def submit_task(name: str):
+    """Enqueue a task the app exposed (:mod:`hueyq.webui.submit`): 202 with
+    the job's id, state and links to follow or cancel it."""
+    app = _app()
+    task, queue = submit.task_of(app, name)
+    return submit.answer(app, app.submit(task, queue))
+
+
+@bp.delete("/jobs/<job_id>")
+@auth.control
+def delete_job(job_id: str):
+    """Cancel a job, as ``POST /api/jobs/<id>/cancel`` does."""
+    return cancel(job_id)
+
 
 @bp.post("/jobs/<job_id>/cancel")
 @auth.control

@@ -16,7 +16,10 @@ backend (:func:`session_secret`), never one derived from the token, and are
 a proxy says it did). Every request that may change something (anything but
 GET, HEAD and OPTIONS) carries the session's CSRF token in the
 ``X-CSRF-Token`` header (or a ``csrf_token`` form field), unless it proved
-the bearer token, which no other site can send. In read-only mode the
+the bearer token, which no other site can send. A submit token (profile
+``web.submit_tokens``) is a bearer token that may only submit tasks
+(``POST /api/tasks/<name>``) and read, follow or cancel a job by its id;
+every other request with it answers 403. In read-only mode the
 controls answer 403. Without a token (loopback only, or ``--insecure``),
 anyone who reaches the port may read, and controls still need the CSRF
 token.
@@ -48,6 +51,11 @@ logger = logging.getLogger("hueyq.webui.auth")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 #: Endpoints open without signing in.
 PUBLIC_ENDPOINTS = ("static", "auth.login")
+#: What a submit token (``web.submit_tokens``) may reach: submitting, and
+#: reading, following (``/api/stream?job=ID&topics=job``) and cancelling
+#: a job by its id.
+SUBMIT_ENDPOINTS = ("api.submit_task", "api.job", "api.delete_job",
+                    "api.events_stream")
 #: Header the page's script sends the CSRF token in.
 CSRF_HEADER = "X-CSRF-Token"
 #: Key of the random cookie-signing key in the backend (huey's result
@@ -208,9 +216,13 @@ def _guard() -> "flask.Response | None":
                                  "(add it to web.allowed_hosts)"
                                  % split_host(host)[:100])
     current = state()
-    bearer = _bearer(current.token)
+    role = _bearer(current.token, current.submit_tokens)
+    bearer = role == "token"
     flask.g.hueyq_bearer = bearer
     if flask.request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if role == "submit":
+        _check_submitter()
         return None
     if current.token and not bearer and not signed_in(current.token):
         from hueyq.webui.errors import wants_json
@@ -224,20 +236,41 @@ def _guard() -> "flask.Response | None":
     return None
 
 
-def _bearer(token: "str | None") -> bool:
-    """True for a right bearer token; 401 for a wrong one, 429 while this
-    client (or everyone) is locked out; False for none."""
+def _bearer(token: "str | None", submit_tokens: "tuple[str, ...]" = ()
+            ) -> "str | None":
+    """``"token"`` for the web token, ``"submit"`` for a submit token; 401
+    for a wrong one, 429 while this client (or everyone) is locked out;
+    None for none."""
     header = flask.request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
+    if scheme.lower() != "bearer" or not (token or submit_tokens):
+        return None
     _check_lockout()
-    if not _matches(given.strip(), token):
+    given = given.strip()
+    # Every token is compared, so the time taken says nothing of which.
+    role = None
+    for name, each in [("token", token)] + [("submit", t)
+                                            for t in submit_tokens]:
+        if each and _matches(given, each) and role is None:
+            role = name
+    if role is None:
         logger.warning("rejected a bearer token from %s", _client())
         _extension()["limiter"].failed(_client())
         raise Unauthorized("wrong token", www_authenticate=_challenge())
     _extension()["limiter"].succeeded(_client())
-    return True
+    return role
+
+
+def _check_submitter() -> None:
+    """403 unless a submit token's request is one it may make."""
+    args = flask.request.args
+    allowed = flask.request.endpoint in SUBMIT_ENDPOINTS and (
+        flask.request.endpoint != "api.events_stream"
+        or (args.get("job") and args.get("topics") == "job"))
+    if not allowed:
+        raise Forbidden("a submit token may only submit tasks (POST "
+                        "/api/tasks/<name>) and read, follow or cancel a "
+                        "job by its id")
 
 
 def _matches(given: str, token: str) -> bool:

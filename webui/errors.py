@@ -2,7 +2,8 @@
 real status code.
 
 hueyq's own exceptions map to one status each (404 for a missing job or
-queue, 409 for a job in the wrong state, 503 when the backend or the store
+queue, 409 for a job in the wrong state, 413 for a message over the size
+limit, 503 when the backend or the store
 does not answer); HTTP errors keep theirs. The API and ``/metrics`` answer
 JSON; pages answer a small HTML page with the same words.
 """
@@ -13,7 +14,8 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from hueyq.exceptions import (BackendUnavailable, HueyqError, InvalidState,
-                              JobNotFound, QueueNotFound, StoreUnavailable)
+                              JobNotFound, PayloadTooLarge, QueueNotFound,
+                              StoreUnavailable)
 
 logger = logging.getLogger("hueyq.webui.errors")
 
@@ -21,6 +23,7 @@ logger = logging.getLogger("hueyq.webui.errors")
 STATUSES = ((JobNotFound, 404, "job_not_found"),
             (QueueNotFound, 404, "queue_not_found"),
             (InvalidState, 409, "invalid_state"),
+            (PayloadTooLarge, 413, "payload_too_large"),
             (BackendUnavailable, 503, "backend_unavailable"),
             (StoreUnavailable, 503, "store_unavailable"))
 
