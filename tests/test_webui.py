@@ -530,7 +530,7 @@ def test_openapi_documents_every_api_route(web, client):
         if not (rule.rule.startswith("/api/") or rule.rule == "/metrics"):
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{%s}" % {
-            "name": "q", "job_id": "id"}[m.group(1)], rule.rule)
+            "name": "q", "job_id": "id", "task": "task"}[m.group(1)], rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented, (path, method)
 
@@ -1015,3 +1015,204 @@ def test_many_streams_share_one_read_per_topic(app, monkeypatch):
     assert seen == [1] * 20
     assert len(reads) <= 0.6 / 0.05 + 2     # one per interval, not per stream
     assert hub.streams == 0
+
+
+# ---------------------------------------------------------------- submit
+
+SUBMIT_TOKEN = "submit-only-t0ken-1"
+
+
+@pytest.fixture
+def submit_app(make_app, tmp_path, app_name):
+    """An app with a web token, a submit token, ``add`` listed in
+    web.submit_tasks and ``shout`` declared with http=True."""
+    app = sqlite_app(make_app, tmp_path, app_name, web={
+        "token": TOKEN, "submit_tokens": [SUBMIT_TOKEN],
+        "submit_tasks": ["apps.basic.add"]},
+        security={"max_message_size": "4KiB"})
+
+    @app.task(queue="high", http=True)
+    def shout(text, times=1):
+        return (text.upper() + "!") * times
+    return app
+
+
+def submitter(app, token=SUBMIT_TOKEN):
+    client = build(app).test_client()
+    auth = {"Authorization": "Bearer " + token}
+
+    def call(method, path, **kwargs):
+        kwargs["headers"] = dict(auth, **kwargs.get("headers", {}))
+        return client.open(path, method=method, **kwargs)
+    return call
+
+
+def test_submit_enqueues_an_exposed_task_and_links_to_it(submit_app, inline):
+    call = submitter(submit_app)
+    response = call("POST", "/api/tasks/apps.basic.add",
+                    json={"args": [1], "kwargs": {"b": 2}})
+    assert response.status_code == 202
+    doc = response.get_json()
+    job_id = doc["id"]
+    assert doc["state"] == "pending"
+    assert doc["links"] == {
+        "self": "/api/jobs/%s" % job_id,
+        "stream": "/api/stream?job=%s&topics=" % job_id,
+        "cancel": "/api/jobs/%s" % job_id}
+    assert response.headers["Location"] == doc["links"]["self"]
+    assert submit_app.job(job_id).queue == "medium"
+    inline(submit_app, "medium").run()
+    assert submit_app.job(job_id).result == 3
+    assert call("GET", doc["links"]["self"]).get_json()["state"] == \
+        "complete"
+    shouted = call("POST", "/api/tasks/test_webui.shout",
+                   json={"args": ["hi"], "kwargs": {"times": 2}})
+    assert shouted.status_code == 202
+    inline(submit_app, "high").run()
+    assert submit_app.job(shouted.get_json()["id"]).result == "HI!HI!"
+
+
+def test_only_exposed_tasks_can_be_submitted(submit_app):
+    call = submitter(submit_app)
+    for name in ("apps.basic.echo", "no.such.task"):
+        response = call("POST", "/api/tasks/" + name, json={"args": [1]})
+        assert response.status_code == 404, name
+        assert response.get_json()["error"] == "not_found"
+    assert submit_app.queue_stats()["high"]["pending"] == 0
+
+
+@pytest.mark.parametrize("body,word", [
+    (b"not json", "not JSON"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"args": [1, 2], "colour": 1}', "unknown field 'colour'"),
+    (b'{"args": {"a": 1}}', "args must be a JSON array"),
+    (b'{"args": [], "kwargs": [1]}', "kwargs must be a JSON object"),
+    (b'{"args": [1]}', "missing a required argument: 'b'"),
+    (b'{"args": [1, 2, 3]}', "too many positional arguments"),
+    (b'{"args": [1], "kwargs": {"b": 2, "c": 3}}', "unexpected keyword"),
+    (b'{"args": [1, 2], "kwargs": {"priority": 3}}', "cannot name priority"),
+    (b'{"args": [1, 2], "kwargs": {"key": "k"}}', "cannot name key"),
+    (b'{"args": [1, 2], "priority": "high"}', "priority must be an integer"),
+    (b'{"args": [1, 2], "delay": -1}', "delay must be a number"),
+    (b'{"args": [1, 2], "delay": 1, "eta": 2}', "not both"),
+    (b'{"args": [1, 2], "eta": "tomorrow"}', "eta must be"),
+    (b'{"args": [1, 2], "eta": "2030-01-01T00:00:00"}', "with its offset"),
+    (b'{"args": [1, 2], "eta": 1e300}', "out of range"),
+    (b'{"args": [1, 2], "queue": "nope"}', "queue must be one of"),
+    (b'{"args": [NaN, 2]}', "not a JSON number"),
+])
+def test_a_bad_submission_is_400_with_the_reason(submit_app, body, word):
+    response = submitter(submit_app)("POST", "/api/tasks/apps.basic.add",
+                                     data=body)
+    assert response.status_code == 400, response.get_json()
+    assert word in response.get_json()["detail"]
+    assert submit_app.queue_stats()["medium"]["pending"] == 0
+
+
+def test_submit_options_priority_delay_eta_and_queue(submit_app):
+    call = submitter(submit_app)
+    delayed = call("POST", "/api/tasks/apps.basic.add",
+                   json={"args": [1, 2], "delay": 60, "priority": 5})
+    assert delayed.get_json()["state"] == "scheduled"
+    job = submit_app.job(delayed.get_json()["id"])
+    assert job.priority == 5 and job.eta > time.time() + 50
+    at = call("POST", "/api/tasks/apps.basic.add",
+              json={"args": [1, 2], "eta": "2099-01-01T00:00:00+00:00"})
+    assert submit_app.job(at.get_json()["id"]).eta == 4070908800
+    moved = call("POST", "/api/tasks/apps.basic.add",
+                 json={"args": [1, 2], "queue": "low"})
+    assert submit_app.job(moved.get_json()["id"]).queue == "low"
+    assert submit_app.queue_stats()["low"]["pending"] == 1
+
+
+def test_a_submission_over_the_size_limit_is_413(submit_app):
+    call = submitter(submit_app)
+    body = call("POST", "/api/tasks/apps.basic.add",
+                data=json.dumps({"args": ["x" * 5000, "y"]}))
+    assert body.status_code == 413
+    assert body.get_json()["error"] == "payload_too_large"
+    # A body under the limit whose message is over it.
+    message = call("POST", "/api/tasks/apps.basic.add",
+                   json={"args": ["x" * 4000, "y"]})
+    assert message.status_code == 413
+    assert message.get_json()["error"] == "payload_too_large"
+    assert submit_app.queue_stats()["medium"]["pending"] == 0
+
+
+def test_an_idempotency_key_submits_once(submit_app):
+    call = submitter(submit_app)
+    headers = {"Idempotency-Key": "order-42"}
+    first = call("POST", "/api/tasks/apps.basic.add",
+                 json={"args": [1, 2]}, headers=headers)
+    again = call("POST", "/api/tasks/apps.basic.add",
+                 json={"args": [3, 4]}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.get_json()["id"] == again.get_json()["id"]
+    assert submit_app.queue_stats()["medium"]["pending"] == 1
+    bad = call("POST", "/api/tasks/apps.basic.add", json={"args": [1, 2]},
+               headers={"Idempotency-Key": "k" * 201})
+    assert bad.status_code == 400 and "Idempotency-Key" in \
+        bad.get_json()["detail"]
+
+
+def test_a_submit_token_submits_follows_and_cancels_but_controls_nothing(
+        submit_app):
+    call = submitter(submit_app)
+    doc = call("POST", "/api/tasks/apps.basic.add",
+               json={"args": [1, 2]}).get_json()
+    assert call("GET", doc["links"]["self"]).status_code == 200
+    with call("GET", doc["links"]["stream"]) as events:
+        assert events.status_code == 200
+        sent = events_of(events.get_data(as_text=True))
+    assert {name for name, _ in sent} == {"job"}
+    assert sent[0][1]["id"] == doc["id"]
+    for method, path in (("POST", "/api/queues/medium/pause"),
+                         ("POST", "/api/queues/medium/drain"),
+                         ("POST", "/api/jobs/%s/retry" % doc["id"]),
+                         ("GET", "/api/queues"), ("GET", "/api/jobs"),
+                         ("GET", "/api/stream"), ("GET", "/metrics"),
+                         ("GET", "/")):
+        response = call(method, path)
+        assert response.status_code == 403, (method, path)
+    stats = submit_app.queue_stats()["medium"]
+    assert not stats["paused"] and stats["pending"] == 1
+    cancelled = call("DELETE", doc["links"]["cancel"])
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["state"] == "cancelled"
+    assert submitter(submit_app, "wrong-t0ken-0000000")(
+        "POST", "/api/tasks/apps.basic.add",
+        json={"args": [1, 2]}).status_code == 401
+
+
+def test_the_web_token_submits_too_and_a_session_needs_csrf(submit_app):
+    assert submitter(submit_app, TOKEN)(
+        "POST", "/api/tasks/apps.basic.add",
+        json={"args": [1, 2]}).status_code == 202
+    client = build(submit_app).test_client()
+    assert client.post("/api/tasks/apps.basic.add",
+                       json={"args": [1, 2]}).status_code == 401
+
+
+def test_delete_cancels_like_the_cancel_control(app, client):
+    job = app.tasks.echo("x")
+    assert client.delete("/api/jobs/%s" % job.id).status_code == 403  # CSRF
+    response = client.delete("/api/jobs/%s" % job.id,
+                             headers={"X-CSRF-Token": csrf(client)})
+    assert response.status_code == 200
+    assert response.get_json()["state"] == "cancelled"
+    again = client.delete("/api/jobs/%s" % job.id,
+                          headers={"X-CSRF-Token": csrf(client)})
+    assert again.status_code == 409
+    assert client.delete("/api/jobs/nope", headers={
+        "X-CSRF-Token": csrf(client)}).status_code == 404
+
+
+def test_read_only_mode_refuses_submissions(make_app, tmp_path, app_name):
+    app = sqlite_app(make_app, tmp_path, app_name, web={
+        "read_only": True, "submit_tasks": ["apps.basic.add"]})
+    client = build(app).test_client()
+    response = post(client, "/api/tasks/apps.basic.add",
+                    json={"args": [1, 2]})
+    assert response.status_code == 403
+    assert response.get_json()["error"] == "read_only"
+    assert app.queue_stats()["medium"]["pending"] == 0

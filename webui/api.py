@@ -210,14 +210,14 @@ def openapi():
 
 # ------------------------------------------------------------------ controls
 
-@bp.post("/tasks/<name>")
+@bp.post("/tasks/<task>")
 @auth.control
-def submit_task(name: str):
+def submit_task(task: str):
     """Enqueue a task the app exposed (:mod:`hueyq.webui.submit`): 202 with
     the job's id, state and links to follow or cancel it."""
     app = _app()
-    task, queue = submit.task_of(app, name)
-    return submit.answer(app, app.submit(task, queue))
+    job, queue = submit.task_of(app, task)
+    return submit.answer(app, app.submit(job, queue))
 
 
 @bp.delete("/jobs/<job_id>")

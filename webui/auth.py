@@ -52,8 +52,8 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 #: Endpoints open without signing in.
 PUBLIC_ENDPOINTS = ("static", "auth.login")
 #: What a submit token (``web.submit_tokens``) may reach: submitting, and
-#: reading, following (``/api/stream?job=ID&topics=job``) and cancelling
-#: a job by its id.
+#: reading, following (``/api/stream?job=ID&topics=``: that job alone) and
+#: cancelling a job by its id.
 SUBMIT_ENDPOINTS = ("api.submit_task", "api.job", "api.delete_job",
                     "api.events_stream")
 #: Header the page's script sends the CSRF token in.
@@ -266,7 +266,7 @@ def _check_submitter() -> None:
     args = flask.request.args
     allowed = flask.request.endpoint in SUBMIT_ENDPOINTS and (
         flask.request.endpoint != "api.events_stream"
-        or (args.get("job") and args.get("topics") == "job"))
+        or (args.get("job") and args.get("topics") == ""))
     if not allowed:
         raise Forbidden("a submit token may only submit tasks (POST "
                         "/api/tasks/<name>) and read, follow or cancel a "

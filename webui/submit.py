@@ -172,7 +172,7 @@ def answer(app: Any, result: Any) -> flask.Response:
         state = "pending"
     links = {"self": flask.url_for("api.job", job_id=job_id),
              "stream": flask.url_for("api.events_stream", job=job_id,
-                                     topics="job"),
+                                     topics=""),
              "cancel": flask.url_for("api.delete_job", job_id=job_id)}
     response = flask.jsonify(id=job_id, state=state, links=links)
     response.status_code = 202
