@@ -87,15 +87,17 @@ _TABLES = [
     " name text not null, value text not null, primary key (queue, name))",
     "create table if not exists hueyq_record (key text primary key,"
     " value text not null, expires real)",
-    # enqueue_once: the job holding each key of a queue, and until when
-    # (past it, only while the job's message is pending, scheduled or
-    # running).
+]
+# enqueue_once: the job holding each key of a queue, and until when (past
+# it, only while the job's message is pending, scheduled or running).
+_KEY_TABLES = [
     "create table if not exists hueyq_key (queue text not null,"
     " key text not null, task_id text not null, expires real not null,"
     " primary key (queue, key))",
     "create index if not exists hueyq_key_expires on hueyq_key"
     " (queue, expires)",
 ]
+_TABLES += _KEY_TABLES
 
 _NOT_PAUSED = ("not exists (select 1 from hueyq_flag where queue = ?"
                " and name glob 'paused:*')")
@@ -472,6 +474,7 @@ class SqliteBackend(SqlBackend, SqliteStorage):
         out = []
         pending = False
         with self.db(commit=True) as curs:
+            self._ensure_keys(curs)
             curs.execute(_PURGE_KEYS, (self.qname, now))
             for data, priority, key in messages:
                 header, meta, state, eta = message_fields(data, now)
@@ -489,6 +492,14 @@ class SqliteBackend(SqlBackend, SqliteStorage):
         if pending:
             self.notify()
         return out
+
+    def _ensure_keys(self, curs) -> None:
+        # A file made by an older version, opened by a process that does not
+        # create tables (the web UI), lacks the table of keys.
+        if not getattr(self, "_keys_ready", False):
+            for ddl in _KEY_TABLES:
+                curs.execute(ddl)
+            self._keys_ready = True
 
     def _take_key(self, curs, key: str, task_id: str, expires: float,
                   now: float) -> "str | None":
@@ -535,8 +546,10 @@ class SqliteBackend(SqlBackend, SqliteStorage):
                  commit=True)
         self.sql("delete from hueyq_flag where queue = ?", (self.qname,),
                  commit=True)
-        self.sql("delete from hueyq_key where queue = ?", (self.qname,),
-                 commit=True)
+        with self.db(commit=True) as curs:
+            self._ensure_keys(curs)
+            curs.execute("delete from hueyq_key where queue = ?",
+                         (self.qname,))
 
     def delete_data(self, key: str) -> bool:
         # huey deletes the revoke key after every task; reading first keeps

@@ -549,3 +549,26 @@ def test_a_lease_carries_the_task_name_and_meta_the_backend_keeps(storage):
     assert lease.task_id == tid
     assert lease.name == "tests.named"
     assert lease.meta["memory"] == GIB and lease.meta["time_limit"] == 5
+
+
+def test_sqlite_enqueue_once_on_a_file_from_before_keys(tmp_path):
+    """A file an older version made has no table of keys; a process that
+    only opens existing files (the web UI) still enqueues once."""
+    import sqlite3
+    from hueyq import files
+    url = "sqlite://%s" % (tmp_path / "queue.db")
+    backends.open_storage(url, "old", "high").close()
+    conn = sqlite3.connect(str(tmp_path / "queue.db"))
+    conn.execute("drop table hueyq_key")
+    conn.commit()
+    conn.close()
+    storage = backends.open_storage(url, "old", "high",
+                                    access=files.EXISTING)
+    try:
+        (a, first), (_, second) = msg(), msg()
+        assert storage.enqueue_once([(first, None, "k"), (second, None, "k")],
+                                    60) == [(a, True), (a, False)]
+        storage.flush_all()
+        assert storage.count(PENDING) == 0
+    finally:
+        storage.close()

@@ -95,6 +95,49 @@ def test_gunicorn_serves_the_api_with_a_token(web_profile, tmp_path, make_app):
         log.close()
 
 
+def test_gunicorn_takes_submissions_from_a_submit_token(
+        tmp_path, backend_url, app_name, make_app):
+    submit_token = "submit-t0ken-for-gunicorn"
+    port = free_port()
+    profile = write_profile(tmp_path / "web.toml", backend_url,
+                            "sqlite://%s" % (tmp_path / "store.db"), app_name,
+                            {"web": {"bind": "127.0.0.1:%d" % port,
+                                     "workers": 2, "token": TOKEN,
+                                     "submit_tokens": [submit_token],
+                                     "submit_tasks": ["apps.basic.add"]}})
+    base = "http://127.0.0.1:%d" % port
+    app = make_app(profile)
+    proc, log = start_web(profile, tmp_path, "--app", "apps.basic")
+    try:
+        wait_for(lambda: up(base + "/api/queues"), 20, message="gunicorn")
+        ids = []
+        for _ in range(2):  # two requests, maybe two workers: one job
+            req = urllib.request.Request(
+                base + "/api/tasks/apps.basic.add", method="POST",
+                data=json.dumps({"args": [1, 2]}).encode(), headers={
+                    "Authorization": "Bearer " + submit_token,
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": "order-7"})
+            with urllib.request.urlopen(req, timeout=10) as response:
+                assert response.status == 202
+                ids.append(json.loads(response.read())["id"])
+        assert ids[0] == ids[1]
+        assert app.job(ids[0]).state == "pending"
+        assert app.queue_stats()["medium"]["pending"] == 1
+        status, _, _ = request(base + "/api/queues/medium/drain", "POST",
+                               token=submit_token)
+        assert status == 403
+        status, _, body = request(base + "/api/jobs/%s" % ids[0], "DELETE",
+                                  token=submit_token)
+        assert status == 200 and json.loads(body)["state"] == "cancelled"
+        assert app.job(ids[0]).state == "cancelled"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(15)
+        log.close()
+
+
 def test_a_public_bind_without_a_token_is_refused(tmp_path, profile_path):
     proc, log = start_web(profile_path, tmp_path, "--bind", "0.0.0.0:%d" % free_port())
     assert proc.wait(30) == 2
