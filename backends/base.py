@@ -288,8 +288,8 @@ class Backend(abc.ABC):
         was enqueued (after its eta, when that is later). Returns, per
         message, the id of the job holding its key (its own when stored)
         and whether it was stored. Checking and taking a key is one atomic
-        step with the enqueue (SQLite: one transaction; Redis: one script
-        per chunk), so producers racing one key make one job."""
+        step with the enqueue (SQLite, PostgreSQL: one transaction; Redis:
+        one script per chunk), so producers racing one key make one job."""
 
     # ------------------------------------------------------------ leases
 

@@ -69,6 +69,14 @@ _TABLES = [
     "create table if not exists hueyq_record (key text primary key,"
     " value text not null, written timestamptz not null, ttl double"
     " precision)",
+    # enqueue_once: the job holding each key of a queue, and until when
+    # (past it, only while the job's message is pending, scheduled or
+    # running).
+    "create table if not exists hueyq_key (queue text not null,"
+    " key text not null, task_id text not null, expires double precision"
+    " not null, primary key (queue, key))",
+    "create index if not exists hueyq_key_expires on hueyq_key"
+    " (queue, expires)",
 ]
 #: Serialises ``create table if not exists`` among processes (PostgreSQL
 #: lets two of them race on the catalog otherwise).
@@ -114,6 +122,19 @@ _LEASE_BATCH = (
 _INSERT = ("insert into hueyq_message (queue, task_id, name, state, priority,"
            " eta, enqueued_at, updated_at, meta, memory, data)"
            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+# Whether the job holding key row k still has a live message.
+_LIVE = ("exists(select 1 from hueyq_message m where m.task_id = k.task_id"
+         " and m.queue = k.queue and m.state in ('pending', 'scheduled',"
+         " 'running'))")
+# Keys no job holds any more; a key another transaction took over in the
+# meantime is checked again on its new row (and kept).
+_PURGE_KEYS = ("delete from hueyq_key k where k.queue = %s and k.expires <="
+               " %s and not " + _LIVE)
+_TAKE_KEY = ("insert into hueyq_key (queue, key, task_id, expires) values"
+             " (%s, %s, %s, %s) on conflict (queue, key) do nothing"
+             " returning task_id")
+_HOLDER = ("select k.task_id, k.expires, " + _LIVE + " from hueyq_key k"
+           " where k.queue = %s and k.key = %s for update")
 _INFO_COLUMNS = ("id, queue, task_id, name, state, priority, enqueued_at,"
                  " updated_at, eta, owner, redeliveries, last_error, reason,"
                  " meta, octet_length(data), lease_seq")
@@ -273,6 +294,53 @@ class PostgresBackend(SqlBackend, PostgresStorage):
             self._insert(rows, pending)
         return len(rows)
 
+    def enqueue_once(self, messages, window: float
+                     ) -> "list[tuple[str, bool]]":
+        """Store ``(data, priority, key)`` messages unless another job holds
+        their key (see :class:`Backend`), in one transaction with taking
+        the keys: a producer racing another for a key waits on the key's
+        row (``on conflict do nothing``, then ``for update``) until the
+        other commits, then sees its job."""
+        now = time.time()
+        out = []
+        pending = False
+        with self.db(commit=True) as curs:
+            curs.execute(_PURGE_KEYS, (self.qname, now))
+            for data, priority, key in messages:
+                header, meta, state, eta = message_fields(data, now)
+                task_id = header.get("id") or ""
+                if key is not None:
+                    holder = self._take_key(curs, key, task_id,
+                                            max(now, eta or 0) + window, now)
+                    if holder is not None:
+                        out.append((holder, False))
+                        continue
+                curs.execute(_INSERT, self._row(data, priority, header, meta,
+                                                state, eta, now))
+                out.append((task_id, True))
+                pending = pending or state == PENDING
+            if pending:
+                curs.execute("select pg_notify(%s, '')", (self.channel,))
+        return out
+
+    def _take_key(self, curs, key: str, task_id: str, expires: float,
+                  now: float) -> "str | None":
+        """Give ``key`` to ``task_id``; None, or the job holding it."""
+        curs.execute(_TAKE_KEY, (self.qname, key, task_id, expires))
+        if curs.fetchone() is not None:
+            return None
+        curs.execute(_HOLDER, (self.qname, key))
+        row = curs.fetchone()
+        if row is None:  # purged by another producer since: take it anew
+            return self._take_key(curs, key, task_id, expires, now)
+        held, until, live = row
+        if until > now or live:
+            return held
+        curs.execute("update hueyq_key set task_id = %s, expires = %s where"
+                     " queue = %s and key = %s",
+                     (task_id, expires, self.qname, key))
+        return None
+
     def dequeue(self) -> "bytes | None":
         # huey's at-most-once dequeue; hueyq's workers use lease().
         with self.db() as curs:
@@ -299,6 +367,7 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         super().flush_all()
         self.sql("delete from hueyq_message where queue = %s", (self.qname,))
         self.sql("delete from hueyq_flag where queue = %s", (self.qname,))
+        self.sql("delete from hueyq_key where queue = %s", (self.qname,))
 
     # ------------------------------------------------------------ leases
 

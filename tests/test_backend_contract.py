@@ -151,10 +151,14 @@ with open(sys.argv[2], "w") as out:
 
 
 def test_two_producers_racing_a_thousand_keys_make_one_job_each(
-        profile_path, tmp_path, make_app):
+        any_backend_url, app_name, tmp_path, make_app):
     import json
     import subprocess
     import sys
+    from conftest import write_profile
+    profile_path = write_profile(
+        tmp_path / "profile.toml", any_backend_url,
+        "sqlite://%s" % (tmp_path / "store.db"), app_name)
     procs = [subprocess.Popen(
         [sys.executable, "-c", RACER, str(profile_path),
          str(tmp_path / ("ids%d.json" % n))], stdin=subprocess.PIPE,
