@@ -127,7 +127,7 @@ def test_past_its_window_a_key_stays_while_its_job_lives(storage):
 
 
 def test_enqueue_once_of_a_scheduled_job_and_an_empty_batch(storage):
-    (a, first), (b, second) = message(eta=time.time() + 60), message()
+    (a, first), (_, second) = message(eta=time.time() + 60), message()
     assert storage.enqueue_once([], 10) == []
     assert storage.enqueue_once([(first, 5, "s")], 0) == [(a, True)]
     assert storage.find(a).state == SCHEDULED

@@ -530,7 +530,8 @@ def test_openapi_documents_every_api_route(web, client):
         if not (rule.rule.startswith("/api/") or rule.rule == "/metrics"):
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{%s}" % {
-            "name": "q", "job_id": "id", "task": "task"}[m.group(1)], rule.rule)
+            "name": "q", "job_id": "id", "task": "task"}[m.group(1)],
+            rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented, (path, method)
 

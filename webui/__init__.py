@@ -71,7 +71,8 @@ def create_app(hueyq_app: Any = None, *, secret_key: "str | None" = None,
     from hueyq.webui.stream import Hub
     web.extensions["hueyq"] = WebState(
         app=hueyq_app, token=settings.token, read_only=settings.read_only,
-        submit_tokens=settings.submit_tokens, hub=Hub(hueyq_app, web.config["HUEYQ_STREAM_INTERVAL"],
+        submit_tokens=settings.submit_tokens,
+        hub=Hub(hueyq_app, web.config["HUEYQ_STREAM_INTERVAL"],
                 web.config["HUEYQ_STREAM_LIMIT"]))
     auth.init_app(web)
     errors.init_app(web)
