@@ -1098,7 +1098,10 @@ def test_only_exposed_tasks_can_be_submitted(submit_app):
     (b'{"args": [1, 2], "delay": 1, "eta": 2}', "not both"),
     (b'{"args": [1, 2], "eta": "tomorrow"}', "eta must be"),
     (b'{"args": [1, 2], "eta": "2030-01-01T00:00:00"}', "with its offset"),
-    (b'{"args": [1, 2], "eta": 1e300}', "out of range"),
+    (b'{"args": [1, 2], "eta": 1e300}', "eta must be a number of seconds"),
+    (b'{"args": [1, 2], "delay": 1e20}', "delay must be a number"),
+    (b'{"args": [1, 2], "eta": "9999-12-31T23:59:59-01:00"}', "out of range"),
+    (b'{"args": [1, 2], "eta": "1969-12-31T23:59:59+00:00"}', "out of range"),
     (b'{"args": [1, 2], "queue": "nope"}', "queue must be one of"),
     (b'{"args": [NaN, 2]}', "not a JSON number"),
 ])

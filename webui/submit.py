@@ -15,6 +15,7 @@ import datetime
 import inspect
 import json
 import math
+import time
 from typing import Any
 
 import flask
@@ -28,6 +29,8 @@ FIELDS = ("args", "kwargs", "queue", "priority", "delay", "eta")
 #: them from a submission's kwargs.
 RESERVED = ("id", "eta", "delay", "retries", "retry_delay", "retry_backoff",
             "priority", "expires", "timeout")
+#: Longest delay (and farthest eta) a submission may ask for: 100 years.
+MAX_DELAY = 100 * 365 * 86400.0
 #: The header whose value becomes the enqueue's ``key=``.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -127,31 +130,36 @@ def _options(fields: dict) -> dict:
     return options
 
 
-def _seconds(value: Any, what: str) -> float:
+def _seconds(value: Any, what: str, most: float = MAX_DELAY) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value < 0:
-        raise BadRequest("%s must be a number of seconds >= 0" % what)
+            or not math.isfinite(value) or not 0 <= value <= most:
+        raise BadRequest("%s must be a number of seconds from 0 to %d"
+                         % (what, most))
     return float(value)
 
 
 def _eta(value: Any) -> datetime.datetime:
     """An eta given as seconds since the epoch or an ISO 8601 time with its
     offset (``2026-12-03T08:00:00Z``)."""
-    if isinstance(value, str):
-        try:
-            when = datetime.datetime.fromisoformat(value.replace("Z",
-                                                                 "+00:00"))
-        except ValueError:
-            when = None
-        if when is None or when.tzinfo is None:
-            raise BadRequest("eta must be seconds since the epoch or an ISO "
-                             "8601 time with its offset, got %r" % value[:50])
-        return when
-    seconds = _seconds(value, "eta")
-    try:
+    latest = time.time() + MAX_DELAY
+    if not isinstance(value, str):
+        seconds = _seconds(value, "eta", latest)
         return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    try:
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise BadRequest("eta must be seconds since the epoch or an ISO 8601 "
+                         "time with its offset, got %r" % value[:50])
+    try:
+        seconds = when.timestamp()
     except (OverflowError, OSError, ValueError):
-        raise BadRequest("eta %r is out of range" % value) from None
+        seconds = math.inf
+    if not 0 <= seconds <= latest:
+        raise BadRequest("eta %r is out of range (from 1970 to 100 years "
+                         "ahead)" % value[:50])
+    return when
 
 
 def _queue(app: Any, queue: Any) -> "str | None":
