@@ -365,12 +365,17 @@ def test_4_document_pipeline_progress_batches_and_retry(port):
     seen = out[str(doc)]["seen"]
     states = [state for state, _ in seen]
     assert states[-1] == "SUCCESS" and "PROGRESS" in states
+    final = {"document_id": "doc-0", "chunks": 25, "batches": 4,
+             "vectors_path": str(doc) + ".vectors.json"}
+    # submit.py reads .state, then .info (two reads, as on Celery): the task
+    # may end between them, so the last PROGRESS may carry the result.
     progress = [info for state, info in seen if state == "PROGRESS"]
-    assert all(info["total"] == 25 and info["status"].startswith("embedded ")
-               for info in progress)
-    assert seen[-1][1] == {"document_id": "doc-0", "chunks": 25,
-                           "batches": 4,
-                           "vectors_path": str(doc) + ".vectors.json"}
+    if progress[-1] == final:
+        progress.pop()
+    assert progress and all(
+        info["total"] == 25 and info["status"].startswith("embedded ")
+        for info in progress)
+    assert seen[-1][1] == final
     vectors = json.loads((ported.dir / "report.txt.vectors.json").read_text())
     assert len(vectors["vectors"]) == 25
     missing = out[str(ported.dir / "missing.txt")]["seen"]

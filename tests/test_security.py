@@ -491,5 +491,7 @@ def test_encryption_without_a_secret_refuses_plaintext(tmp_path, backend_url,
     assert dead[0].reason == "undecodable" and not os.path.exists(canary)
     wait_for(lambda: app.job(secret.id).args == "'the launch codes'", 20,
              message="the worker's preview of the decrypted arguments")
-    assert "not encrypted" in app.job(dead[0].task_id).error
+    error = wait_for(lambda: app.job(dead[0].task_id).error, 20,
+                     message="the dead job's recorded error")
+    assert "not encrypted" in error
     assert rt.terminate() == 0

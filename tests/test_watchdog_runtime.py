@@ -76,7 +76,8 @@ def test_a_task_whose_memory_does_not_fit_waits_visibly_then_runs(
                           "memory_limit": "512MiB"}})
     app = make_app(profile, "apps.memory")
     path = str(tmp_path / "done")
-    first = app.tasks.bulky(path, "first", 6)
+    release = tmp_path / "release"
+    first = app.tasks.bulky(path, "first", 120, str(release))
     second = app.tasks.bulky(path, "second", 0)
     rt = runtime(profile, "apps.memory")
     rt.wait_ready()
@@ -107,6 +108,7 @@ def test_a_task_whose_memory_does_not_fit_waits_visibly_then_runs(
     assert "medium: 1 pending job(s) waiting for memory (" in status.stdout
     assert app.tasks.add(2, 3)(blocking=True, timeout=30) == 5
     assert app.job(second.id, history=False).state == "pending"
+    release.touch()
     assert second(blocking=True, timeout=30) == "second"
     assert first(blocking=True, timeout=30) == "first"
     with open(path) as fh:

@@ -246,8 +246,11 @@ def test_a_hundred_open_streams_do_not_starve_the_api(web_profile, tmp_path,
         print("\nmedian / max ms without streams: %s; with 100 open streams:"
               " %s" % ({p: "%.1f / %.1f" % v for p, v in before.items()},
                        {p: "%.1f / %.1f" % v for p, v in during.items()}))
+        # Starved, a request would wait for a free thread: until a stream
+        # ends (HUEYQ_STREAM_LIFETIME) or its 10 s timeout. The bound leaves
+        # room for a loaded machine, not for that.
         for path, (median, _) in during.items():
-            assert median < 100, (path, during)
+            assert median < 500, (path, during)
         assert len(got) == 100
         for sock in socks:          # every stream is still open
             try:

@@ -1,5 +1,6 @@
 """Tasks that use memory, for the watchdog's real-process tests."""
 
+import os
 import time
 
 from apps import basic
@@ -28,9 +29,14 @@ def make_app(profile=None, name=None):
         return token
 
     @app.task(queue="medium", memory="300MiB")
-    def bulky(path, token, seconds):
-        """Declares 300 MiB for admission (and holds the worker a while)."""
-        time.sleep(seconds)
+    def bulky(path, token, seconds, until=None):
+        """Declares 300 MiB for admission and holds the worker for
+        ``seconds``, or until the file ``until`` exists if one is named."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if until is not None and os.path.exists(until):
+                break
+            time.sleep(0.05)
         basic.record(path, token)
         return token
 
