@@ -43,6 +43,13 @@ COLUMNS = {
               ("api_queues_ms", "/api/queues ms", "%.1f")],
     "batch": [("texts", "texts", "%d"), ("rate", "texts/s", "%.1f"),
               ("gain", "gain", "%.2fx")],
+    "calls": [("enqueue_calls", "enqueue cmds/job", "%.2f"),
+              ("enqueue_script_calls", "in scripts/job", "%.2f"),
+              ("drain_calls", "drain cmds/job", "%.2f"),
+              ("script_calls", "in scripts/job", "%.2f"),
+              ("idle_calls_per_s", "idle cmds/s", "%.1f"),
+              ("top", "most sent per job", "%s"),
+              ("script_top", "most run in scripts per job", "%s")],
     "enqueue": [("jobs", "jobs", "%d"), ("rate", "jobs/s", "%.0f"),
                 ("cpu_us_per_job", "producer CPU us/job", "%.1f"),
                 ("stored", "stored", "%d")],
@@ -78,7 +85,11 @@ def _groups(rows: "list[dict]") -> dict:
 def _med(rows: "list[dict]", key: str):
     values = [r.get(key) for r in rows if isinstance(r.get(key), (int, float))
               and not isinstance(r.get(key), bool)]
-    return median(values) if values else None
+    if not values:
+        # A text figure (the commands a job sends most): the first repeat's.
+        texts = [r[key] for r in rows if isinstance(r.get(key), str)]
+        return texts[0] if texts else None
+    return median(values)
 
 
 def tables(rows: "list[dict]") -> str:

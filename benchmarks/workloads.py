@@ -541,8 +541,33 @@ def _enqueue_bulk(trial: Trial, n: int, setup) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- calls
+
+def calls(bench, backend: str) -> "list[dict]":
+    """Redis commands per job of an enqueue and a drain, and per second of
+    an idle runtime, counted under MONITOR (benchmarks/calls.py)."""
+    if backend != "redis":
+        return []
+    from benchmarks import calls as counted
+    n = bench.sizes["calls"]
+    one = {"high": {"workers": WORKERS, "worker_type": "thread"}}
+    four = {q: {"workers": WORKERS, "worker_type": "thread", "gpu": False}
+            for q in QUEUES4}
+    return [
+        _trial(bench, "hueyq", backend, "calls", lambda t: counted.measure(
+            t, n, ["high"], lambda: setup_hueyq(t, one, ["high"]),
+            _deadline(n))),
+        _trial(bench, "hueyq-4q", backend, "calls", lambda t: counted.measure(
+            t, n, list(QUEUES4), lambda: setup_hueyq(t, four, list(QUEUES4)),
+            _deadline(n))),
+        _trial(bench, "huey", backend, "calls", lambda t: counted.measure(
+            t, n, ["high"], lambda: setup_huey(t, {"high": WORKERS}),
+            _deadline(n))),
+    ]
+
+
 WORKLOADS = {"drain": drain, "latency": latency, "priority": priority,
              "crash": crash, "memory": memory, "store": store, "batch": batch,
-             "enqueue": enqueue}
+             "enqueue": enqueue, "calls": calls}
 PEER_WORKLOADS = {"drain": drain_peers, "latency": latency_peers}
 __all__ = ["WORKLOADS", "PEER_WORKLOADS", "PEERS"]
