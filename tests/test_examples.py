@@ -139,6 +139,107 @@ def _finished(job: dict) -> "dict | None":
         else None
 
 
+# ---------------------------------------------------------------- fastapi
+
+def sse(url: str, headers: "dict | None" = None) -> "list[tuple[str, str, dict]]":
+    """(id, event, data) of every event of a server-sent event stream."""
+    request = urllib.request.Request(url, headers=dict(
+        headers or {}, Accept="text/event-stream"))
+    events, fields = [], {}
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if "event" in fields:
+                    events.append((fields.get("id"), fields["event"],
+                                   json.loads(fields["data"])))
+                fields = {}
+            elif ": " in line:
+                key, value = line.split(": ", 1)
+                fields[key] = value
+    return events
+
+
+def overlap(jobs) -> int:
+    """The most jobs running at one moment, from their start and end times."""
+    moments = sorted([(j.started_at, 1) for j in jobs] +
+                     [(j.finished_at, -1) for j in jobs])
+    most = now = 0
+    for _, step in moments:
+        now += step
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.slow
+def test_fastapi_streams_replies_cancels_and_embeds_on_an_async_queue(
+        example, runtime, spawn):
+    for module in ("fastapi", "uvicorn"):
+        if importlib.util.find_spec(module) is None:
+            missing("%s is not installed (the test extra has it)" % module)
+    app = example("fastapi")
+    rt = runtime(Path.cwd() / "profile.toml", "tasks", queues="high,io")
+    rt.wait_ready()
+    port = free_port()
+    base = "http://127.0.0.1:%d" % port
+    spawn(["-m", "uvicorn", "server:api", "--port", str(port)], rt.env)
+    wait_for(lambda: http(base + "/jobs/none")[0] == 404, 30,
+             message="uvicorn serving the example")
+
+    # What a frontend does: a chat reply followed token by token, then a
+    # hundred embedding requests at once.
+    summary = last_json(run(["client.py", "--base", base, "--requests", "100",
+                             "--json"], rt))
+    reply = summary["result"]["reply"]
+    assert summary["reply"] == reply and reply.endswith(
+        "you said 5 words: tell me about task queues")
+    assert summary["states"][-1] == "complete"
+    assert summary["vectors"] == 400
+    embedded = app.jobs(queue="io", state="complete", limit=200)
+    assert len(embedded) == 100
+    # One async consumer process ran them side by side, not one at a time.
+    assert overlap(embedded) >= 20, overlap(embedded)
+
+    # The stream again, resumed after the third chunk: only what came after.
+    stream = base + "/jobs/%s/stream" % summary["id"]
+    events = sse(stream)
+    tokens = [data["data"] for _, kind, data in events if kind == "output"]
+    assert "".join(tokens) == reply
+    later = sse(stream, {"Last-Event-ID": "3"})
+    assert [data["data"] for _, kind, data in later if kind == "output"] == \
+        tokens[3:]
+    assert later[-1][1] == "state" and later[-1][2]["state"] == "complete"
+
+    # Cancel: a reply still pending never runs; a finished one is a 409.
+    app.pause("high")
+    status, accepted = http(base + "/chat", {"text": "never mind"})
+    assert status == 202
+    job_url = base + accepted["links"]["self"]
+    assert call(job_url, "DELETE")[0] == 202
+    app.resume("high")
+    assert wait_for(lambda: http(job_url)[1].get("state") == "cancelled", 20,
+                    message="the cancelled reply")
+    assert call(base + "/jobs/%s" % summary["id"], "DELETE")[0] == 409
+    assert call(base + "/jobs/nope", "DELETE")[0] == 404
+    assert http(base + "/chat", {"text": " "})[0] == 400
+    assert http(base + "/embed", {"texts": []})[0] == 400
+    print("\nfastapi: first token after %.1f ms; 100 embedding requests in "
+          "%.2f s, %d at once" % (summary["first_token_ms"],
+                                  summary["embed_seconds"],
+                                  overlap(embedded)))
+    assert rt.terminate() == 0
+
+
+def call(url: str, method: str) -> "tuple[int, dict]":
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
 # ---------------------------------------------------------------- ingest
 
 @pytest.mark.slow
