@@ -149,6 +149,7 @@ class Supervisor:
     def preflight(self) -> None:
         """Refuse to start on a backend that would lose tasks, or beside
         another runtime of this app on the same backend."""
+        self.app.check_worker_types(self.queues)
         storage = self.app.queue_backend.home
         storage.ping()
         self._claim(storage)

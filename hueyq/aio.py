@@ -1,0 +1,158 @@
+"""What an asyncio program (a web app's handlers) uses to talk to hueyq.
+
+Every call here keeps the event loop's thread free: an enqueue (on SQLite
+an fsync), a job lookup and a result read run on a thread
+(:func:`off_loop`), and ``await result.aget(timeout=)`` registers with the
+process's :class:`ResultWaiter`, one thread per App that reads every
+awaited result off the loop and resolves the awaiting futures, so a
+thousand waiting handlers cost one thread, not a thousand. huey's
+``huey.contrib.asyncio.aget_result`` reads the backend on the loop between
+its sleeps; this module is what hueyq offers instead.
+"""
+
+import asyncio
+import functools
+import logging
+import os
+import threading
+from typing import Any, Callable
+
+from huey import api as huey_api
+from huey.constants import EmptyData
+from huey.exceptions import ResultTimeout
+
+logger = logging.getLogger("hueyq.aio")
+
+#: The waiter's first and longest pause between reads of awaited results.
+FIRST_DELAY = 0.01
+MAX_DELAY = 0.25
+
+
+async def off_loop(func: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Run ``func(*args, **kwargs)`` on a thread and await its return."""
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
+class Result(huey_api.Result):
+    """huey's Result, which an asyncio program can also ``await``."""
+
+    async def aget(self, timeout: "float | None" = None,
+                   preserve: bool = False) -> Any:
+        """The task's return value, waited for without blocking the loop;
+        huey's ``ResultTimeout`` after ``timeout`` seconds, and huey's
+        ``TaskException`` if the task failed (as ``get()``)."""
+        await ResultWaiter.of(self.huey.app).wait(self, timeout, preserve)
+        return self.get(preserve=preserve)
+
+
+def async_handles(result: Any, huey) -> Any:
+    """The handle(s) huey's enqueue returned, as :class:`Result`."""
+    if type(result) is huey_api.Result:
+        return Result(huey, result.task)
+    if type(result) is huey_api.ResultGroup:
+        return huey_api.ResultGroup([async_handles(r, r.huey)
+                                     for r in result._results])
+    return result
+
+
+class ResultWaiter:
+    """One thread per App and process that reads the results asyncio tasks
+    await, and resolves their futures on their own loops."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: "dict[int, tuple]" = {}
+        self._kick = threading.Event()
+        self._thread: "threading.Thread | None" = None
+        self._pid = os.getpid()
+
+    @classmethod
+    def of(cls, app) -> "ResultWaiter":
+        """The waiter of ``app`` in this process."""
+        waiter = app.__dict__.get("_result_waiter")
+        if waiter is None or waiter._pid != os.getpid():
+            waiter = app.__dict__["_result_waiter"] = cls()
+        return waiter
+
+    async def wait(self, result, timeout: "float | None",
+                   preserve: bool) -> None:
+        """Until ``result`` has a value (read into it) or ``timeout``."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        key = id(future)
+        with self._lock:
+            self._waiting[key] = (result, preserve, loop, future)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="hueyq-result-waiter", daemon=True)
+                self._thread.start()
+        self._kick.set()
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise ResultTimeout("timed out waiting for result") from None
+        finally:
+            with self._lock:
+                self._waiting.pop(key, None)
+
+    def _run(self) -> None:
+        delay = FIRST_DELAY
+        while True:
+            with self._lock:
+                waiting = list(self._waiting.values())
+            if not waiting:
+                self._kick.wait()
+            found = any([self._read(*entry) for entry in waiting])
+            if self._kick.is_set() or found:
+                self._kick.clear()
+                delay = FIRST_DELAY
+                continue
+            self._kick.wait(delay)
+            delay = min(delay * 2, MAX_DELAY)
+
+    @staticmethod
+    def _read(result, preserve: bool, loop, future) -> bool:
+        if future.done():
+            return False
+        try:
+            value = result._get(preserve)
+        except Exception as exc:
+            loop.call_soon_threadsafe(_settle, future, exc)
+            return True
+        if value is EmptyData:
+            return False
+        loop.call_soon_threadsafe(_settle, future, None)
+        return True
+
+
+def _settle(future, exc: "BaseException | None") -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
+def coroutine_task(create_task: Callable) -> Callable:
+    """Wrap huey's ``TaskWrapper.create_task`` so it accepts an ``async def``
+    (huey refuses them): the task class keeps the coroutine function as
+    ``async_func``, which an async worker awaits on its loop, and its
+    ``execute`` runs it to completion with ``asyncio.run`` anywhere else
+    (immediate mode, a thread worker)."""
+    @functools.wraps(create_task)
+    def create(self, func, context=False, name=None, **settings):
+        if not asyncio.iscoroutinefunction(func):
+            return create_task(self, func, context, name, **settings)
+
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            return asyncio.run(func(*args, **kwargs))
+        return create_task(self, run, context, name,
+                           async_func=staticmethod(func), **settings)
+    return create
+
+
+def is_async_task(task_class) -> bool:
+    """Whether a task class's body is an ``async def``."""
+    return getattr(task_class, "async_func", None) is not None

@@ -1,0 +1,314 @@
+"""The async worker: one event loop running up to ``concurrency`` tasks.
+
+A queue with ``worker_type = "async"`` runs its consumer with one huey
+worker thread whose loop is an asyncio event loop (:class:`AsyncWorker`).
+It leases messages while fewer than ``concurrency`` tasks are in flight and
+runs each task's coroutine as an asyncio task, so hundreds of tasks waiting
+on remote calls cost one thread. What touches the backend or huey's
+bookkeeping (a lease, decoding, huey's ``execute`` with its retries,
+results and signals, the ack) runs on a few bookkeeping threads, so the
+loop never waits on an fsync; only the task's body runs on the loop. huey's
+``execute`` then sees the body's outcome replayed (:func:`_replay`), so
+retries, results, signals and job records are the thread worker's.
+
+A cancel is asyncio cancellation of that task: a watcher reads the revoke
+keys of the running jobs every ``store.progress_interval`` and cancels the
+ones revoked, which end ``cancelled`` (``JobCancelled``); a hard
+``time_limit`` (or huey's ``timeout``) cancels the task too, which ends as
+huey's ``TaskTimeout``. ``hueyq.progress()`` works as on a thread worker,
+the soft time limit included.
+"""
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from huey.exceptions import TaskTimeout
+
+from hueyq import context as job_context
+from hueyq import jobs
+from hueyq.exceptions import JobCancelled
+from hueyq.runtime.consumer import Worker
+from hueyq.runtime.joblog import task_name
+from hueyq.units import format_duration
+
+logger = logging.getLogger("hueyq.worker")
+
+#: Threads that lease, record and ack for one event loop.
+BOOKKEEPERS = 8
+
+
+@dataclass(eq=False)
+class Run:
+    """One leased task on the loop."""
+    lease: Any
+    task: Any = None
+    name: str = ""
+    started: float = 0.0
+    job: Any = None
+    runnable: bool = False
+    #: Why the body was cancelled: "cancel" or "time limit" (None: not).
+    stopped: "str | None" = None
+    body: "asyncio.Task | None" = field(default=None, repr=False)
+
+
+def _replay(value: Any, exc: "BaseException | None"):
+    """A stand-in for a task's ``execute`` that gives huey the outcome its
+    async body already had on the loop."""
+    def execute():
+        if exc is not None:
+            raise exc
+        return value
+    return execute
+
+
+class AsyncWorker(Worker):
+    """hueyq's worker, running async task bodies on one event loop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._local = threading.local()
+        super().__init__(*args, **kwargs)
+        self.concurrency = self.ctx.app.profile.queues[
+            self.ctx.queue].concurrency
+        self._acks: list = []
+        self._runs: "dict[str, Run]" = {}
+        self._loop: "asyncio.AbstractEventLoop | None" = None
+        self._pool: "concurrent.futures.ThreadPoolExecutor | None" = None
+
+    # A bookkeeping thread's ack of the task it just ended (the thread
+    # worker's single ``_ack``), collected into ``_acks`` after each run.
+    @property
+    def _ack(self):
+        return getattr(self._local, "ack", None)
+
+    @_ack.setter
+    def _ack(self, value) -> None:
+        self._local.ack = value
+
+    @property
+    def _requeue(self):
+        return getattr(self._local, "requeue", None)
+
+    @_requeue.setter
+    def _requeue(self, value) -> None:
+        self._local.requeue = value
+
+    def _time_limits(self, task) -> "tuple[float | None, float | None]":
+        config = self.ctx.app.profile.queues[self.ctx.queue]
+        cls = type(task)
+        soft = getattr(cls, "soft_time_limit", None) or config.soft_time_limit
+        hard = getattr(cls, "time_limit", None) or config.time_limit
+        return soft, hard
+
+    # ------------------------------------------------------------ the loop
+
+    def loop(self, now=None) -> None:
+        if self.stop_flag.is_set():
+            return
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            BOOKKEEPERS, thread_name_prefix="%s-bookkeeping" % self.name)
+        slots = asyncio.Semaphore(self.concurrency)
+        watcher = asyncio.ensure_future(self._watch())
+        try:
+            while not self.stop_flag.is_set():
+                await slots.acquire()
+                lease = await self._call(self._take)
+                if lease is None:
+                    slots.release()
+                    await self._call(self._idle)
+                    continue
+                self.task_count += 1
+                if jobs.is_suspect(lease.last_error):
+                    await self._alone(lease)
+                    slots.release()
+                    continue
+                run = asyncio.ensure_future(self._run(Run(lease)))
+                run.add_done_callback(lambda _: slots.release())
+            pending = [r.body for r in self._runs.values() if r.body]
+            if pending:
+                await asyncio.wait(pending)
+            while self._runs:
+                await asyncio.sleep(0.01)
+        finally:
+            watcher.cancel()
+            await self._call(self._flush_acks)
+            self._pool.shutdown(wait=True)
+
+    def _call(self, func, *args):
+        return self._loop.run_in_executor(self._pool, func, *args)
+
+    def _take(self):
+        ack = self._acks.pop() if self._acks else None
+        self._local.ack = ack
+        lease = self.take()
+        if self._local.ack is not None:
+            # The lease failed: its ack rides in the next one instead.
+            self._acks.append(self._local.ack)
+            self._local.ack = None
+        return lease
+
+    def _idle(self) -> None:
+        self._flush_acks()
+        if not self._failures and not self.stop_flag.is_set():
+            self._wait()
+
+    def _flush_acks(self) -> None:
+        acks, self._acks[:] = list(self._acks), []
+        if not acks:
+            return
+        try:
+            self.storage.ack_many(acks)
+        except Exception:
+            self._acks.extend(acks)
+            self._logger.exception("acking %d finished tasks failed; "
+                                   "retrying", len(acks))
+
+    async def _alone(self, lease) -> None:
+        # A suspect (a job recovered from a crash that took several down)
+        # runs with nothing else in flight, so a crash it causes again is
+        # charged to it alone.
+        bodies = [r.body for r in self._runs.values() if r.body]
+        while self._runs:
+            await asyncio.wait(bodies or [asyncio.sleep(0.01)])
+            bodies = [r.body for r in self._runs.values() if r.body]
+        await self._run(Run(lease))
+
+    # ------------------------------------------------------------ one task
+
+    async def _run(self, run: Run) -> None:
+        if not await self._call(self._prepare, run):
+            return
+        self._runs[run.task.id] = run
+        try:
+            outcome = None
+            if run.runnable:
+                run.body = asyncio.ensure_future(self._body(run))
+                outcome = await asyncio.shield(run.body)
+            await self._call(self._finish, run, outcome)
+        finally:
+            self._runs.pop(run.task.id, None)
+
+    def _prepare(self, run: Run) -> bool:
+        """Decode the lease and decide whether huey would run it now (not
+        revoked, expired or early); False when it was ended here."""
+        try:
+            ready = self._decide(run)
+        except Exception as exc:
+            if run.task is None:
+                raise
+            self._redeliver(run.task, run.lease, run.name, time.time(), exc,
+                            False)
+            ready = False
+        if not ready:
+            self._collect()
+            return False
+        run.started = time.time()
+        self.log.started(run.task, run.lease, run.name, self.name,
+                         run.started)
+        run.job = self.job_context(run.task, run.lease,
+                                   cancelled=lambda: run.stopped == "cancel")
+        if run.job.soft_time_limit:
+            run.job.on_soft_limit = lambda j: self.log.soft_limit(j, run.name)
+        return True
+
+    def _decide(self, run: Run) -> bool:
+        task = self._decode(run.lease)
+        if task is None:
+            return False
+        run.task, run.name = task, task_name(task)
+        self.restart_expiry(task, run.lease)
+        now = self.huey._get_timestamp()
+        revoked = run.lease.revoked is not False and \
+            self.huey.is_revoked(task, now, True)
+        expired = task.expires_resolved and task.expires_resolved < now
+        run.runnable = self.huey.ready_to_run(task, now) and not revoked \
+            and not expired
+        return True
+
+    async def _body(self, run: Run) -> "tuple[Any, BaseException | None]":
+        """Await the task's coroutine on this loop: (value, exception)."""
+        job_context.set_current(run.job)
+        task = run.task
+        args, kwargs = task.data
+        if task.context:
+            kwargs = dict(kwargs, task=task)
+        limit = min([x for x in (run.job.time_limit, task.timeout) if x],
+                    default=None)
+        timer = self._loop.call_later(limit, self._stop, run, "time limit") \
+            if limit else None
+        try:
+            return await type(task).async_func(*args, **kwargs), None
+        except asyncio.CancelledError:
+            if run.stopped is None:
+                raise
+            _uncancel()
+            if run.stopped == "cancel":
+                return None, JobCancelled("cancelled while running")
+            return None, TaskTimeout("time limit exceeded (%s)"
+                                     % format_duration(limit))
+        except Exception as exc:
+            return None, exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+            run.job.ran, run.job.ran_at = True, time.time()
+
+    def _stop(self, run: Run, why: str) -> None:
+        if run.stopped is None and run.body is not None \
+                and not run.body.done():
+            run.stopped = why
+            run.body.cancel()
+
+    def _finish(self, run: Run, outcome) -> None:
+        """huey's execute() with the body's outcome, then record and ack."""
+        task = run.task
+        if outcome is not None:
+            task.execute = _replay(*outcome)
+        self.run_job(task, run.lease, run.job, run.name, run.started)
+        self._collect()
+
+    def _collect(self) -> None:
+        """Take this thread's ack of the task it ended into ``_acks``."""
+        if self._requeue is not None:
+            self.storage.requeue(*self._requeue, count=False)
+            self._requeue = None
+        if self._ack is not None:
+            self._acks.append(self._ack)
+            self._ack = None
+
+    # ------------------------------------------------------------ cancels
+
+    async def _watch(self) -> None:
+        """Cancel the running tasks whose jobs were cancelled."""
+        interval = max(self.ctx.progress_interval, 0.1)
+        while True:
+            await asyncio.sleep(interval)
+            runs = [r for r in self._runs.values() if r.body is not None
+                    and r.stopped is None]
+            if not runs:
+                continue
+            try:
+                revoked = await self._call(self._revoked, runs)
+            except Exception:
+                self._logger.exception("checking for cancels failed")
+                continue
+            for run in revoked:
+                self._stop(run, "cancel")
+
+    def _revoked(self, runs: "list[Run]") -> "list[Run]":
+        return [run for run in runs if self._cancelled(run.task)]
+
+
+def _uncancel() -> None:
+    # Python 3.11+ counts cancel requests; the one handled here is done.
+    task = asyncio.current_task()
+    if hasattr(task, "uncancel"):
+        task.uncancel()
