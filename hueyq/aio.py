@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from typing import Any, Callable
 
 from huey import api as huey_api
@@ -23,9 +24,13 @@ from huey.exceptions import ResultTimeout
 
 logger = logging.getLogger("hueyq.aio")
 
-#: The waiter's first and longest pause between reads of awaited results.
+#: Without a wake-up: the first and longest pause between reads of the
+#: awaited results.
 FIRST_DELAY = 0.01
 MAX_DELAY = 0.25
+#: With one: the longest block on it, and the longest time between reads.
+TICK = 0.05
+FALLBACK = 1.0
 
 
 async def off_loop(func: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -59,7 +64,8 @@ class ResultWaiter:
     """One thread per App and process that reads the results asyncio tasks
     await, and resolves their futures on their own loops."""
 
-    def __init__(self) -> None:
+    def __init__(self, home) -> None:
+        self._home = home
         self._lock = threading.Lock()
         self._waiting: "dict[int, tuple]" = {}
         self._kick = threading.Event()
@@ -71,7 +77,8 @@ class ResultWaiter:
         """The waiter of ``app`` in this process."""
         waiter = app.__dict__.get("_result_waiter")
         if waiter is None or waiter._pid != os.getpid():
-            waiter = app.__dict__["_result_waiter"] = cls()
+            waiter = app.__dict__["_result_waiter"] = cls(
+                app.queue_backend.home)
         return waiter
 
     async def wait(self, result, timeout: "float | None",
@@ -96,19 +103,40 @@ class ResultWaiter:
                 self._waiting.pop(key, None)
 
     def _run(self) -> None:
-        delay = FIRST_DELAY
+        # Between reads, the thread blocks on the backend's wake-up for
+        # results (a FIFO on SQLite, a subscription on Redis), for TICK at
+        # a time so a new waiter is read soon; it reads every awaited
+        # result when woken, on a new waiter, and every FALLBACK anyway. A
+        # backend without a wake-up is read on a doubling delay instead.
+        self._wait(0)
+        delay, last = FIRST_DELAY, 0.0
         while True:
             with self._lock:
                 waiting = list(self._waiting.values())
             if not waiting:
                 self._kick.wait()
-            found = any([self._read(*entry) for entry in waiting])
-            if self._kick.is_set() or found:
-                self._kick.clear()
-                delay = FIRST_DELAY
                 continue
-            self._kick.wait(delay)
+            self._kick.clear()
+            if any([self._read(*entry) for entry in waiting]):
+                delay = FIRST_DELAY
+            last = time.monotonic()
+            while not self._kick.is_set():
+                woken = self._wait(min(TICK, delay))
+                if woken or (woken is None and
+                             time.monotonic() - last >= delay) or \
+                        time.monotonic() - last >= FALLBACK:
+                    break
             delay = min(delay * 2, MAX_DELAY)
+
+    def _wait(self, timeout: float) -> "bool | None":
+        try:
+            woken = self._home.wait_results(timeout)
+        except Exception as exc:
+            logger.debug("waiting for results failed: %s", exc)
+            woken = None
+        if woken is None:
+            self._kick.wait(timeout)
+        return woken
 
     @staticmethod
     def _read(result, preserve: bool, loop, future) -> bool:

@@ -377,8 +377,21 @@ class QueueHuey(Huey):
     def put_result(self, key, data):
         # After a task ran, the worker holds its outcome through a backend
         # error (context.persist) rather than run the task again.
-        return context.persist(lambda: super(QueueHuey, self).put_result(
+        stored = context.persist(lambda: super(QueueHuey, self).put_result(
             key, data))
+        self._notify_result()
+        return stored
+
+    def _notify_result(self) -> None:
+        # Wakes the processes awaiting results (``result.aget()``): a hint,
+        # as they also read now and then, so a failure only costs latency.
+        notify = getattr(self.storage, "notify_results", None)
+        if notify is None:
+            return
+        try:
+            notify()
+        except backend_errors() as exc:
+            logger.debug("could not announce a result: %s", exc)
 
     def read_schedule(self, timestamp=None):
         # The scheduler asks every second; an unreachable backend is logged

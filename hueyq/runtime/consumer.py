@@ -778,7 +778,7 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
                                      config.torch_threads)
     consumer = Consumer(
         huey, context, workers=config.workers,
-        worker_type="process" if config.worker_type == "process" else "thread",
+        worker_type=_huey_worker_type(config.worker_type),
         periodic=index == 0, initial_delay=0.1, backoff=1.5, max_delay=5.0,
         scheduler_interval=1, check_worker_health=True,
         health_check_interval=1, max_tasks=config.max_tasks or None,
@@ -796,6 +796,11 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
                            queue)
     recorder.close()
     return 0
+
+
+def _huey_worker_type(worker_type: str) -> str:
+    # An async queue is one huey worker thread running an event loop.
+    return "process" if worker_type == "process" else "thread"
 
 
 def hand_back(app, queue: str, pid: int) -> int:

@@ -377,7 +377,7 @@ class Supervisor:
         workers = []
         for p in (samples.processes if samples else ()):
             config = self.profile.queues[p.queue]
-            runs_tasks = p.kind == "worker" or config.worker_type == "thread"
+            runs_tasks = p.kind == "worker" or config.worker_type != "process"
             workers.append({
                 "queue": p.queue, "pid": p.pid, "kind": p.kind,
                 "worker_type": config.worker_type,
