@@ -90,7 +90,7 @@ def wait_token(done: Completions, token: str, timeout: float) -> bool:
 def enqueue(sender: Sender, kind: str, count: int, queues: list,
             prefix: str = "d", seconds: float = 0.0) -> dict:
     """Enqueue ``count`` tasks round-robin over ``queues``, timed."""
-    extra = (seconds,) if kind == "sleep" else ()
+    extra = (seconds,) if kind in ("sleep", "asleep") else ()
     cpu = time.process_time()
     start = time.perf_counter()
     for i in range(count):
