@@ -40,6 +40,8 @@ logger = logging.getLogger("hueyq.worker")
 
 #: Threads that lease, record and ack for one event loop.
 BOOKKEEPERS = 8
+#: Leases taken at once (each a backend round trip on a bookkeeping thread).
+LEASERS = 4
 
 
 @dataclass(eq=False)
@@ -75,7 +77,9 @@ class AsyncWorker(Worker):
         self.concurrency = self.ctx.app.profile.queues[
             self.ctx.queue].concurrency
         self._acks: list = []
+        self._acks_lock = threading.Lock()
         self._runs: "dict[str, Run]" = {}
+        self._tasks: "set[asyncio.Future]" = set()
         self._loop: "asyncio.AbstractEventLoop | None" = None
         self._pool: "concurrent.futures.ThreadPoolExecutor | None" = None
 
@@ -115,45 +119,67 @@ class AsyncWorker(Worker):
         self._loop = asyncio.get_running_loop()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             BOOKKEEPERS, thread_name_prefix="%s-bookkeeping" % self.name)
-        slots = asyncio.Semaphore(self.concurrency)
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._open = asyncio.Event()
+        self._open.set()
         watcher = asyncio.ensure_future(self._watch())
         try:
-            while not self.stop_flag.is_set():
-                await slots.acquire()
-                lease = await self._call(self._take)
-                if lease is None:
-                    slots.release()
-                    await self._call(self._idle)
-                    continue
-                self.task_count += 1
-                if jobs.is_suspect(lease.last_error):
-                    await self._alone(lease)
-                    slots.release()
-                    continue
-                run = asyncio.ensure_future(self._run(Run(lease)))
-                run.add_done_callback(lambda _: slots.release())
-            pending = [r.body for r in self._runs.values() if r.body]
-            if pending:
-                await asyncio.wait(pending)
-            while self._runs:
-                await asyncio.sleep(0.01)
+            await asyncio.gather(*[self._pump() for _ in range(LEASERS)])
+            if self._tasks:
+                await asyncio.wait(list(self._tasks))
         finally:
             watcher.cancel()
             await self._call(self._flush_acks)
             self._pool.shutdown(wait=True)
 
+    async def _pump(self) -> None:
+        """Lease while a slot is free, starting each task on the loop; a
+        suspect runs alone (:meth:`_alone`)."""
+        while not self.stop_flag.is_set():
+            await self._slots.acquire()
+            await self._open.wait()
+            lease = await self._call(self._take)
+            if lease is not None and not self._open.is_set():
+                # A suspect took the process while this lease was taken.
+                await self._call(self.storage.release, [lease.handle])
+                lease = None
+            if lease is None:
+                self._slots.release()
+                await self._call(self._idle)
+                continue
+            self.task_count += 1
+            if jobs.is_suspect(lease.last_error):
+                await self._alone(lease)
+                self._slots.release()
+                continue
+            self._start(Run(lease))
+
+    def _start(self, run: Run) -> "asyncio.Future":
+        future = asyncio.ensure_future(self._run(run))
+        self._tasks.add(future)
+        future.add_done_callback(self._ended)
+        return future
+
+    def _ended(self, future: "asyncio.Future") -> None:
+        self._tasks.discard(future)
+        self._slots.release()
+
     def _call(self, func, *args):
         return self._loop.run_in_executor(self._pool, func, *args)
 
     def _take(self):
-        ack = self._acks.pop() if self._acks else None
-        self._local.ack = ack
+        with self._acks_lock:
+            self._local.ack = self._acks.pop() if self._acks else None
         lease = self.take()
         if self._local.ack is not None:
             # The lease failed: its ack rides in the next one instead.
-            self._acks.append(self._local.ack)
+            self._keep_ack(self._local.ack)
             self._local.ack = None
         return lease
+
+    def _keep_ack(self, ack) -> None:
+        with self._acks_lock:
+            self._acks.append(ack)
 
     def _idle(self) -> None:
         self._flush_acks()
@@ -161,13 +187,15 @@ class AsyncWorker(Worker):
             self._wait()
 
     def _flush_acks(self) -> None:
-        acks, self._acks[:] = list(self._acks), []
+        with self._acks_lock:
+            acks, self._acks[:] = list(self._acks), []
         if not acks:
             return
         try:
             self.storage.ack_many(acks)
         except Exception:
-            self._acks.extend(acks)
+            with self._acks_lock:
+                self._acks.extend(acks)
             self._logger.exception("acking %d finished tasks failed; "
                                    "retrying", len(acks))
 
@@ -175,11 +203,13 @@ class AsyncWorker(Worker):
         # A suspect (a job recovered from a crash that took several down)
         # runs with nothing else in flight, so a crash it causes again is
         # charged to it alone.
-        bodies = [r.body for r in self._runs.values() if r.body]
-        while self._runs:
-            await asyncio.wait(bodies or [asyncio.sleep(0.01)])
-            bodies = [r.body for r in self._runs.values() if r.body]
-        await self._run(Run(lease))
+        self._open.clear()
+        try:
+            while self._tasks:
+                await asyncio.wait(list(self._tasks))
+            await self._run(Run(lease))
+        finally:
+            self._open.set()
 
     # ------------------------------------------------------------ one task
 
@@ -281,7 +311,7 @@ class AsyncWorker(Worker):
             self.storage.requeue(*self._requeue, count=False)
             self._requeue = None
         if self._ack is not None:
-            self._acks.append(self._ack)
+            self._keep_ack(self._ack)
             self._ack = None
 
     # ------------------------------------------------------------ cancels
