@@ -47,6 +47,7 @@ COLUMNS = {
                 ("cpu_us_per_job", "producer CPU us/job", "%.1f"),
                 ("stored", "stored", "%d")],
     "async": [("tasks", "tasks", "%d"), ("seconds", "seconds", "%.2f"),
+              ("enqueue_s", "of which enqueue s", "%.2f"),
               ("rate", "tasks/s", "%.0f"), ("in_flight", "most at once", "%d"),
               ("threads", "threads", "%d"),
               ("idle_pss_mb", "idle PSS MB", "%.1f"),
