@@ -28,6 +28,13 @@ def make_app(profile=None, name=None):
         return state["peak"]
 
     @app.task(queue="io")
+    async def note(path, token, seconds):
+        """Waits, then notes one line per execution."""
+        await asyncio.sleep(seconds)
+        basic.record(path, token)
+        return token
+
+    @app.task(queue="io")
     async def report(steps):
         for i in range(steps):
             await asyncio.sleep(0.01)
