@@ -551,8 +551,7 @@ def async_io(bench, backend: str) -> "list[dict]":
     the start of the enqueue (one ``task.map`` call) to the last
     completion, the most tasks in flight at once, the runtime's threads and
     its memory (PSS) idle and at its peak."""
-    n, wait = bench.sizes["async_tasks"], bench.sizes["async_wait"]
-    threads = bench.sizes["async_threads"]
+    n, threads = bench.sizes["async_tasks"], bench.sizes["async_threads"]
     rows = [_trial(bench, "hueyq-async", backend, "async", lambda t: _io(
         bench, t, {"worker_type": "async", "concurrency": n}, "asleep"))]
     if not bench.quick:

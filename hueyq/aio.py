@@ -31,6 +31,8 @@ MAX_DELAY = 0.25
 #: With one: the longest block on it, and the longest time between reads.
 TICK = 0.05
 FALLBACK = 1.0
+#: Results looked for in one backend call.
+CHUNK = 500
 
 
 async def off_loop(func: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -117,7 +119,7 @@ class ResultWaiter:
                 self._kick.wait()
                 continue
             self._kick.clear()
-            if any([self._read(*entry) for entry in waiting]):
+            if self._read_all(waiting):
                 delay = FIRST_DELAY
             last = time.monotonic()
             while not self._kick.is_set():
@@ -138,12 +140,35 @@ class ResultWaiter:
             self._kick.wait(timeout)
         return woken
 
+    def _read_all(self, waiting: list) -> bool:
+        """Read the awaited results that exist (one backend call per CHUNK
+        waiters to find them); whether any was found."""
+        open_ = [entry for entry in waiting if not entry[3].done()]
+        # By storage: the app's one, or immediate mode's in memory.
+        groups: "dict[int, tuple]" = {}
+        for entry in open_:
+            storage = entry[0].huey.storage
+            groups.setdefault(id(storage), (storage, []))[1].append(
+                entry[0].id)
+        try:
+            found = set()
+            for storage, ids in groups.values():
+                for i in range(0, len(ids), CHUNK):
+                    found.update(storage.peek_many(ids[i:i + CHUNK]))
+        except _backend_errors() as exc:
+            logger.debug("reading awaited results failed: %s", exc)
+            return False
+        ready = [entry for entry in open_ if entry[0].id in found
+                 or entry[0]._result is not EmptyData]
+        return any([self._read(*entry) for entry in ready])
+
     @staticmethod
     def _read(result, preserve: bool, loop, future) -> bool:
-        if future.done():
-            return False
         try:
             value = result._get(preserve)
+        except _backend_errors() as exc:
+            logger.debug("reading an awaited result failed: %s", exc)
+            return False
         except Exception as exc:
             loop.call_soon_threadsafe(_settle, future, exc)
             return True
@@ -151,6 +176,12 @@ class ResultWaiter:
             return False
         loop.call_soon_threadsafe(_settle, future, None)
         return True
+
+
+def _backend_errors() -> tuple:
+    from hueyq.app import backend_errors
+    from hueyq.exceptions import BackendUnavailable
+    return backend_errors() + (BackendUnavailable,)
 
 
 def _settle(future, exc: "BaseException | None") -> None:

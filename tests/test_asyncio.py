@@ -76,7 +76,7 @@ def test_many_async_tasks_at_once_enqueued_and_awaited_off_the_loop(
     # ticking while the results were awaited.
     assert enqueued_on and loop_thread not in enqueued_on
     assert len(during) >= 20
-    assert max(b - a for a, b in zip(during, during[1:])) < 0.5
+    assert max(b - a for a, b in zip(during, during[1:])) < 1.0
     job = asyncio.run(app.ajob(handles[0].id))
     assert job.id == handles[0].id and job.task == "apps.aio.remote"
     assert rt.terminate() == 0
@@ -176,7 +176,8 @@ def test_a_plain_function_on_an_async_queue_is_refused_at_start(
     result = cli("run", "--app", "apps.aio_sync", cwd=tmp_path,
                  env={"HUEYQ_PROFILE": str(io_profile)})
     assert result.returncode == 2, result.stderr
-    error = [l for l in result.stderr.splitlines() if "error" in l.lower()]
+    error = [line for line in result.stderr.splitlines()
+             if "error" in line.lower()]
     assert error == [
         "hueyq: error: task apps.aio_sync.blocking_call is not an async def "
         "but its queue io has worker_type = \"async\": make it async def or "

@@ -2,8 +2,9 @@
 
 The profile comes from ``HUEYQ_PROFILE`` (a file the harness writes, or a
 built-in name). Every enabled queue ``q`` gets ``noop_q``, ``sleep_q`` and
-``probe_q`` (an async queue only ``asleep_q``, an ``async def``); the batch workload adds ``embed_one`` and ``embed_many`` on the
-first queue when ``BENCH_BATCH`` is set.
+``probe_q`` (an async queue only ``asleep_q``, an ``async def``); the
+batch workload adds ``embed_one`` and ``embed_many`` on the first queue
+when ``BENCH_BATCH`` is set.
 """
 
 import os

@@ -32,7 +32,7 @@ from huey.exceptions import TaskTimeout
 from hueyq import context as job_context
 from hueyq import jobs
 from hueyq.exceptions import JobCancelled
-from hueyq.runtime.consumer import Worker
+from hueyq.runtime.consumer import Worker, _backend_errors
 from hueyq.runtime.joblog import task_name
 from hueyq.units import format_duration
 
@@ -42,6 +42,8 @@ logger = logging.getLogger("hueyq.worker")
 BOOKKEEPERS = 8
 #: Leases taken at once (each a backend round trip on a bookkeeping thread).
 LEASERS = 4
+#: Revoke keys read in one backend call.
+CHUNK = 500
 
 
 @dataclass(eq=False)
@@ -214,17 +216,33 @@ class AsyncWorker(Worker):
     # ------------------------------------------------------------ one task
 
     async def _run(self, run: Run) -> None:
-        if not await self._call(self._prepare, run):
-            return
-        self._runs[run.task.id] = run
         try:
+            if not await self._call(self._prepare, run):
+                return
+            self._runs[run.task.id] = run
             outcome = None
             if run.runnable:
                 run.body = asyncio.ensure_future(self._body(run))
-                outcome = await asyncio.shield(run.body)
+                outcome = await run.body
             await self._call(self._finish, run, outcome)
+        except Exception:
+            # hueyq's own bookkeeping failed (huey's execute() and the
+            # backend's errors are handled inside): hand the message back
+            # rather than hold its lease until this process dies.
+            self._logger.exception("running leased message %s failed",
+                                   run.lease.handle)
+            await self._call(self._give_back, run.lease)
         finally:
-            self._runs.pop(run.task.id, None)
+            if run.task is not None:
+                self._runs.pop(run.task.id, None)
+
+    def _give_back(self, lease) -> None:
+        try:
+            self.storage.requeue(lease.handle, "async worker error",
+                                 count=False)
+        except Exception:
+            self._logger.exception("could not hand back %s; the supervisor "
+                                   "recovers it", lease.handle)
 
     def _prepare(self, run: Run) -> bool:
         """Decode the lease and decide whether huey would run it now (not
@@ -334,7 +352,19 @@ class AsyncWorker(Worker):
                 self._stop(run, "cancel")
 
     def _revoked(self, runs: "list[Run]") -> "list[Run]":
-        return [run for run in runs if self._cancelled(run.task)]
+        # One read per CHUNK running jobs (not one each), as the sampler
+        # reads process workers' revoke keys; a backend that is away is
+        # asked again next time.
+        found = set()
+        try:
+            for i in range(0, len(runs), CHUNK):
+                found.update(self.storage.peek_many(
+                    [run.task.revoke_id for run in runs[i:i + CHUNK]]))
+        except _backend_errors() as exc:
+            self._asked.failed(exc)
+            return []
+        self._asked.ok()
+        return [run for run in runs if run.task.revoke_id in found]
 
 
 def _uncancel() -> None:
