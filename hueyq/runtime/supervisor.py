@@ -110,9 +110,7 @@ class Supervisor:
                     self.app.queue_backend.describe(),
                     redact_url(self.profile.store.url))
         logger.info("queues: %s", ", ".join(
-            "%s (%d %s)" % (q, self.profile.queues[q].workers,
-                            self.profile.queues[q].worker_type)
-            for q in self.queues))
+            _workers_words(q, self.profile.queues[q]) for q in self.queues))
         if recovered:
             logger.warning("recovered %d leases left by dead workers",
                            recovered)
@@ -463,3 +461,12 @@ class Supervisor:
             self.pool.remember(self.sampler)
             self._wake.wait(0.1)
             self._wake.clear()
+
+
+def _workers_words(queue: str, config) -> str:
+    """``high (2 thread)``, ``io (async, 200 at once)``: a queue's workers
+    in the supervisor's start-up line."""
+    if config.worker_type == "async":
+        return "%s (async, %d at once)" % (queue, config.concurrency)
+    return "%s (%d %s)" % (queue, config.workers, config.worker_type)
+
