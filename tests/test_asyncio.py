@@ -99,7 +99,7 @@ def test_each_async_task_sees_its_own_job_and_progress(io_profile, make_app,
 
 
 @pytest.mark.slow
-def test_cancel_time_limit_and_retries_of_async_tasks(io_profile, make_app,
+def test_cancel_time_limits_and_retries_of_async_tasks(io_profile, make_app,
                                                       runtime, tmp_path):
     app = make_app(io_profile, "apps.aio")
     hang_path, overrun_path = str(tmp_path / "hang"), str(tmp_path / "over")
@@ -107,6 +107,8 @@ def test_cancel_time_limit_and_retries_of_async_tasks(io_profile, make_app,
     hang = app.tasks.hang(hang_path)
     overrun = app.tasks.overrun(overrun_path)
     flaky = app.tasks.flaky(flaky_path)
+    soft_path = str(tmp_path / "soft")
+    soft = app.tasks.soft(soft_path)
     rt = runtime(io_profile, "apps.aio", queues="io")
     rt.wait_ready()
     wait_for(lambda: lines(hang_path) == ["started"], 20,
@@ -122,6 +124,12 @@ def test_cancel_time_limit_and_retries_of_async_tasks(io_profile, make_app,
     assert (job.state, job.error) == (
         "failed", "TaskTimeout('time limit exceeded (500ms)')")
     assert lines(overrun_path) == ["started"]
+
+    assert soft.get(blocking=True, timeout=30) == "stopped"
+    assert lines(soft_path) == ["cleaned-up"]
+    wait_for(lambda: "soft-time-limit" in [
+        e["event"] for e in app.job(soft.id).history], 10,
+        message="the soft limit in the history")
 
     assert flaky.get(blocking=True, timeout=30) == 3
     job = app.job(flaky.id)

@@ -58,6 +58,18 @@ def make_app(profile=None, name=None):
         await asyncio.sleep(60)
         return "never"
 
+    @app.task(queue="io", soft_time_limit="200ms")
+    async def soft(path):
+        """Reports progress until the soft limit lands there."""
+        for _ in range(1000):
+            await asyncio.sleep(0.01)
+            try:
+                hueyq.progress(10, "working")
+            except hueyq.SoftTimeLimitExceeded:
+                basic.record(path, "cleaned-up")
+                return "stopped"
+        return "never"
+
     @app.task(queue="io", retries=2)
     async def flaky(path):
         basic.record(path, "attempt")
