@@ -372,6 +372,16 @@ class Backend(abc.ABC):
     def notify(self) -> None:
         """Wake workers waiting on this queue."""
 
+    def notify_results(self) -> None:
+        """Tell every process awaiting a result of this app that one may
+        have been stored (:meth:`wait_results`); by default nothing."""
+
+    def wait_results(self, timeout: float) -> "bool | None":
+        """Block until :meth:`notify_results` or ``timeout``: True when
+        told, False when not; None from a backend that cannot tell, whose
+        waiters read results on a schedule instead."""
+        return None
+
     # ------------------------------------------------------------ listing
 
     @abc.abstractmethod

@@ -519,6 +519,25 @@ class RedisBackend(Backend, RedisStorage):
         """Block until a wake-up token arrives or ``timeout`` passes."""
         self.conn.blpop([self.keys["wake"]], timeout=max(timeout, 0.01))
 
+    def notify_results(self) -> None:
+        """Publish on the app's results channel (to every waiter)."""
+        self.conn.publish(self.result_key, b"1")
+
+    def wait_results(self, timeout: float) -> bool:
+        """A blocking read of the app's results channel on a connection
+        of its own, subscribed once per process."""
+        sub = self.__dict__.get("_result_sub")
+        if sub is None or sub[0] != os.getpid():
+            pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(self.result_key)
+            sub = self.__dict__["_result_sub"] = (os.getpid(), pubsub)
+        pubsub = sub[1]
+        if pubsub.get_message(timeout=timeout) is None:
+            return False
+        while pubsub.get_message(timeout=0) is not None:
+            pass
+        return True
+
     # ------------------------------------------------------------ listing
 
     def _info(self, hid, raw, state: "str | None" = None

@@ -27,9 +27,13 @@ monotonic clock, so their age never depends on the wall clock.
 Idle workers sleep on a FIFO beside the database (``<db>.<app>.<queue>.wake``)
 that producers write one byte to after each commit, so an idle queue starts a
 new task within a millisecond or two without polling; a slow poll
-(``runtime.poll_interval``) remains as the fallback.
+(``runtime.poll_interval``) remains as the fallback. A process awaiting
+results (``result.aget()``) sleeps on a FIFO of its own in
+``<db>.<app>.results/``, and a worker that stores a result writes a byte
+into each.
 """
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -245,6 +249,13 @@ os.register_at_fork(after_in_child=WriterLock._after_fork)
 _refused: "set[str]" = set()
 
 
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def open_own(path: str, flags: int, is_kind, what: str) -> "int | None":
     """Open a file hueyq keeps beside a database, never through a symlink,
     and only if it is of the kind hueyq made (``is_kind`` of its mode);
@@ -301,6 +312,8 @@ class SqliteBackend(SqlBackend, SqliteStorage):
         self.app_name, self.queue = split_name(name)
         self.qname = name
         self._wake_path = "%s.%s.wake" % (filename, name)
+        self._results_dir = "%s.%s.results" % (filename, self.app_name)
+        self._result_fds = None
         self._wake_fds = None
         self._wake_pid = None
         self._notify_fd = None
@@ -855,6 +868,73 @@ class SqliteBackend(SqlBackend, SqliteStorage):
             except (BlockingIOError, InterruptedError):
                 pass
 
+    def notify_results(self) -> None:
+        """Wake every process awaiting a result: one byte into each
+        waiter's FIFO in ``<db>.<app>.results``; a FIFO nobody reads any
+        more (its process is gone) is removed."""
+        try:
+            names = os.listdir(self._results_dir)
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(self._results_dir, name)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK
+                             | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:
+                    _unlink(path)
+                continue
+            try:
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    os.write(fd, b"\x01")
+            except OSError:
+                pass  # Full: that waiter has a wake-up pending.
+            finally:
+                os.close(fd)
+
+    def wait_results(self, timeout: float) -> "bool | None":
+        """Block on this process's FIFO in ``<db>.<app>.results`` until a
+        worker stores a result or ``timeout`` passes."""
+        fd = self._result_fifo()
+        if fd is None:
+            return None
+        try:
+            ready, _, _ = select.select([fd], [], [], timeout)
+        except InterruptedError:
+            return False
+        if not ready:
+            return False
+        try:
+            while os.read(fd, 4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        return True
+
+    def _result_fifo(self) -> "int | None":
+        pid = os.getpid()
+        if self._result_fds is not None and self._result_fds[0] == pid:
+            return self._result_fds[1]
+        if self.access == files.READ:
+            return None
+        path = os.path.join(self._results_dir, "%d-%x" % (pid, id(self)))
+        try:
+            os.makedirs(self._results_dir, mode=files.DIR_MODE,
+                        exist_ok=True)
+            os.mkfifo(path, files.FIFO_MODE)
+        except FileExistsError:
+            pass
+        except OSError:
+            return None
+        rfd = open_own(path, os.O_RDONLY | os.O_NONBLOCK, stat.S_ISFIFO,
+                       "result FIFO")
+        if rfd is None:
+            return None
+        atexit.register(_unlink, path)
+        self._result_fds = (pid, rfd)
+        return rfd
+
     def _listen(self) -> "tuple[int, int] | None":
         pid = os.getpid()
         if self._wake_fds is not None and self._wake_pid == pid:
@@ -883,6 +963,10 @@ class SqliteBackend(SqlBackend, SqliteStorage):
             for fd in self._wake_fds:
                 os.close(fd)
         self._wake_fds = None
+        if self._result_fds is not None and \
+                self._result_fds[0] == os.getpid():
+            os.close(self._result_fds[1])
+        self._result_fds = None
         with self._notify_lock:
             if self._notify_fd is not None:
                 os.close(self._notify_fd)

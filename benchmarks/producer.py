@@ -90,7 +90,7 @@ def wait_token(done: Completions, token: str, timeout: float) -> bool:
 def enqueue(sender: Sender, kind: str, count: int, queues: list,
             prefix: str = "d", seconds: float = 0.0) -> dict:
     """Enqueue ``count`` tasks round-robin over ``queues``, timed."""
-    extra = (seconds,) if kind == "sleep" else ()
+    extra = (seconds,) if kind in ("sleep", "asleep") else ()
     cpu = time.process_time()
     start = time.perf_counter()
     for i in range(count):
@@ -103,11 +103,13 @@ def enqueue(sender: Sender, kind: str, count: int, queues: list,
 
 
 def bulk(sender: Sender, kind: str, count: int, queue: str = "high",
-         prefix: str = "b") -> dict:
+         prefix: str = "b", seconds: "float | None" = None) -> dict:
     """Enqueue ``count`` tasks in one ``task.map`` call (hueyq), timed;
-    ``stored``: the pending jobs the backend holds afterwards."""
+    ``stored``: the pending jobs the backend holds afterwards (``seconds``:
+    the argument of sleeping tasks)."""
     task = sender._tasks[kind + "_" + queue]
-    items = [("%s-%d" % (prefix, i),) for i in range(count)]
+    extra = () if seconds is None else (seconds,)
+    items = [("%s-%d" % (prefix, i),) + extra for i in range(count)]
     cpu = time.process_time()
     start = time.perf_counter()
     task.map(items)

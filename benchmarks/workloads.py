@@ -564,10 +564,110 @@ def calls(bench, backend: str) -> "list[dict]":
             t, n, ["high"], lambda: setup_huey(t, {"high": WORKERS}),
             _deadline(n))),
     ]
+# ---------------------------------------------------------------- 9. async
+
+def async_io(bench, backend: str) -> "list[dict]":
+    """N tasks that each wait ``async_wait`` seconds (a stand-in for a
+    remote call): ``await asyncio.sleep`` on one async consumer process
+    (``concurrency`` = N, and not with --quick 200), against ``time.sleep``
+    on one thread consumer with ``async_threads`` workers; the time from
+    the start of the enqueue (one ``task.map`` call) to the last
+    completion, the most tasks in flight at once, the runtime's threads and
+    its memory (PSS) idle and at its peak."""
+    n, threads = bench.sizes["async_tasks"], bench.sizes["async_threads"]
+    rows = [_trial(bench, "hueyq-async", backend, "async", lambda t: _io(
+        bench, t, {"worker_type": "async", "concurrency": n}, "asleep"))]
+    if not bench.quick:
+        rows.append(_trial(bench, "hueyq-async-200", backend, "async",
+                           lambda t: _io(bench, t, {"worker_type": "async",
+                                                    "concurrency": 200},
+                                         "asleep")))
+    rows.append(_trial(bench, "hueyq-threads-%d" % threads, backend, "async",
+                       lambda t: _io(bench, t, {"worker_type": "thread",
+                                                "workers": threads},
+                                     "sleep")))
+    return rows
+
+
+def _io(bench, trial: Trial, queue: dict, kind: str) -> dict:
+    n, wait = bench.sizes["async_tasks"], bench.sizes["async_wait"]
+    setup_hueyq(trial, {"io": dict(queue, priority=60, workers=queue.get(
+        "workers", 1))}, ["io"])
+    trial.start()
+    trial.produce("enqueue", kind=kind, count=1, queues=["io"], prefix="w",
+                  seconds=0.0)
+    if not trial.completions.wait(1, 60, alive=trial.alive):
+        raise BenchError("the runtime did not run the warm-up task")
+    time.sleep(bench.sizes["mem_settle"])
+    idle = _tree_memory(trial)
+    peak = _PeakMemory(trial)
+    started = time.time()
+    # One task.map call: the producer's fsyncs stay out of the figure.
+    produced = trial.produce("bulk", kind=kind, count=n, queue="io",
+                             prefix="a", seconds=wait)
+    finished = trial.completions.wait(n + 1, _deadline(n), alive=trial.alive)
+    peak.stop()
+    records = [r for r in trial.completions.records if r[0].startswith("a-")]
+    if not records:
+        raise BenchError("no task completed")
+    seconds = max(r[3] for r in records) - started
+    in_flight = _most_at_once([(r[2], r[3]) for r in records])
+    grown = max(peak.pss - idle[0], 0)
+    return {"tasks": len(records), "complete": finished, "seconds": seconds,
+            "enqueue_s": produced["seconds"],
+            "rate": len(records) / seconds, "in_flight": in_flight,
+            "threads": peak.threads, "idle_pss_mb": idle[0] / MB,
+            "peak_pss_mb": peak.pss / MB,
+            "kb_per_in_flight": grown / 1024 / max(in_flight, 1)}
+
+
+def _most_at_once(spans: "list[tuple[float, float]]") -> int:
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
+                   key=lambda edge: (edge[0], edge[1]))
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+class _PeakMemory:
+    """Samples a trial's process tree (PSS, threads) every 50 ms on a
+    thread until stopped; keeps the peaks."""
+
+    def __init__(self, trial: Trial) -> None:
+        import threading
+        self.trial, self.pss, self.threads = trial, 0, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(0.05):
+            procs = []
+            for pid in self.trial.root_pids():
+                procs += process_tree(pid)
+            self.pss = max(self.pss, tree_memory(procs)[0])
+            self.threads = max(self.threads, _threads(procs))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _threads(procs: list) -> int:
+    import psutil
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.num_threads()
+        except psutil.Error:
+            pass
+    return total
 
 
 WORKLOADS = {"drain": drain, "latency": latency, "priority": priority,
              "crash": crash, "memory": memory, "store": store, "batch": batch,
-             "enqueue": enqueue, "calls": calls}
+             "enqueue": enqueue, "calls": calls, "async": async_io}
 PEER_WORKLOADS = {"drain": drain_peers, "latency": latency_peers}
 __all__ = ["WORKLOADS", "PEER_WORKLOADS", "PEERS"]

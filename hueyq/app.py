@@ -34,6 +34,7 @@ from huey.constants import EmptyData
 from huey.exceptions import HueyException
 from huey.registry import Registry
 
+from hueyq import aio
 from hueyq import backends, context, defaults, files, huey_api
 from hueyq import jobs
 from hueyq.backends import DEAD, DONE, PENDING, RUNNING, SCHEDULED
@@ -144,6 +145,14 @@ class QueueTaskWrapper(TaskWrapper):
     def _arguments(self, item) -> tuple:
         return item if isinstance(item, tuple) else (item,)
 
+    create_task = aio.coroutine_task(TaskWrapper.create_task)
+
+    async def aio(self, *args: Any, **kwargs: Any):
+        """Enqueue as calling the task does, from a coroutine: the write
+        (on SQLite an fsync) runs on a thread, never on the event loop.
+        Returns a Result with ``await result.aget(timeout=)``."""
+        return await aio.off_loop(self, *args, **kwargs)
+
 
 class QueueHuey(Huey):
     """huey for one queue of an App."""
@@ -249,7 +258,7 @@ class QueueHuey(Huey):
                 return self._run_once(task)
             return self.enqueue_messages([task], [self.message_of(task)])[0]
         try:
-            result = super().enqueue(task)
+            result = aio.async_handles(super().enqueue(task), self)
         except backend_errors() as exc:
             raise BackendUnavailable("cannot enqueue: %s"
                                      % self.storage.explain(exc)) from None
@@ -345,7 +354,7 @@ class QueueHuey(Huey):
     def _result_of(self, task: Task):
         """huey's enqueue's return value: a Result, a pipeline's group."""
         if task.on_complete is None:
-            return Result(self, task)
+            return aio.Result(self, task)
         return ResultGroup(self._pipeline_results(task))
 
     def _emit(self, signal, task, *args, **kwargs):
@@ -368,8 +377,21 @@ class QueueHuey(Huey):
     def put_result(self, key, data):
         # After a task ran, the worker holds its outcome through a backend
         # error (context.persist) rather than run the task again.
-        return context.persist(lambda: super(QueueHuey, self).put_result(
+        stored = context.persist(lambda: super(QueueHuey, self).put_result(
             key, data))
+        self._notify_result()
+        return stored
+
+    def _notify_result(self) -> None:
+        # Wakes the processes awaiting results (``result.aget()``): a hint,
+        # as they also read now and then, so a failure only costs latency.
+        notify = getattr(self.storage, "notify_results", None)
+        if notify is None:
+            return
+        try:
+            notify()
+        except backend_errors() as exc:
+            logger.debug("could not announce a result: %s", exc)
 
     def read_schedule(self, timestamp=None):
         # The scheduler asks every second; an unreachable backend is logged
@@ -678,6 +700,25 @@ class App(huey_api.HueyAPI):
             return defaults.DEFAULT_QUEUE
         return self.queues[-1]
 
+    def check_worker_types(self, queues: "Iterable[str]") -> None:
+        """Refuse (ConfigurationError) a task an async queue among
+        ``queues`` cannot run: a plain function or a batch task."""
+        asynchronous = {q for q in queues
+                        if self.profile.queues[q].worker_type == "async"}
+        for name, cls in sorted(self.registry._registry.items()):
+            queue = getattr(cls, "queue", None)
+            if queue not in asynchronous:
+                continue
+            if getattr(cls, "batch_func", None) is not None:
+                raise ConfigurationError(
+                    "batch task %s is on async queue %s: batch tasks need a "
+                    "thread or process queue" % (name, queue))
+            if not aio.is_async_task(cls):
+                raise ConfigurationError(
+                    "task %s is not an async def but its queue %s has "
+                    "worker_type = \"async\": make it async def or route "
+                    "it to a thread or process queue" % (name, queue))
+
     def task_names(self) -> "list[str]":
         """Registered task names (``module.name``)."""
         return sorted(self.registry._registry)
@@ -814,6 +855,18 @@ class App(huey_api.HueyAPI):
         if history:
             job = _replace(job, history=tuple(self.store.history(job_id)))
         return job
+
+    async def ajob(self, job_id: str, history: bool = True) -> Job:
+        """:meth:`job` from a coroutine, read on a thread."""
+        return await aio.off_loop(self.job, job_id, history)
+
+    async def ajobs(self, *args: Any, **kwargs: Any) -> "list[Job]":
+        """:meth:`jobs` from a coroutine, read on a thread."""
+        return await aio.off_loop(self.jobs, *args, **kwargs)
+
+    async def aenqueue(self, task: Any):
+        """:meth:`enqueue` from a coroutine: the write runs on a thread."""
+        return await aio.off_loop(self.enqueue, task)
 
     def _peek_result(self, job: Job) -> "tuple[Any, str | None]":
         """(result, why it cannot be shown) of a complete job, as read

@@ -1,6 +1,8 @@
 """What a running task can ask of hueyq: ``progress()`` and ``current_job()``.
 
-The worker sets the current job for the thread that runs a task. Calling
+The worker sets the current job for the thread that runs a task, or for
+the asyncio task running an async task's body (a context variable, so each
+of an async worker's concurrent tasks sees its own job). Calling
 ``hueyq.progress(pct, message)`` records progress (written at most every
 ``store.progress_interval``, the last value always kept) and is the point
 where a cancelled job stops: it raises :class:`hueyq.JobCancelled` once the
@@ -17,6 +19,7 @@ the task again.
 """
 
 import contextlib
+import contextvars
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +31,8 @@ from hueyq.exceptions import JobCancelled, SoftTimeLimitExceeded
 from hueyq.units import format_duration
 
 _local = threading.local()
+_job: "contextvars.ContextVar[JobContext | None]" = contextvars.ContextVar(
+    "hueyq_job", default=None)
 
 
 @dataclass
@@ -154,13 +159,15 @@ def leased(task_id: str) -> "tuple[bool, bool | None]":
 
 
 def current_job() -> "JobContext | None":
-    """The job this thread is running, or None outside a task."""
-    return getattr(_local, "job", None)
+    """The job this thread (or asyncio task) is running, or None outside a
+    task."""
+    return _job.get()
 
 
 def set_current(job: "JobContext | None") -> None:
-    """Set (or clear, with None) the job this thread is running."""
-    _local.job = job
+    """Set (or clear, with None) the job this thread (or asyncio task) is
+    running."""
+    _job.set(job)
 
 
 def persist(write: "Callable[[], Any]") -> Any:

@@ -149,6 +149,10 @@ def _cancel_running(app, message, now: float) -> CancelResult:
     if app.profile.queues[queue].worker_type == "process":
         detail = ("running on process worker %s: its supervisor kills the "
                   "worker and the job ends cancelled" % message.holder)
+    elif app.profile.queues[queue].worker_type == "async":
+        detail = ("running on async worker %s: its asyncio task is "
+                  "cancelled within store.progress_interval"
+                  % message.holder)
     else:
         detail = ("running on thread worker %s: it stops at its next "
                   "hueyq.progress() call" % message.holder)

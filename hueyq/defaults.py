@@ -93,8 +93,10 @@ MAX_MESSAGE_SIZE = 1024 * 1024
 QUEUE_PRIORITY = 0
 #: Workers per consumer process.
 QUEUE_WORKERS = 1
-#: "thread" or "process".
+#: "thread", "process" or "async" (async def tasks on one event loop).
 QUEUE_WORKER_TYPE = "thread"
+#: Async queues: how many tasks one consumer process runs at once.
+QUEUE_CONCURRENCY = 100
 #: Seconds after which a task gets SoftTimeLimitExceeded (None: no soft limit).
 QUEUE_SOFT_TIME_LIMIT = None
 #: Backlog over which another consumer is started (autoscale).

@@ -131,12 +131,13 @@ def _profile(app) -> "list[Finding]":
                 "%s runs thread workers, so its time_limit is only "
                 "cooperative (a task stops at its next hueyq.progress()); a "
                 "hard time limit needs worker_type = \"process\"" % queue))
-        if config.worker_type == "thread" and config.worker_memory_hard:
+        if config.worker_type != "process" and config.worker_memory_hard:
             found.append(Finding(
                 "warning", "queue.limits",
-                "%s runs thread workers, so worker_memory_hard stops the whole "
-                "consumer with every thread's task; per-task memory limits "
-                "need worker_type = \"process\"" % queue))
+                "%s runs %s workers, so worker_memory_hard stops the whole "
+                "consumer with every task it runs; per-task memory limits "
+                "need worker_type = \"process\"" % (queue,
+                                                     config.worker_type)))
         if config.gpu and importlib.util.find_spec("torch") is None:
             found.append(Finding("warning", "queue.gpu",
                                  "%s is a GPU lane but torch is not "

@@ -282,7 +282,8 @@ class QueueConfig:
     enabled: bool = _f(True, _bool)
     workers: int = _f(defaults.QUEUE_WORKERS, _int(1))
     worker_type: str = _f(defaults.QUEUE_WORKER_TYPE,
-                          _choice("thread", "process"))
+                          _choice("thread", "process", "async"))
+    concurrency: int = _f(defaults.QUEUE_CONCURRENCY, _int(1))
     time_limit: "float | None" = _f(None, _opt_duration)
     soft_time_limit: "float | None" = _f(defaults.QUEUE_SOFT_TIME_LIMIT,
                                          _opt_duration)
@@ -756,6 +757,11 @@ def _check_consistency(profile: Profile, origins: dict, label: str) -> None:
             raise ConfigurationError(
                 "%s: queues.%s.worker_memory_soft: must not exceed "
                 "worker_memory_hard" % (where, q.name))
+        if q.worker_type == "async" and q.workers != 1:
+            raise ConfigurationError(
+                "%s: queues.%s.workers: an async queue runs one event loop "
+                "per consumer process: set concurrency, not workers (%d)"
+                % (where, q.name, q.workers))
         if (q.soft_time_limit and q.time_limit
                 and q.soft_time_limit >= q.time_limit):
             raise ConfigurationError(

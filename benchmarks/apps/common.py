@@ -37,6 +37,15 @@ def sleep(token, seconds: float) -> None:
     record(token, t_start=start)
 
 
+async def asleep(token, seconds: float) -> None:
+    """``await asyncio.sleep(seconds)`` (a stand-in for a remote call); the
+    start time is recorded."""
+    import asyncio
+    start = time.time()
+    await asyncio.sleep(seconds)
+    record(token, t_start=start)
+
+
 def probe(token, t_enq: float) -> None:
     """Record when this task started, next to when it was enqueued."""
     record(token, t_enq, time.time())

@@ -2,8 +2,9 @@
 
 The profile comes from ``HUEYQ_PROFILE`` (a file the harness writes, or a
 built-in name). Every enabled queue ``q`` gets ``noop_q``, ``sleep_q`` and
-``probe_q``; the batch workload adds ``embed_one`` and ``embed_many`` on the
-first queue when ``BENCH_BATCH`` is set.
+``probe_q`` (an async queue only ``asleep_q``, an ``async def``); the
+batch workload adds ``embed_one`` and ``embed_many`` on the first queue
+when ``BENCH_BATCH`` is set.
 """
 
 import os
@@ -16,6 +17,11 @@ app = hueyq.App()
 tasks = {}
 
 for _queue in app.queues:
+    if app.profile.queues[_queue].worker_type == "async":
+        # An async queue runs only async def tasks.
+        tasks["asleep_" + _queue] = app.task(
+            queue=_queue, name="asleep_" + _queue)(common.asleep)
+        continue
     tasks["noop_" + _queue] = app.task(queue=_queue, name="noop_" + _queue)(
         common.noop)
     tasks["sleep_" + _queue] = app.task(queue=_queue, name="sleep_" + _queue)(

@@ -427,23 +427,43 @@ class Worker(BatchExecution, huey_consumer.Worker):
         started = time.time()
         name = task_name(task)
         self.log.started(task, lease, name, self.name, started)
+        job = self.job_context(task, lease)
+        timer = self._soft_limit_timer(job, name)
+        try:
+            self.run_job(task, lease, job, name, started, now,
+                         lambda: self.restart_expiry(task, lease))
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def job_context(self, task, lease, cancelled=None
+                    ) -> "job_context.JobContext":
+        """What ``task`` sees of its job (``hueyq.progress()``), with its
+        time limits; ``cancelled`` answers whether it was cancelled (by
+        default the revoke key, read at every progress())."""
         seq = change_seq(lease.seq, STARTED)
         job = job_context.JobContext(
             id=task.id, task=task, queue=self.ctx.queue,
             attempt=lease.redeliveries + 1,
             report=lambda jid, pct, msg: self.log.progress(jid, pct, msg,
                                                                seq),
-            cancelled=lambda: self._cancelled(task),
+            cancelled=cancelled or (lambda: self._cancelled(task)),
             interval=self.ctx.progress_interval, hold=self.hold)
-        _mark_when_run(task, job)
         job.soft_time_limit, job.time_limit = self._time_limits(task)
-        timer = self._soft_limit_timer(job, name)
+        return job
+
+    def run_job(self, task, lease, job, name: str, started: float,
+                now=None, before=None) -> None:
+        """huey's execute() of ``task`` on this thread (``before`` first),
+        then its record and ack."""
+        _mark_when_run(task, job)
         job_context.set_current(job)
         job_context.set_leased(task.id, lease.revoked)
         joblog.follow(task.id)
         broken = None
         try:
-            self.restart_expiry(task, lease)
+            if before is not None:
+                before()
             self.huey.execute(task, now)
         except Exception as exc:
             # Not the task failing (huey records that) but huey's own
@@ -451,8 +471,6 @@ class Worker(BatchExecution, huey_consumer.Worker):
             # away mid-task. Redeliver rather than guess at the outcome.
             broken = exc
         finally:
-            if timer is not None:
-                timer.cancel()
             trail = joblog.unfollow()
             job_context.set_current(None)
             job_context.set_leased(None)
@@ -625,7 +643,7 @@ def _mark_when_run(task, job) -> None:
         try:
             return body()
         finally:
-            job.ran, job.ran_at = True, time.time()
+            job.ran, job.ran_at = True, job.ran_at or time.time()
     task.execute = execute
 
 
@@ -722,7 +740,11 @@ class Consumer(huey_consumer.Consumer):
         return True
 
     def _create_worker(self):
-        return self.worker_class(
+        worker_class = self.worker_class
+        if self.context.worker_type == "async":
+            from hueyq.runtime.aioworker import AsyncWorker
+            worker_class = AsyncWorker
+        return worker_class(
             huey=self.huey, stop_flag=self.stop_flag,
             default_delay=self.default_delay, max_delay=self.max_delay,
             backoff=self.backoff, max_tasks=self.max_tasks,
@@ -738,7 +760,7 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
     huey.storage.consumer_side()
     recorder = JobRecorder(huey, app.store,
                            flush_interval=app.profile.store.flush_interval)
-    if config.worker_type == "thread":
+    if config.worker_type != "process":
         recorder.connect()
     huey.signal()(collect_signal)
     context = WorkerContext(
@@ -755,7 +777,8 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
         context.thread_gpu = GpuLane(config.gpu_memory_fraction,
                                      config.torch_threads)
     consumer = Consumer(
-        huey, context, workers=config.workers, worker_type=config.worker_type,
+        huey, context, workers=config.workers,
+        worker_type=_huey_worker_type(config.worker_type),
         periodic=index == 0, initial_delay=0.1, backoff=1.5, max_delay=5.0,
         scheduler_interval=1, check_worker_health=True,
         health_check_interval=1, max_tasks=config.max_tasks or None,
@@ -773,6 +796,11 @@ def run_consumer(app, queue: str, index: int = 0) -> int:
                            queue)
     recorder.close()
     return 0
+
+
+def _huey_worker_type(worker_type: str) -> str:
+    # An async queue is one huey worker thread running an event loop.
+    return "process" if worker_type == "process" else "thread"
 
 
 def hand_back(app, queue: str, pid: int) -> int:

@@ -185,7 +185,7 @@ class RuntimeSampler(Sampler):
         if not root:
             return []
         config = self.profile.queues[slot.queue]
-        if config.worker_type == "thread":
+        if config.worker_type != "process":
             memory, rss = self._measure(root + self.descendants(slot.pid))
             return [Proc(slot.pid, slot.queue, "consumer", memory, rss)]
         out = [Proc(slot.pid, slot.queue, "consumer",

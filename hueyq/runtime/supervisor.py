@@ -110,9 +110,7 @@ class Supervisor:
                     self.app.queue_backend.describe(),
                     redact_url(self.profile.store.url))
         logger.info("queues: %s", ", ".join(
-            "%s (%d %s)" % (q, self.profile.queues[q].workers,
-                            self.profile.queues[q].worker_type)
-            for q in self.queues))
+            _workers_words(q, self.profile.queues[q]) for q in self.queues))
         if recovered:
             logger.warning("recovered %d leases left by dead workers",
                            recovered)
@@ -149,6 +147,7 @@ class Supervisor:
     def preflight(self) -> None:
         """Refuse to start on a backend that would lose tasks, or beside
         another runtime of this app on the same backend."""
+        self.app.check_worker_types(self.queues)
         storage = self.app.queue_backend.home
         storage.ping()
         self._claim(storage)
@@ -376,7 +375,7 @@ class Supervisor:
         workers = []
         for p in (samples.processes if samples else ()):
             config = self.profile.queues[p.queue]
-            runs_tasks = p.kind == "worker" or config.worker_type == "thread"
+            runs_tasks = p.kind == "worker" or config.worker_type != "process"
             workers.append({
                 "queue": p.queue, "pid": p.pid, "kind": p.kind,
                 "worker_type": config.worker_type,
@@ -462,3 +461,12 @@ class Supervisor:
             self.pool.remember(self.sampler)
             self._wake.wait(0.1)
             self._wake.clear()
+
+
+def _workers_words(queue: str, config) -> str:
+    """``high (2 thread)``, ``io (async, 200 at once)``: a queue's workers
+    in the supervisor's start-up line."""
+    if config.worker_type == "async":
+        return "%s (async, %d at once)" % (queue, config.concurrency)
+    return "%s (%d %s)" % (queue, config.workers, config.worker_type)
+

@@ -179,7 +179,7 @@ class Watchdog:
             candidates = [p for p in procs if p.pid not in self.recycling
                           and p.pid not in self.killed
                           and (p.kind == "worker"
-                               or queue.worker_type == "thread")]
+                               or queue.worker_type != "process")]
             if candidates:
                 largest = max(candidates, key=lambda p: p.memory)
                 self.recycling.add(largest.pid)
@@ -201,7 +201,7 @@ class Watchdog:
             queue = self.profile.queues.get(p.queue)
             if queue is None or p.pid in self.killed:
                 continue
-            runs_tasks = p.kind == "worker" or queue.worker_type == "thread"
+            runs_tasks = p.kind == "worker" or queue.worker_type != "process"
             if not runs_tasks:
                 continue
             hard, soft = queue.worker_memory_hard, queue.worker_memory_soft
