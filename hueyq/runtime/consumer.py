@@ -38,6 +38,7 @@ from huey import consumer as huey_consumer
 from hueyq import context as job_context
 from hueyq import jobs
 from hueyq import logs
+from hueyq import output as job_output
 from hueyq.logs import Outage
 from hueyq.backends import DEAD
 from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
@@ -434,7 +435,8 @@ class Worker(BatchExecution, huey_consumer.Worker):
             report=lambda jid, pct, msg: self.log.progress(jid, pct, msg,
                                                                seq),
             cancelled=lambda: self._cancelled(task),
-            interval=self.ctx.progress_interval, hold=self.hold)
+            interval=self.ctx.progress_interval, hold=self.hold,
+            output=self.output)
         _mark_when_run(task, job)
         job.soft_time_limit, job.time_limit = self._time_limits(task)
         timer = self._soft_limit_timer(job, name)
@@ -514,6 +516,10 @@ class Worker(BatchExecution, huey_consumer.Worker):
             since = time.time() - float(promoted)
             task.resolve_expires(self.huey.utc)
             task.expires_resolved -= datetime.timedelta(seconds=since)
+
+    def output(self, job_id: str, data) -> int:
+        """Append to a job's output stream (``hueyq.emit``)."""
+        return job_output.append(self.storage, self.ctx.app.profile, job_id, data)
 
     def _cancelled(self, task) -> bool:
         # Asked at every hueyq.progress(): a backend that is away must not
