@@ -117,13 +117,13 @@ def make_app(profile=None, name=None):
         the second half only once the file ``gate`` exists; then returns
         ``count`` or, with ``fail``, raises."""
         for i in range(count):
+            if i == count // 2:
+                hueyq.progress(50, "half way")
             if gate and i == count // 2:
                 deadline = time.monotonic() + 30
                 while not os.path.exists(gate) and \
                         time.monotonic() < deadline:
                     time.sleep(0.01)
-            if i == count // 2:
-                hueyq.progress(50, "half way")
             hueyq.emit("x" * size if size else "t%d" % i)
         if fail:
             raise ValueError("chatter failed after %d chunks" % count)
