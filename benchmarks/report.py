@@ -46,6 +46,10 @@ COLUMNS = {
     "enqueue": [("jobs", "jobs", "%d"), ("rate", "jobs/s", "%.0f"),
                 ("cpu_us_per_job", "producer CPU us/job", "%.1f"),
                 ("stored", "stored", "%d")],
+    "stream": [("p50_ms", "emit-to-SSE p50 ms", "%.2f"),
+               ("p99_ms", "emit-to-SSE p99 ms", "%.2f"),
+               ("max_ms", "max ms", "%.1f"), ("chunks", "chunks", "%d"),
+               ("dropped", "dropped", "%d")],
 }
 #: Bulk enqueue targets, jobs/s of one task.map call (issue 22).
 BULK_TARGETS = {"sqlite": 50_000, "redis": 30_000}
@@ -217,6 +221,10 @@ def targets(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
               med("latency", "hueyq", b, "idle_cpu_pct"), lambda v: v < 1.0)
         check("priority high p99 <= 10 ms", b,
               med("priority", "hueyq", b, "p99_ms"), lambda v: v <= 10)
+        check("stream emit-to-SSE p50 < 5 ms", b,
+              med("stream", "hueyq", b, "p50_ms"), lambda v: v < 5)
+        check("stream emit-to-SSE p99 < 20 ms", b,
+              med("stream", "hueyq", b, "p99_ms"), lambda v: v < 20)
         for system in ("hueyq", "hueyq-process"):
             check("crash: 0 lost (%s)" % system, b,
                   med("crash", system, b, "lost"), lambda v: v == 0, "%d")
