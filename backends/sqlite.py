@@ -36,6 +36,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import select
 import shutil
@@ -284,6 +285,18 @@ def _follow_tag(job_id: str) -> str:
     )[:20]
 
 
+def _sweep_followers(directory: str, most: int = 200) -> None:
+    """Remove FIFOs in ``directory`` that no process reads any more."""
+    for name in os.listdir(directory)[:most]:
+        path = os.path.join(directory, name)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK
+                             | os.O_NOFOLLOW | os.O_CLOEXEC))
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                _unlink_quiet(path)
+
+
 def _unlink_quiet(path: str) -> None:
     try:
         os.unlink(path)
@@ -296,11 +309,13 @@ class FifoWaiter(OutputWaiter):
     follows, its process and a random part, which every append to the job
     writes a byte to (:meth:`SqliteBackend._woken`). It holds a write end
     itself, so it never reads end-of-file while it is alive; once its
-    process is gone the next append finds no reader and removes it."""
+    process is gone, the next append to its job, or the next follower made,
+    finds no reader on it and removes it."""
 
     def __init__(self, backend, job_id: str, directory: str) -> None:
         super().__init__(backend, job_id)
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        _sweep_followers(directory)
         self.path = os.path.join(directory, "%s.%d.%s" % (
             _follow_tag(job_id), os.getpid(), os.urandom(6).hex()))
         os.mkfifo(self.path, files.FIFO_MODE)
@@ -314,8 +329,11 @@ class FifoWaiter(OutputWaiter):
             raise
 
     def wait(self, after: int, timeout: float) -> None:
+        # poll, not select: a web server's descriptors may pass 1024.
+        poller = select.poll()
+        poller.register(self._rfd, select.POLLIN)
         try:
-            ready, _, _ = select.select([self._rfd], [], [], max(timeout, 0))
+            ready = poller.poll(max(0, math.ceil(timeout * 1000)))
         except InterruptedError:
             return
         if ready:
