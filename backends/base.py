@@ -235,11 +235,14 @@ def report_bad(what: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class Chunk:
     """One chunk of a job's output stream: its number in the job's stream
-    (from 1), the JSON text ``hueyq.emit()`` stored and when (Unix time, on
-    the emitting worker's clock)."""
+    (from 1), the JSON text ``hueyq.emit()`` stored, when (Unix time, on
+    the emitting worker's clock) and the run of the job that emitted it
+    (the app's sequence number of its lease, see ``Lease.seq``: a job that
+    runs again under its id, a retry or a redelivery, has a larger one)."""
     seq: int
     data: str
     at: float
+    run: "int | None" = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -539,10 +542,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def append_output(self, job_id: str, data: str, max_chunks: int,
-                      max_bytes: int, ttl: float) -> int:
-        """Append ``data`` (JSON text, at most ``max_bytes`` long) to the
-        output stream of ``job_id`` in one atomic step and wake its
-        followers; returns the chunk's number (1, 2, ... per job). Past
+                      max_bytes: int, ttl: float, run: "int | None" = None
+                      ) -> int:
+        """Append ``data`` (JSON text, at most ``max_bytes`` long), emitted
+        by the run ``run`` of the job (:class:`Chunk`), to the output
+        stream of ``job_id`` in one atomic step and wake its followers;
+        returns the chunk's number (1, 2, ... per job). Past
         ``max_chunks`` chunks or ``max_bytes`` bytes (:func:`output_size`)
         the oldest chunks are dropped in the same step and counted. The
         stream is kept ``ttl`` seconds after its last append (Redis: a TTL;

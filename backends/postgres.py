@@ -82,7 +82,7 @@ _TABLES = [
     # Output streams of jobs (see hueyq.backends.sql), app-wide.
     "create table if not exists hueyq_output (app text not null,"
     " job_id text not null, seq bigint not null, data text not null,"
-    " size bigint not null, at double precision not null,"
+    " size bigint not null, at double precision not null, run bigint,"
     " primary key (app, job_id, seq))",
     "create table if not exists hueyq_output_head (app text not null,"
     " job_id text not null, seq bigint not null, chunks bigint not null,"

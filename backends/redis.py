@@ -130,8 +130,9 @@ def _lua_number(value):
 
 def _chunk(entry_id, fields) -> Chunk:
     seq = int(entry_id.split(b"-")[0])
+    run = fields.get(b"r") or None
     return Chunk(seq, fields[b"d"].decode("utf-8", "replace"),
-                 float(fields[b"t"]))
+                 float(fields[b"t"]), None if run is None else int(run))
 
 
 class _StreamWaiter(OutputWaiter):
@@ -822,13 +823,15 @@ class RedisBackend(Backend, RedisStorage):
                 + ":head"]
 
     def append_output(self, job_id: str, data: str, max_chunks: int,
-                      max_bytes: int, ttl: float) -> int:
+                      max_bytes: int, ttl: float, run: "int | None" = None
+                      ) -> int:
         """Append a chunk (one script: see ``lua/append_output.lua``); the
         stream expires ``ttl`` seconds after its last append."""
         return int(self._scripts["append_output"](
             keys=self._output_keys(job_id),
             args=[data, output_size(data), int(max_chunks), int(max_bytes),
-                  max(1, math.ceil(ttl)), repr(time.time())]))
+                  max(1, math.ceil(ttl)), repr(time.time()),
+                  "" if run is None else int(run)]))
 
     def read_output(self, job_id: str, after: int = 0, limit: int = 1000
                     ) -> OutputPage:

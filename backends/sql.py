@@ -31,15 +31,15 @@ _OUTPUT_HEAD = (
     " hueyq_output_head.chunks + 1, bytes = hueyq_output_head.bytes +"
     " excluded.bytes, updated_at = excluded.updated_at"
     " returning seq, chunks, bytes")
-_OUTPUT_INSERT = ("insert into hueyq_output (app, job_id, seq, data, size, at)"
-                  " values (?, ?, ?, ?, ?, ?)")
+_OUTPUT_INSERT = ("insert into hueyq_output (app, job_id, seq, data, size, at,"
+                  " run) values (?, ?, ?, ?, ?, ?, ?)")
 _OUTPUT_OLDEST = ("select seq, size from hueyq_output where app = ? and"
                   " job_id = ? order by seq limit 100")
 _OUTPUT_CUT = "delete from hueyq_output where app = ? and job_id = ? and seq <= ?"
 _OUTPUT_DROPPED = ("update hueyq_output_head set chunks = chunks - ?, bytes ="
                    " bytes - ?, dropped = dropped + ? where app = ? and"
                    " job_id = ?")
-_OUTPUT_READ = ("select seq, data, at from hueyq_output where app = ? and"
+_OUTPUT_READ = ("select seq, data, at, run from hueyq_output where app = ? and"
                 " job_id = ? and seq > ? order by seq limit ?")
 _OUTPUT_READ_HEAD = ("select seq, dropped from hueyq_output_head where"
                      " app = ? and job_id = ?")
@@ -95,7 +95,8 @@ class SqlBackend(Backend):
         return sql.replace("?", self.placeholder)
 
     def append_output(self, job_id: str, data: str, max_chunks: int,
-                      max_bytes: int, ttl: float) -> int:
+                      max_bytes: int, ttl: float, run: "int | None" = None
+                      ) -> int:
         """Append a chunk in one transaction (see Backend.append_output);
         the SQL backends keep streams until :meth:`purge_output`."""
         size = output_size(data)
@@ -105,7 +106,7 @@ class SqlBackend(Backend):
             curs.execute(self._q(_OUTPUT_HEAD), key + (size, time.time()))
             seq, chunks, total = curs.fetchone()
             curs.execute(self._q(_OUTPUT_INSERT),
-                         key + (seq, data, size, time.time()))
+                         key + (seq, data, size, time.time(), run))
             if chunks > max_chunks or total > max_bytes:
                 self._drop_oldest(curs, key, chunks - max_chunks,
                                   total - max_bytes)
@@ -153,7 +154,8 @@ class SqlBackend(Backend):
             if "no such table" not in str(exc):
                 raise
             return OutputPage([])  # a file from before output streams
-        chunks = [Chunk(int(seq), data, float(at)) for seq, data, at in rows]
+        chunks = [Chunk(int(seq), data, float(at), None if run is None
+                        else int(run)) for seq, data, at, run in rows]
         if not head:
             return OutputPage(chunks)
         last = max([int(head[0][0])] + [c.seq for c in chunks])

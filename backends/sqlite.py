@@ -105,7 +105,7 @@ _TABLES += _KEY_TABLES
 _OUTPUT_TABLES = [
     "create table if not exists hueyq_output (app text not null,"
     " job_id text not null, seq integer not null, data text not null,"
-    " size integer not null, at real not null,"
+    " size integer not null, at real not null, run integer,"
     " primary key (app, job_id, seq))",
     "create table if not exists hueyq_output_head (app text not null,"
     " job_id text not null, seq integer not null, chunks integer not null,"

@@ -63,8 +63,10 @@ def encode(data: Any) -> str:
     return text
 
 
-def append(storage, profile, job_id: str, data: Any) -> int:
-    """Append ``data`` to the stream of ``job_id`` through ``storage`` (any
+def append(storage, profile, job_id: str, data: Any,
+           run: "int | None" = None) -> int:
+    """Append ``data``, emitted by the run ``run`` of the job (its lease's
+    sequence number), to the stream of ``job_id`` through ``storage`` (any
     queue's storage of the app) under the profile's bound; the chunk's
     number."""
     text = encode(data)
@@ -74,7 +76,7 @@ def append(storage, profile, job_id: str, data: Any) -> int:
         raise OutputTooLarge("hueyq.emit(): a chunk of %d bytes is over "
                              "backend.output_max_bytes (%d)" % (size, limit))
     return storage.append_output(job_id, text, profile.backend.output_max_chunks,
-                                 limit, profile.store.retention_age)
+                                 limit, profile.store.retention_age, run)
 
 
 def _state_data(job) -> dict:
@@ -130,7 +132,7 @@ class Follower:
                 chunk.seq, self.job_id))
             found.append(Event("output", chunk.seq, {
                 "seq": chunk.seq, "data": data, "at": chunk.at,
-                "dropped": chunk.seq - self.after - 1}))
+                "run": chunk.run, "dropped": chunk.seq - self.after - 1}))
             self.after = chunk.seq
         return found
 

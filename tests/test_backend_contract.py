@@ -338,10 +338,12 @@ def test_output_is_numbered_read_after_a_seq_and_per_job(storage):
     assert [c.seq for c in storage.read_output(job, 1, limit=2).chunks] == \
         [2, 3]
     assert storage.read_output(job, after=5).chunks == []
+    assert {c.run for c in page.chunks} == {None}
     other = uuid.uuid4().hex
-    assert storage.append_output(other, "1", 100, 10_000, 60) == 1
+    assert storage.append_output(other, "1", 100, 10_000, 60, run=7) == 1
     # A job's stream is the app's: any queue's storage reads it.
     assert storage.read_output(other).last_seq == 1
+    assert storage.read_output(other).chunks[0].run == 7
 
 
 def test_output_drops_its_oldest_chunks_past_the_bound(storage):

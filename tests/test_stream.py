@@ -178,6 +178,17 @@ def test_the_bound_drops_the_oldest_chunks_and_says_so(served):
     assert app.output(huge.id).last_seq == 0
 
 
+def test_a_job_that_runs_again_appends_its_new_runs_chunks(app, inline,
+                                                          tmp_path):
+    handle = app.tasks.chatter_again(str(tmp_path / "flag"))
+    inline(app, "high").run()
+    assert app.job(handle.id).state == "complete"
+    outputs = [e.data for e in app.events(handle.id) if e.kind == "output"]
+    assert [d["data"] for d in outputs] == ["first", "second"]
+    assert [d["seq"] for d in outputs] == [1, 2]
+    assert outputs[0]["run"] < outputs[1]["run"]
+
+
 def _follow(profile, job_id: str, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(HERE), HUEYQ_PROFILE=str(profile))
     return subprocess.run([sys.executable, "-m", "hueyq", "job", job_id,

@@ -2,12 +2,12 @@
 -- ids are "<seq>-0") and its head hash (seq, bytes, dropped); past the
 -- bound drop the oldest chunks, counting them; both keys live ttl seconds
 -- after the last append.
--- KEYS: stream head  ARGV: data size max_chunks max_bytes ttl at
+-- KEYS: stream head  ARGV: data size max_chunks max_bytes ttl at run
 local size = tonumber(ARGV[2])
 local seq = redis.call('hincrby', KEYS[2], 'seq', 1)
 local bytes = redis.call('hincrby', KEYS[2], 'bytes', size)
 redis.call('xadd', KEYS[1], seq .. '-0', 'd', ARGV[1], 's', ARGV[2],
-  't', ARGV[6])
+  't', ARGV[6], 'r', ARGV[7])
 local chunks = redis.call('xlen', KEYS[1])
 local max_chunks = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[4])

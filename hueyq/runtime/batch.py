@@ -84,8 +84,11 @@ class BatchExecution:
         def report(job_id, percent, message):
             for each, seq in seqs.items():
                 self.log.progress(each, percent, message, seq)
+        runs = {task.id: lease.seq for task, lease in batch}
+
         def emit(job_id, data):
-            return [self.output(each, data) for each in seqs][-1]
+            return [self.output(each, data, run)
+                    for each, run in runs.items()][-1]
         job = job_context.JobContext(
             id=batch[0][0].id, task=batch[0][0], queue=self.ctx.queue,
             attempt=1, report=report, cancelled=lambda: False,

@@ -436,7 +436,7 @@ class Worker(BatchExecution, huey_consumer.Worker):
                                                                seq),
             cancelled=lambda: self._cancelled(task),
             interval=self.ctx.progress_interval, hold=self.hold,
-            output=self.output)
+            output=lambda jid, data: self.output(jid, data, lease.seq))
         _mark_when_run(task, job)
         job.soft_time_limit, job.time_limit = self._time_limits(task)
         timer = self._soft_limit_timer(job, name)
@@ -517,9 +517,11 @@ class Worker(BatchExecution, huey_consumer.Worker):
             task.resolve_expires(self.huey.utc)
             task.expires_resolved -= datetime.timedelta(seconds=since)
 
-    def output(self, job_id: str, data) -> int:
-        """Append to a job's output stream (``hueyq.emit``)."""
-        return job_output.append(self.storage, self.ctx.app.profile, job_id, data)
+    def output(self, job_id: str, data, run: "int | None" = None) -> int:
+        """Append to a job's output stream (``hueyq.emit``) for its run
+        ``run`` (the lease's sequence number)."""
+        return job_output.append(self.storage, self.ctx.app.profile, job_id,
+                                 data, run)
 
     def _cancelled(self, task) -> bool:
         # Asked at every hueyq.progress(): a backend that is away must not

@@ -129,6 +129,16 @@ def make_app(profile=None, name=None):
             raise ValueError("chatter failed after %d chunks" % count)
         return count
 
+    @app.task(queue="high", retries=1, retry_delay=0)
+    def chatter_again(flag):
+        """Emits "first" and fails on its first run, "second" on its retry."""
+        if not os.path.exists(flag):
+            hueyq.emit("first")
+            open(flag, "w").close()
+            raise ConnectionError("first run fails")
+        hueyq.emit("second")
+        return "ok"
+
     @app.task(queue="high", retries=0)
     def stamper(count, pause=0.02):
         """Emits ``count`` chunks holding the time each was emitted (for
