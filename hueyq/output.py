@@ -14,7 +14,8 @@ A :class:`Follower` turns the stream, and the job's record, into
 :class:`Event` s: ``state`` (on start and at every change of state),
 ``progress`` (at every change of progress or message) and ``output`` (each
 chunk, in order), ending after the state event of a finished job, which comes
-after every chunk the job emitted. Every event's ``id`` is the number of the
+after every chunk the job emitted and once the store has the job's record
+(its error, its end time: up to a store flush after the backend knew). Every event's ``id`` is the number of the
 newest chunk delivered so far, so a follower started ``after`` that number
 (SSE's ``Last-Event-ID``) gets only later chunks. It blocks on the backend's
 wake-up (:meth:`Backend.output_waiter`) between chunks, and looks at the
@@ -38,6 +39,9 @@ from hueyq.jobs import FINISHED
 
 #: The kinds of events a follower hands out.
 KINDS = ("state", "progress", "output")
+#: Seconds a follower waits for the store's record of a job the backend
+#: says has finished, so the final state event carries its error.
+SETTLE = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Follower:
         self._job = app.job(job_id, history=False)
         self._sent: "dict[str, Any]" = {}
         self._look_at = 0.0
+        self._settle_by: "float | None" = None
         self.waiter = app.queue_backend.output_waiter(job_id)
 
     def step(self, timeout: float = 1.0) -> "list[Event]":
@@ -147,6 +152,8 @@ class Follower:
         if job.progress is not None and self._sent.get("progress") != progress:
             self._sent["progress"] = progress
             found.append(Event("progress", self.after, progress))
+        if job.state in FINISHED and not self._settled(job):
+            return found
         if self._sent.get("state") != job.state:
             self._sent["state"] = job.state
             if job.state in FINISHED:
@@ -154,6 +161,20 @@ class Follower:
                 self.done = True
             found.append(Event("state", self.after, _state_data(job)))
         return found
+
+    def _settled(self, job) -> bool:
+        """Whether a finished job's record (its error, its end time) is
+        written: the backend knows a job ended up to a store flush before
+        the store does. Looked at again shortly; past ``SETTLE`` seconds
+        the job ends as it is (a store that does not write)."""
+        if job.finished_at is not None and \
+                job.finished_at >= (job.started_at or 0):
+            return True
+        now = time.monotonic()
+        if self._settle_by is None:
+            self._settle_by = now + SETTLE
+        self._look_at = min(self._look_at, now + 0.05)
+        return now >= self._settle_by
 
     def _drain(self) -> "list[Event]":
         found = []

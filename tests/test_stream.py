@@ -171,10 +171,14 @@ def test_the_bound_drops_the_oldest_chunks_and_says_so(served):
     page = app.output(wide.id)
     assert [c.seq for c in page.chunks] == [5, 6]
     assert page.dropped == 4
-    failed = app.job(huge.id)
-    assert failed.state == "failed"
-    assert "OutputTooLarge" in failed.error and \
-        "backend.output_max_bytes (64)" in failed.error
+    # The state comes from the backend at once, the error with the store's
+    # next flush; the stream's final state event waits for it.
+    sse = Sse(base + "/api/jobs/%s/stream" % huge.id)
+    failed = [d for _, k, d in sse.events() if k == "state"][-1]
+    sse.close()
+    assert failed["state"] == "failed"
+    assert "OutputTooLarge" in failed["error"] and \
+        "backend.output_max_bytes (64)" in failed["error"]
     assert app.output(huge.id).last_seq == 0
 
 
