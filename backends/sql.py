@@ -35,7 +35,8 @@ _OUTPUT_INSERT = ("insert into hueyq_output (app, job_id, seq, data, size, at,"
                   " run) values (?, ?, ?, ?, ?, ?, ?)")
 _OUTPUT_OLDEST = ("select seq, size from hueyq_output where app = ? and"
                   " job_id = ? order by seq limit 100")
-_OUTPUT_CUT = "delete from hueyq_output where app = ? and job_id = ? and seq <= ?"
+_OUTPUT_CUT = ("delete from hueyq_output where app = ? and job_id = ? and"
+               " seq <= ?")
 _OUTPUT_DROPPED = ("update hueyq_output_head set chunks = chunks - ?, bytes ="
                    " bytes - ?, dropped = dropped + ? where app = ? and"
                    " job_id = ?")

@@ -96,4 +96,4 @@ class Unsupported(HueyqError, NotImplementedError):
 
 
 class OutputTooLarge(HueyqError, ValueError):
-    """A chunk passed to ``hueyq.emit()`` is over ``backend.output_max_bytes``."""
+    """A chunk given to ``hueyq.emit()`` is over ``backend.output_max_bytes``."""

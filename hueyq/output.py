@@ -15,9 +15,10 @@ A :class:`Follower` turns the stream, and the job's record, into
 ``progress`` (at every change of progress or message) and ``output`` (each
 chunk, in order), ending after the state event of a finished job, which comes
 after every chunk the job emitted and once the store has the job's record
-(its error, its end time: up to a store flush after the backend knew). Every event's ``id`` is the number of the
-newest chunk delivered so far, so a follower started ``after`` that number
-(SSE's ``Last-Event-ID``) gets only later chunks. It blocks on the backend's
+(its error, its end time: up to a store flush after the backend knew).
+Every event's ``id`` is the number of the newest chunk delivered so far, so
+a follower started ``after`` that number (SSE's ``Last-Event-ID``) gets only
+later chunks. It blocks on the backend's
 wake-up (:meth:`Backend.output_waiter`) between chunks, and looks at the
 job's state and progress every ``FOLLOW_INTERVAL``. :func:`events` and
 :func:`aevents` (``app.events(id)``, ``async for ... in app.aevents(id)``)
@@ -79,8 +80,9 @@ def append(storage, profile, job_id: str, data: Any,
     if size > limit:
         raise OutputTooLarge("hueyq.emit(): a chunk of %d bytes is over "
                              "backend.output_max_bytes (%d)" % (size, limit))
-    return storage.append_output(job_id, text, profile.backend.output_max_chunks,
-                                 limit, profile.store.retention_age, run)
+    return storage.append_output(job_id, text,
+                                 profile.backend.output_max_chunks, limit,
+                                 profile.store.retention_age, run)
 
 
 def _state_data(job) -> dict:
