@@ -24,7 +24,8 @@ from typing import Any, Callable
 from hueyq import urls
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  PENDING, RUNNING, SCHEDULED, STATES, Backend,
-                                 Finding, Lease, MessageInfo, clean_meta,
+                                 Chunk, Finding, Lease, MessageInfo,
+                                 OutputPage, OutputWaiter, clean_meta,
                                  message_fields, read_json, report_bad,
                                  split_name)
 from hueyq.exceptions import BackendFull
@@ -33,7 +34,8 @@ from hueyq.exceptions import ConfigurationError
 from hueyq.exceptions import QueueNotFound
 
 __all__ = ["DEAD", "DONE", "HEAD_BYTES", "PAUSE_PREFIX", "PENDING", "RUNNING",
-           "SCHEDULED", "STATES", "Backend", "Finding", "Lease", "MessageInfo",
+           "SCHEDULED", "STATES", "Backend", "Chunk", "Finding", "Lease",
+           "MessageInfo", "OutputPage", "OutputWaiter",
            "clean_meta", "message_fields", "read_json", "report_bad",
            "split_name", "Scheme", "SCHEMES", "register_scheme",
            "backend_class", "check_url", "open_storage", "driver_errors",
@@ -202,6 +204,26 @@ class AppBackend:
     def delete_record(self, key: str) -> None:
         """Remove a record of the app."""
         self.home.delete_record(key)
+
+    # ------------------------------------------------------------ output
+
+    def read_output(self, job_id: str, after: int = 0, limit: int = 1000
+                    ) -> OutputPage:
+        """Chunks of a job's output stream after ``after`` (see
+        Backend.read_output)."""
+        return self.home.read_output(job_id, after, limit)
+
+    def output_waiter(self, job_id: str) -> OutputWaiter:
+        """A waiter for new chunks of a job's output (the caller closes it)."""
+        return self.home.output_waiter(job_id)
+
+    def delete_output(self, job_ids) -> int:
+        """Delete the output streams of these jobs."""
+        return self.home.delete_output(job_ids)
+
+    def purge_output(self, before: float) -> int:
+        """Delete output streams last appended to before ``before``."""
+        return self.home.purge_output(before)
 
     # ------------------------------------------------------------ health
 

@@ -36,6 +36,12 @@ top of them huey's listing and schedule API. The interface, by group:
   documents with a lifetime, such as the supervisor's status; their age is
   counted on the backend's own clock (this host's monotonic clock for a
   SQLite file, the server's for Redis), never by comparing hosts' clocks;
+* output (``append_output``, ``read_output``, ``output_waiter``,
+  ``delete_output``, ``purge_output``): each job's output stream, the
+  chunks ``hueyq.emit()`` appends (JSON text), numbered from 1 per job and
+  bounded (the oldest dropped past a number of chunks or of bytes, the
+  count of dropped ones kept), kept for the result retention, and a
+  wake-up that lets a follower block until a chunk is appended;
 * ``health()``: findings about the backend's own configuration, with
   ``ping``, ``describe``, ``explain``, ``claim``, ``identity`` and
   ``checkpoint`` for the runtime and the CLI.
@@ -52,6 +58,7 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from typing import Any
 
 from hueyq.owner import parse_owner
@@ -223,6 +230,61 @@ def report_bad(what: str) -> None:
     if what not in _reported and len(_reported) < 1000:
         _reported.add(what)
         logger.warning("skipped an unreadable record: %s", what)
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """One chunk of a job's output stream: its number in the job's stream
+    (from 1), the JSON text ``hueyq.emit()`` stored, when (Unix time, on
+    the emitting worker's clock) and the run of the job that emitted it
+    (the app's sequence number of its lease, see ``Lease.seq``: a job that
+    runs again under its id, a retry or a redelivery, has a larger one)."""
+    seq: int
+    data: str
+    at: float
+    run: "int | None" = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputPage:
+    """What :meth:`Backend.read_output` found: the chunks after the one
+    asked for (oldest first), the number of the newest chunk appended so far
+    (0: none) and how many the bound has dropped from the stream in all."""
+    chunks: "list[Chunk]"
+    last_seq: int = 0
+    dropped: int = 0
+
+
+class OutputWaiter:
+    """Blocks a follower of one job's output until a chunk may have been
+    appended. This one polls (the fallback where a backend has no wake-up
+    it can use); backends hand out their own."""
+
+    #: Seconds between two looks of the polling fallback.
+    interval = 0.05
+
+    def __init__(self, backend: "Backend", job_id: str) -> None:
+        self.backend = backend
+        self.job_id = job_id
+
+    def wait(self, after: int, timeout: float) -> None:
+        """Return once a chunk after ``after`` may be there, or after
+        ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.backend.read_output(self.job_id, after, 1).last_seq \
+                <= after:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(self.interval, left))
+
+    def close(self) -> None:
+        """Let the wake-up go."""
+
+
+def output_size(data: str) -> int:
+    """The bytes a chunk counts against the bound: its UTF-8 length."""
+    return len(data.encode("utf-8"))
 
 
 class Backend(abc.ABC):
@@ -485,6 +547,42 @@ class Backend(abc.ABC):
         """Live records of this app whose key starts with ``prefix``."""
         return {key: value for key, (value, _) in
                 self.record_ages(prefix).items()}
+
+    # ------------------------------------------------------------ output
+
+    @abc.abstractmethod
+    def append_output(self, job_id: str, data: str, max_chunks: int,
+                      max_bytes: int, ttl: float, run: "int | None" = None
+                      ) -> int:
+        """Append ``data`` (JSON text, at most ``max_bytes`` long), emitted
+        by the run ``run`` of the job (:class:`Chunk`), to the output
+        stream of ``job_id`` in one atomic step and wake its followers;
+        returns the chunk's number (1, 2, ... per job). Past
+        ``max_chunks`` chunks or ``max_bytes`` bytes (:func:`output_size`)
+        the oldest chunks are dropped in the same step and counted. The
+        stream is kept ``ttl`` seconds after its last append (Redis: a TTL;
+        SQL backends: :meth:`purge_output`, run by the retention task)."""
+
+    @abc.abstractmethod
+    def read_output(self, job_id: str, after: int = 0, limit: int = 1000
+                    ) -> OutputPage:
+        """Up to ``limit`` chunks of ``job_id``'s stream numbered over
+        ``after``, oldest first (an empty page for a job with none)."""
+
+    @abc.abstractmethod
+    def output_waiter(self, job_id: str) -> OutputWaiter:
+        """A waiter that blocks until a chunk of ``job_id`` is appended
+        (SQLite: a FIFO per follower; Redis: a blocking ``XREAD``;
+        PostgreSQL: ``LISTEN``); the caller closes it."""
+
+    @abc.abstractmethod
+    def delete_output(self, job_ids) -> int:
+        """Delete the output streams of these jobs; how many there were."""
+
+    @abc.abstractmethod
+    def purge_output(self, before: float) -> int:
+        """Delete output streams last appended to before ``before`` (Unix
+        time); how many (0 where the backend expires them itself)."""
 
     # ------------------------------------------------------------ health
 

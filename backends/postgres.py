@@ -21,6 +21,7 @@ by its lock; a forked child opens its own), one more per waiting thread.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -31,7 +32,8 @@ from huey.storage import PostgresStorage
 
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  PENDING, RUNNING, SCHEDULED,
-                                 Finding, Lease, MessageInfo, clean_meta,
+                                 Finding, Lease, MessageInfo, OutputWaiter,
+                                 clean_meta,
                                  message_fields, read_json, report_bad,
                                  split_name)
 from hueyq.backends.sql import SqlBackend
@@ -77,6 +79,17 @@ _TABLES = [
     " not null, primary key (queue, key))",
     "create index if not exists hueyq_key_expires on hueyq_key"
     " (queue, expires)",
+    # Output streams of jobs (see hueyq.backends.sql), app-wide.
+    "create table if not exists hueyq_output (app text not null,"
+    " job_id text not null, seq bigint not null, data text not null,"
+    " size bigint not null, at double precision not null, run bigint,"
+    " primary key (app, job_id, seq))",
+    "create table if not exists hueyq_output_head (app text not null,"
+    " job_id text not null, seq bigint not null, chunks bigint not null,"
+    " bytes bigint not null, dropped bigint not null,"
+    " updated_at double precision not null, primary key (app, job_id))",
+    "create index if not exists hueyq_output_head_updated on"
+    " hueyq_output_head (app, updated_at)",
 ]
 #: Serialises ``create table if not exists`` among processes (PostgreSQL
 #: lets two of them race on the catalog otherwise).
@@ -555,6 +568,31 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         except (psycopg.Error, BackendUnavailable):
             time.sleep(timeout)
 
+    # ------------------------------------------------------------ output
+
+    @property
+    def output_channel(self) -> str:
+        """The channel appends to this app's output streams notify, with
+        the job id as payload (at most 63 bytes, as every channel name)."""
+        channel = "hueyq.o.%s" % self.app_name
+        if len(channel.encode("utf-8")) > 63:
+            channel = "hueyq.o.%s" % hashlib.md5(
+                self.app_name.encode("utf-8")).hexdigest()
+        return channel
+
+    def _wake_output(self, curs, job_id: str) -> None:
+        # Delivered when the append commits, not before.
+        curs.execute("select pg_notify(%s, %s)", (self.output_channel,
+                                                   job_id))
+
+    def output_waiter(self, job_id: str) -> OutputWaiter:
+        """``LISTEN`` on the app's output channel, on a connection of its
+        own; polling when none can be opened."""
+        try:
+            return _ListenWaiter(self, job_id)
+        except (psycopg.Error, BackendUnavailable):
+            return OutputWaiter(self, job_id)
+
     # ------------------------------------------------------------ listing
 
     def list_messages(self, state: str, limit: "int | None" = 50,
@@ -810,6 +848,30 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         if "No space left" in text or "disk full" in text:
             return "the disk of %s is full" % where
         return "%s: %s" % (where, redact_url(text))
+
+
+class _ListenWaiter(OutputWaiter):
+    """A follower's wake-up on PostgreSQL: ``LISTEN`` on the app's output
+    channel, woken by the notifications that name its job."""
+
+    def __init__(self, backend: "PostgresBackend", job_id: str) -> None:
+        super().__init__(backend, job_id)
+        self._conn = backend._connect()
+        self._conn.execute('listen "%s"' % backend.output_channel.replace(
+            '"', '""'))
+
+    def wait(self, after: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for note in self._conn.notifies(timeout=left, stop_after=1):
+                if note.payload == self.job_id:
+                    return
+
+    def close(self) -> None:
+        self.backend._close_quiet(self._conn)
 
 
 def _check_state(state: str) -> str:

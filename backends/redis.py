@@ -22,6 +22,7 @@ is let finish by Redis, so leases, acks and the heartbeat go on.
 """
 
 import json
+import math
 import os
 import time
 
@@ -29,9 +30,10 @@ from huey.storage import RedisStorage
 
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  PENDING, RUNNING, SCHEDULED, Backend,
-                                 Finding, Lease, MessageInfo, clean_meta,
-                                 message_fields, read_json, report_bad,
-                                 split_name)
+                                 Chunk, Finding, Lease, MessageInfo,
+                                 OutputPage, OutputWaiter, clean_meta,
+                                 message_fields, output_size, read_json,
+                                 report_bad, split_name)
 from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError)
@@ -100,6 +102,7 @@ _SCRIPT_PARTS = {
     "relabel": ("load_info", "relabel"),
     "delete_dead": ("delete_dead",),
     "put_record": ("put_record",),
+    "append_output": ("append_output",),
 }
 _LUA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lua")
 
@@ -123,6 +126,23 @@ def _lua_number(value):
     if isinstance(value, float):
         return float("%.14g" % value)
     return value
+
+
+def _chunk(entry_id, fields) -> Chunk:
+    seq = int(entry_id.split(b"-")[0])
+    run = fields.get(b"r") or None
+    return Chunk(seq, fields[b"d"].decode("utf-8", "replace"),
+                 float(fields[b"t"]), None if run is None else int(run))
+
+
+class _StreamWaiter(OutputWaiter):
+    """A follower's wake-up on Redis: ``XREAD BLOCK`` on the job's stream
+    from the chunk it has (a stream not created yet is waited for too)."""
+
+    def wait(self, after: int, timeout: float) -> None:
+        key = self.backend.output_prefix + self.job_id
+        self.backend.conn.xread({key: "%d-0" % int(after)}, count=1,
+                                block=max(1, int(timeout * 1000)))
 
 
 def _memory_finding(memory: dict) -> Finding:
@@ -202,6 +222,8 @@ class RedisBackend(Backend, RedisStorage):
             "ids", "wake", "paused", "flags", "keys", "keyexp")}
         self.keys["seq"] = base + "seq"
         self.keys["records"] = base + "records"
+        #: A job's output stream and its head, by job id.
+        self.output_prefix = base + "out:"
         # Results, revokes and locks: one namespace per app, so a result is
         # found from any queue's huey.
         self.result_key = base + "results"
@@ -812,6 +834,49 @@ class RedisBackend(Backend, RedisStorage):
     def delete_record(self, key: str) -> None:
         """Remove a record of this app."""
         self.conn.hdel(self.keys["records"], key)
+
+    # ------------------------------------------------------------ output
+
+    def _output_keys(self, job_id: str) -> list:
+        return [self.output_prefix + job_id, self.output_prefix + job_id
+                + ":head"]
+
+    def append_output(self, job_id: str, data: str, max_chunks: int,
+                      max_bytes: int, ttl: float, run: "int | None" = None
+                      ) -> int:
+        """Append a chunk (one script: see ``lua/append_output.lua``); the
+        stream expires ``ttl`` seconds after its last append."""
+        return int(self._scripts["append_output"](
+            keys=self._output_keys(job_id),
+            args=[data, output_size(data), int(max_chunks), int(max_bytes),
+                  max(1, math.ceil(ttl)), repr(time.time()),
+                  "" if run is None else int(run)]))
+
+    def read_output(self, job_id: str, after: int = 0, limit: int = 1000
+                    ) -> OutputPage:
+        """Chunks numbered over ``after`` (entry ids ``<seq>-0``, so the
+        range starts at ``<after>-1``), oldest first."""
+        stream, head = self._output_keys(job_id)
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.hmget(head, "seq", "dropped")
+        pipe.xrange(stream, "%d-1" % int(after), "+", count=int(limit))
+        (seq, dropped), entries = pipe.execute()
+        chunks = [_chunk(entry_id, fields) for entry_id, fields in entries]
+        last = max([int(seq or 0)] + [c.seq for c in chunks])
+        return OutputPage(chunks, last, int(dropped or 0))
+
+    def output_waiter(self, job_id: str) -> OutputWaiter:
+        """Blocks in ``XREAD BLOCK`` on the job's stream."""
+        return _StreamWaiter(self, job_id)
+
+    def delete_output(self, job_ids) -> int:
+        """Delete the output streams of these jobs."""
+        keys = [k for job_id in job_ids for k in self._output_keys(job_id)]
+        return self.conn.delete(*keys) // 2 if keys else 0
+
+    def purge_output(self, before: float) -> int:
+        """Nothing to do: streams expire by themselves (their TTL)."""
+        return 0
 
     # ------------------------------------------------------------ health
 

@@ -37,8 +37,10 @@ import atexit
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import logging
+import math
 import os
 import select
 import shutil
@@ -53,7 +55,8 @@ from hueyq import defaults
 from hueyq import files
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  PENDING, RUNNING, SCHEDULED,
-                                 Finding, Lease, MessageInfo, clean_meta,
+                                 Finding, Lease, MessageInfo, OutputWaiter,
+                                 clean_meta,
                                  message_fields, read_json, report_bad,
                                  split_name)
 from hueyq.backends.sql import SqlBackend
@@ -102,6 +105,20 @@ _KEY_TABLES = [
     " (queue, expires)",
 ]
 _TABLES += _KEY_TABLES
+# Output streams of jobs (see hueyq.backends.sql), app-wide like results.
+_OUTPUT_TABLES = [
+    "create table if not exists hueyq_output (app text not null,"
+    " job_id text not null, seq integer not null, data text not null,"
+    " size integer not null, at real not null, run integer,"
+    " primary key (app, job_id, seq))",
+    "create table if not exists hueyq_output_head (app text not null,"
+    " job_id text not null, seq integer not null, chunks integer not null,"
+    " bytes integer not null, dropped integer not null,"
+    " updated_at real not null, primary key (app, job_id))",
+    "create index if not exists hueyq_output_head_updated on"
+    " hueyq_output_head (app, updated_at)",
+]
+_TABLES += _OUTPUT_TABLES
 
 _NOT_PAUSED = ("not exists (select 1 from hueyq_flag where queue = ?"
                " and name glob 'paused:*')")
@@ -274,6 +291,78 @@ def open_own(path: str, flags: int, is_kind, what: str) -> "int | None":
     return fd
 
 
+def _follow_tag(job_id: str) -> str:
+    return hashlib.sha1(job_id.encode("utf-8", "surrogatepass")).hexdigest(
+    )[:20]
+
+
+def _sweep_followers(directory: str, most: int = 200) -> None:
+    """Remove FIFOs in ``directory`` that no process reads any more."""
+    for name in os.listdir(directory)[:most]:
+        path = os.path.join(directory, name)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK
+                             | os.O_NOFOLLOW | os.O_CLOEXEC))
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                _unlink_quiet(path)
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class FifoWaiter(OutputWaiter):
+    """A follower's wake-up on SQLite: a FIFO named after the job it
+    follows, its process and a random part, which every append to the job
+    writes a byte to (:meth:`SqliteBackend._woken`). It holds a write end
+    itself, so it never reads end-of-file while it is alive; once its
+    process is gone, the next append to its job, or the next follower made,
+    finds no reader on it and removes it."""
+
+    def __init__(self, backend, job_id: str, directory: str) -> None:
+        super().__init__(backend, job_id)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        _sweep_followers(directory)
+        self.path = os.path.join(directory, "%s.%d.%s" % (
+            _follow_tag(job_id), os.getpid(), os.urandom(6).hex()))
+        os.mkfifo(self.path, files.FIFO_MODE)
+        try:
+            self._rfd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK
+                                | os.O_NOFOLLOW | os.O_CLOEXEC)
+            self._wfd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK
+                                | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            _unlink_quiet(self.path)
+            raise
+
+    def wait(self, after: int, timeout: float) -> None:
+        # poll, not select: a web server's descriptors may pass 1024.
+        poller = select.poll()
+        poller.register(self._rfd, select.POLLIN)
+        try:
+            ready = poller.poll(max(0, math.ceil(timeout * 1000)))
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while os.read(self._rfd, 4096):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
+
+    def close(self) -> None:
+        if self._rfd is None:
+            return
+        _unlink_quiet(self.path)
+        for fd in (self._rfd, self._wfd):
+            os.close(fd)
+        self._rfd = self._wfd = None
+
+
 def _refuse(path: str, what: str, why: str) -> None:
     if path not in _refused:
         _refused.add(path)
@@ -288,6 +377,7 @@ class SqliteBackend(SqlBackend, SqliteStorage):
 
     ddl = _TABLES
     driver_errors = (sqlite3.Error,)
+    missing_table = (sqlite3.OperationalError,)
 
     @classmethod
     def from_url(cls, url: str, name: str, **options) -> "SqliteBackend":
@@ -314,6 +404,8 @@ class SqliteBackend(SqlBackend, SqliteStorage):
         self._wake_path = "%s.%s.wake" % (filename, name)
         self._results_dir = "%s.%s.results" % (filename, self.app_name)
         self._result_fds = None
+        #: Where followers of jobs' output keep their FIFOs.
+        self._follow_dir = "%s.%s.follow" % (filename, self.app_name)
         self._wake_fds = None
         self._wake_pid = None
         self._notify_fd = None
@@ -513,6 +605,48 @@ class SqliteBackend(SqlBackend, SqliteStorage):
             for ddl in _KEY_TABLES:
                 curs.execute(ddl)
             self._keys_ready = True
+
+    def _ensure_output(self, curs) -> None:
+        # As _ensure_keys: a file from before output streams.
+        if not getattr(self, "_output_ready", False):
+            for ddl in _OUTPUT_TABLES:
+                curs.execute(ddl)
+            self._output_ready = True
+
+    def _woken(self, job_id: str) -> None:
+        """One byte into the FIFO of each follower of the job; a FIFO whose
+        follower is gone (no reader) is removed."""
+        tag = _follow_tag(job_id) + "."
+        try:
+            names = [n for n in os.listdir(self._follow_dir)
+                     if n.startswith(tag)]
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(self._follow_dir, name)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK
+                             | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:
+                    _unlink_quiet(path)
+                continue
+            try:
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    os.write(fd, b"\x01")
+            except OSError:
+                pass  # full: the follower has a wake-up pending
+            finally:
+                os.close(fd)
+
+    def output_waiter(self, job_id: str):
+        """A FIFO of this follower's own in ``<db>.<app>.follow/``, which
+        appends write a byte to; polling where it cannot be made."""
+        try:
+            return FifoWaiter(self, job_id, self._follow_dir)
+        except OSError as exc:
+            logger.debug("polling for output of %s: %s", job_id, exc)
+            return OutputWaiter(self, job_id)
 
     def _take_key(self, curs, key: str, task_id: str, expires: float,
                   now: float) -> "str | None":

@@ -9,7 +9,8 @@ others' way, and makes enqueue timings comparable.
 Actions: ``enqueue`` (timed), ``warm`` (one probe per queue, waited for),
 ``latency`` (one probe at a time), ``bulk`` (one ``task.map`` call,
 timed: hueyq only), ``priority`` (a low backlog, then high
-probes at a fixed rate), ``batch`` (pause, enqueue, resume: hueyq only) and
+probes at a fixed rate), ``batch`` (pause, enqueue, resume: hueyq only),
+``stream`` (one job's emitted chunks read over SSE: hueyq only) and
 ``store`` (job store at scale: hueyq only).
 """
 
@@ -192,6 +193,56 @@ def batch(sender: Sender, count: int, kind: str) -> dict:
     resumed = time.time()
     app.resume(queue)
     return {"ok": True, "resumed": resumed, "enqueue_s": enqueue_s}
+
+
+def stream(sender: Sender, count: int, gap: float, url: str,
+           delay: float = 0.5, timeout: float = 120.0) -> dict:
+    """Enqueue one ``stream`` job and read its events from ``GET
+    /api/jobs/<id>/stream`` as they come, over a real HTTP connection:
+    emit-to-client latency of each output chunk (the client's
+    ``time.time()`` when its event has been read less the task's just
+    before ``emit()``)."""
+    import http.client
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    deadline = time.monotonic() + 60
+    while True:     # the web server is up
+        try:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port,
+                                              timeout=5)
+            conn.request("GET", "/api/health")
+            conn.getresponse().read()
+            conn.close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                return {"error": "the web server did not answer"}
+            time.sleep(0.1)
+    job = sender._tasks["stream"]("s-0", count, gap, delay)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port,
+                                      timeout=timeout)
+    conn.request("GET", "/api/jobs/%s/stream" % job.id,
+                 headers={"Accept": "text/event-stream"})
+    response = conn.getresponse()
+    samples, dropped, state, event = [], 0, None, {}
+    while True:
+        line = response.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line:
+            key, _, value = line.partition(": ")
+            event[key] = value
+            continue
+        if event.get("event") == "output":
+            data = json.loads(event["data"])
+            samples.append((time.time() - data["data"]["t"]) * 1000)
+            dropped += data["dropped"]
+        elif event.get("event") == "state":
+            state = json.loads(event["data"])["state"]
+        event = {}
+    conn.close()
+    return {"samples": samples, "dropped": dropped, "state": state}
 
 
 def info() -> dict:

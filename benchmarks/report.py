@@ -60,6 +60,10 @@ COLUMNS = {
               ("idle_pss_mb", "idle PSS MB", "%.1f"),
               ("peak_pss_mb", "peak PSS MB", "%.1f"),
               ("kb_per_in_flight", "KiB per in-flight task", "%.1f")],
+    "stream": [("p50_ms", "emit-to-SSE p50 ms", "%.2f"),
+               ("p99_ms", "emit-to-SSE p99 ms", "%.2f"),
+               ("max_ms", "max ms", "%.1f"), ("chunks", "chunks", "%d"),
+               ("dropped", "dropped", "%d")],
 }
 #: The async workload's target: its tasks done within this many seconds.
 ASYNC_TARGET_S = 5.0
@@ -242,6 +246,10 @@ def targets(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
               med("latency", "hueyq", b, "idle_cpu_pct"), lambda v: v < 1.0)
         check("priority high p99 <= 10 ms", b,
               med("priority", "hueyq", b, "p99_ms"), lambda v: v <= 10)
+        check("stream emit-to-SSE p50 < 5 ms", b,
+              med("stream", "hueyq", b, "p50_ms"), lambda v: v < 5)
+        check("stream emit-to-SSE p99 < 20 ms", b,
+              med("stream", "hueyq", b, "p99_ms"), lambda v: v < 20)
         for system in ("hueyq", "hueyq-process"):
             check("crash: 0 lost (%s)" % system, b,
                   med("crash", system, b, "lost"), lambda v: v == 0, "%d")

@@ -664,10 +664,45 @@ def _threads(procs: list) -> int:
         except psutil.Error:
             pass
     return total
+# ---------------------------------------------------------------- 9. stream
+
+def stream(bench, backend: str) -> "list[dict]":
+    """One job emitting chunks into an idle runtime (``hueyq run --web``),
+    read over SSE: emit-to-client latency."""
+    return [_trial(bench, "hueyq", backend, "stream",
+                   lambda t: _stream(bench, t))]
+
+
+def _stream(bench, trial: Trial) -> dict:
+    port = harness.free_port()
+    one = {"high": {"workers": WORKERS, "worker_type": "thread"}}
+    setup_hueyq(trial, one, ["high"],
+                extra={"web": {"bind": "127.0.0.1:%d" % port}})
+    trial.commands[0].append("--web")
+    trial.start()
+    if not trial.produce("warm", timeout=120, queues=["high"])["ok"]:
+        raise BenchError("the consumer did not run a warm-up task")
+    time.sleep(bench.sizes["settle"])
+    count = bench.sizes["stream"]
+    result = trial.produce("stream", count=count, gap=0.02,
+                           url="http://127.0.0.1:%d" % port,
+                           timeout=120.0 + count * 0.05)
+    if result.get("error"):
+        raise BenchError(result["error"])
+    samples = result["samples"]
+    out = {"chunks": len(samples), "dropped": result["dropped"],
+           "p50_ms": percentile(samples, 0.5),
+           "p99_ms": percentile(samples, 0.99),
+           "max_ms": max(samples) if samples else None}
+    if len(samples) != count or result["state"] != "complete":
+        out["error"] = "%d of %d chunks read, job %s" % (
+            len(samples), count, result["state"])
+    return out
 
 
 WORKLOADS = {"drain": drain, "latency": latency, "priority": priority,
              "crash": crash, "memory": memory, "store": store, "batch": batch,
-             "enqueue": enqueue, "calls": calls, "async": async_io}
+             "enqueue": enqueue, "calls": calls, "async": async_io,
+             "stream": stream}
 PEER_WORKLOADS = {"drain": drain_peers, "latency": latency_peers}
 __all__ = ["WORKLOADS", "PEER_WORKLOADS", "PEERS"]

@@ -1,7 +1,8 @@
 """hueyq: an embedded task-queue runtime built on huey.
 
 The public surface: ``App`` (queues, tasks, jobs and controls of one
-profile), ``crontab`` (huey's), ``progress()`` for use inside a task, and
+profile), ``crontab`` (huey's), ``progress()`` and ``emit()`` for use inside
+a task, and
 the exceptions of ``hueyq.exceptions``.
 """
 
@@ -13,14 +14,15 @@ from huey import crontab  # noqa: E402
 
 from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
                               HueyqError, InvalidState, JobCancelled,
-                              JobNotFound, PayloadTooLarge, QueueNotFound,
-                              SoftTimeLimitExceeded)
+                              JobNotFound, OutputTooLarge, PayloadTooLarge,
+                              QueueNotFound, SoftTimeLimitExceeded)
 
 __version__ = "0.1.0"
 
-__all__ = ["App", "Job", "crontab", "progress", "current_job",
+__all__ = ["App", "Job", "crontab", "progress", "emit", "current_job",
            "BackendUnavailable", "ConfigurationError", "HueyqError",
-           "InvalidState", "JobCancelled", "JobNotFound", "PayloadTooLarge",
+           "InvalidState", "JobCancelled", "JobNotFound", "OutputTooLarge",
+           "PayloadTooLarge",
            "QueueNotFound", "SoftTimeLimitExceeded", "__version__"]
 
 
@@ -30,7 +32,7 @@ def __getattr__(name):
     if name in ("App", "Job"):
         from hueyq import app
         return getattr(app, name)
-    if name in ("progress", "current_job"):
+    if name in ("progress", "emit", "current_job"):
         from hueyq import context
         return getattr(context, name)
     raise AttributeError("module 'hueyq' has no attribute %r" % name)

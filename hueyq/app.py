@@ -1099,6 +1099,28 @@ class App(huey_api.HueyAPI):
                                 jobs=jobs))
         return out
 
+    # ------------------------------------------------------------ output
+
+    def output(self, job_id: str, after: int = 0, limit: int = 1000):
+        """The chunks of a job's output stream after ``after`` (an
+        ``OutputPage``; their ``data`` is JSON text)."""
+        return self.queue_backend.read_output(job_id, after, limit)
+
+    def events(self, job_id: str, after: int = 0,
+               timeout: "float | None" = None):
+        """A job's events as they come (``hueyq.output.Event``: ``state``,
+        ``progress``, ``output``), until it has finished or ``timeout``
+        seconds passed; ``after`` skips the chunks up to that number.
+        JobNotFound for an unknown job."""
+        from hueyq import output
+        return output.events(self, job_id, after, timeout)
+
+    def aevents(self, job_id: str, after: int = 0,
+                timeout: "float | None" = None):
+        """:meth:`events` for ``async for event in app.aevents(id)``."""
+        from hueyq import output
+        return output.aevents(self, job_id, after, timeout)
+
     # ------------------------------------------------------------ controls
 
     def pause(self, queue: str, reason: str = "") -> bool:

@@ -378,9 +378,15 @@ def _bulk(app_spec: "str | None", action: str, state: "str | None",
 @_app_option()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
-    """Show one job with its history."""
+@click.option("--follow", "-f", is_flag=True,
+              help="Print the job's output as it comes, until it has "
+              "finished; exit 0 when it completed, 1 otherwise.")
+def job(app_spec: "str | None", job_id: str, as_json: bool,
+        follow: bool) -> None:
+    """Show one job with its history (or follow its output)."""
     app = _open_app(app_spec, require_secret=False, access="read")
+    if follow:
+        sys.exit(_follow(app, job_id, as_json))
     found = app.job(job_id)
     if as_json:
         _json(found.as_dict())
@@ -413,6 +419,40 @@ def job(app_spec: "str | None", job_id: str, as_json: bool) -> None:
             click.echo("  %s  %-16s %s" % (
                 time.strftime("%H:%M:%S", time.localtime(event["ts"])),
                 escape(str(event["event"])), escape(event["detail"] or "")))
+
+
+def _follow(app, job_id: str, as_json: bool) -> int:
+    """Print a job's output chunks as they come (a string as it is, other
+    data as a JSON line; with ``as_json`` every event as a JSON line),
+    progress and the final state on stderr; the exit status: 0 when the
+    job completed, 1 when it failed, was cancelled, expired or is dead."""
+    state, at_line_start = None, True
+    for event in app.events(job_id):
+        if as_json:
+            click.echo(json.dumps({"event": event.kind, "id": event.id,
+                                   "data": event.data}, default=str))
+        elif event.kind == "output":
+            data = event.data["data"]
+            text = data if isinstance(data, str) else json.dumps(data) + "\n"
+            if event.data["dropped"]:
+                click.echo("[%d chunks dropped]" % event.data["dropped"],
+                           err=True)
+            # Newlines as they are; other control characters escaped.
+            click.echo("\n".join(map(escape, text.split("\n"))), nl=False)
+            sys.stdout.flush()
+            at_line_start = text.endswith("\n") if text else at_line_start
+        elif event.kind == "progress":
+            click.echo("progress: %.0f%% %s" % (
+                event.data["progress"], event.data["message"] or ""), err=True)
+        if event.kind == "state":
+            state = event.data
+    if not as_json:
+        if not at_line_start:
+            click.echo("")
+        if state is not None:
+            click.echo("state: %s%s" % (state["state"], (": " + escape(
+                state["error"])) if state.get("error") else ""), err=True)
+    return 0 if state is not None and state["state"] == "complete" else 1
 
 
 @main.command()

@@ -1,4 +1,5 @@
-"""What a running task can ask of hueyq: ``progress()`` and ``current_job()``.
+"""What a running task can ask of hueyq: ``progress()``, ``emit()`` and
+``current_job()``.
 
 The worker sets the current job for the thread that runs a task, or for
 the asyncio task running an async task's body (a context variable, so each
@@ -9,8 +10,10 @@ where a cancelled job stops: it raises :class:`hueyq.JobCancelled` once the
 job has been cancelled, :class:`hueyq.SoftTimeLimitExceeded` once (the first
 call past the task's ``soft_time_limit``), and huey's ``TaskTimeout`` once the
 task is past its ``timeout`` or, on a thread worker, its ``time_limit`` (a
-thread cannot be killed, so there the hard limit is cooperative). Outside a
-task both functions are harmless no-ops.
+thread cannot be killed, so there the hard limit is cooperative).
+``hueyq.emit(data)`` appends a chunk to the job's output stream
+(:mod:`hueyq.output`) at once, unbatched, so followers see it within
+milliseconds. Outside a task these functions are harmless no-ops.
 
 Once a task's body has run, :func:`persist` routes huey's bookkeeping writes
 (its result, a retry, a pipeline's next task) through the worker, which
@@ -45,6 +48,8 @@ class JobContext:
     report: Callable[[str, float, "str | None"], None]
     cancelled: Callable[[], bool]
     interval: float = 0.5
+    #: Appends to the output stream of a job (``emit``); None: no stream.
+    output: "Callable[[str, Any], int] | None" = None
     #: Retries a backend write until it succeeds (the worker's); None: plain.
     hold: "Callable[[Callable[[], Any]], Any] | None" = None
     #: Whether the task's body has returned or raised, and when.
@@ -205,3 +210,21 @@ def progress(percent: float, message: "str | None" = None) -> None:
         raise JobCancelled("cancelled while running")
     job.check_limits()
     job.task.check_timeout()
+
+
+def emit(data: Any) -> "int | None":
+    """Append ``data`` (JSON-serialisable: a token, a dict) to the current
+    job's output stream, which followers read as it runs (``GET
+    /api/jobs/<id>/stream``, ``app.events(id)``, ``hueyq job --follow``).
+
+    Returns the chunk's number in the job's stream (1, 2, ...), None outside
+    a task. The stream keeps at most ``backend.output_max_chunks`` chunks and
+    ``backend.output_max_bytes`` bytes, dropping the oldest; a single chunk
+    over the byte bound raises :class:`hueyq.OutputTooLarge`, data that is
+    not JSON-serialisable ValueError. Unlike :func:`progress`, it is not a
+    cancel point.
+    """
+    job = current_job()
+    if job is None or job.output is None:
+        return None
+    return job.output(job.id, data)

@@ -17,6 +17,12 @@ BUILTIN_PROFILES = ("dev", "jetson", "server", "server-pg")
 #: (after its eta, when later): a second enqueue with the key within it, or
 #: while the job is still pending, scheduled or running, returns the first.
 DEDUPE_WINDOW = 24 * 3600.0
+#: Chunks a job's output stream (``hueyq.emit()``) keeps; past it the oldest
+#: are dropped (and counted).
+OUTPUT_MAX_CHUNKS = 10_000
+#: Bytes of JSON a job's output stream keeps; past it the oldest chunks are
+#: dropped, and one chunk over it is refused (``OutputTooLarge``).
+OUTPUT_MAX_BYTES = 1 << 20
 
 # [runtime]
 #: How long running tasks may finish after SIGTERM before they are handed back.
@@ -61,6 +67,10 @@ FLUSH_INTERVAL = 0.5
 SQLITE_JOURNAL_SIZE_LIMIT = 4 << 20
 #: A WAL over this size whose checkpoint cannot complete is a doctor warning.
 SQLITE_WAL_WARNING = 16 << 20
+
+#: Seconds a follower of a job's output (``GET /api/jobs/<id>/stream``,
+#: ``app.events()``) waits between two looks at the job's state and progress.
+FOLLOW_INTERVAL = 0.25
 
 # [web]
 #: Address the web UI binds to.

@@ -93,3 +93,7 @@ class SoftTimeLimitExceeded(HueyqError):
 class Unsupported(HueyqError, NotImplementedError):
     """A compatibility layer (``hueyq.celery``) was asked for something it
     deliberately does not do; the message names the hueyq way instead."""
+
+
+class OutputTooLarge(HueyqError, ValueError):
+    """A chunk given to ``hueyq.emit()`` is over ``backend.output_max_bytes``."""

@@ -4,8 +4,9 @@
   queue, so it shows up as a job like any other): finished jobs past the
   store's retention (``store.retention_age``, ``store.retention_count`` per
   state) are deleted with their history and their huey results (results
-  pile up unless read), and dead messages kept in the backend past the same
-  age are purged;
+  pile up unless read) and output streams, and dead messages kept in the
+  backend past the same age are purged, as are output streams last appended
+  to before it (Redis expires those by itself);
 * :func:`run_checkpoint` (SQLite files): folds the write-ahead logs of the
   queue backend and of the job store back into their databases without
   waiting for readers or writers. The supervisor runs it every half minute,
@@ -40,14 +41,18 @@ def run_retention(app, now: "float | None" = None) -> dict:
     for job_id, queue in expired:
         if queue in app.queues and app.huey(queue).delete(job_id):
             results += 1
+    output = app.queue_backend.delete_output([j for j, _ in expired])
+    output += app.queue_backend.purge_output(now - settings.retention_age)
     jobs = app.store.enforce_retention(settings.retention_age,
                                        settings.retention_count, now)
     dead = sum(app.storage(q).purge_dead(now - settings.retention_age,
                                          settings.retention_count)
                for q in app.queues)
-    report = {"jobs": jobs, "results": results, "dead_messages": dead}
-    logger.info("retention: deleted %(jobs)d jobs, %(results)d results and "
-                "%(dead_messages)d dead messages", report)
+    report = {"jobs": jobs, "results": results, "dead_messages": dead,
+              "outputs": output}
+    logger.info("retention: deleted %(jobs)d jobs, %(results)d results, "
+                "%(outputs)d output streams and %(dead_messages)d dead "
+                "messages", report)
     return report
 
 

@@ -202,6 +202,8 @@ class BackendConfig:
     """Where queues, leases and flags live."""
     url: str = _f("sqlite://.hueyq/queue.db", _backend_url)
     dedupe_window: float = _f(defaults.DEDUPE_WINDOW, _duration)
+    output_max_chunks: int = _f(defaults.OUTPUT_MAX_CHUNKS, _int(1))
+    output_max_bytes: int = _f(defaults.OUTPUT_MAX_BYTES, _size)
 
 
 @dataclass(frozen=True)

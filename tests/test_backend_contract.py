@@ -323,6 +323,80 @@ def test_records_are_the_apps_and_filtered_by_prefix(storage,
         other.close()
 
 
+def test_output_is_numbered_read_after_a_seq_and_per_job(storage):
+    job = uuid.uuid4().hex
+    assert storage.read_output(job) == backends.OutputPage([])
+    seqs = [storage.append_output(job, '"t%d"' % i, 100, 10_000, 60)
+            for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    page = storage.read_output(job)
+    assert [c.data for c in page.chunks] == ['"t%d"' % i for i in range(5)]
+    assert (page.last_seq, page.dropped) == (5, 0)
+    assert all(abs(c.at - time.time()) < 60 for c in page.chunks)
+    later = storage.read_output(job, after=3)
+    assert [c.seq for c in later.chunks] == [4, 5]
+    assert [c.seq for c in storage.read_output(job, 1, limit=2).chunks] == \
+        [2, 3]
+    assert storage.read_output(job, after=5).chunks == []
+    assert {c.run for c in page.chunks} == {None}
+    other = uuid.uuid4().hex
+    assert storage.append_output(other, "1", 100, 10_000, 60, run=7) == 1
+    # A job's stream is the app's: any queue's storage reads it.
+    assert storage.read_output(other).last_seq == 1
+    assert storage.read_output(other).chunks[0].run == 7
+
+
+def test_output_drops_its_oldest_chunks_past_the_bound(storage):
+    job = uuid.uuid4().hex
+    for i in range(10):
+        storage.append_output(job, '"%02d"' % i, 4, 1000, 60)
+    page = storage.read_output(job)
+    assert [c.seq for c in page.chunks] == [7, 8, 9, 10]
+    assert (page.last_seq, page.dropped) == (10, 6)
+    big = uuid.uuid4().hex
+    for size in (4, 4, 4, 8):             # bytes: 4, 8, 12, then 20 > 12
+        storage.append_output(big, "x" * size, 100, 12, 60)
+    page = storage.read_output(big)
+    assert [len(c.data) for c in page.chunks] == [4, 8]
+    assert (page.last_seq, page.dropped) == (4, 2)
+
+
+def test_an_output_waiter_wakes_on_an_append(storage):
+    import threading
+    job = uuid.uuid4().hex
+    waiter = storage.output_waiter(job)
+    try:
+        started = time.monotonic()
+        waiter.wait(0, 0.2)                 # nothing: waits the timeout
+        assert time.monotonic() - started >= 0.15
+        timer = threading.Timer(0.2, storage.append_output,
+                                (job, '"x"', 10, 100, 60))
+        timer.start()
+        started = time.monotonic()
+        waiter.wait(0, 10)
+        assert time.monotonic() - started < 5
+        timer.join()
+        assert storage.read_output(job).last_seq == 1
+    finally:
+        waiter.close()
+
+
+def test_output_is_deleted_and_purged(storage):
+    jobs = [uuid.uuid4().hex for _ in range(3)]
+    for job in jobs:
+        storage.append_output(job, "1", 10, 100, 60)
+    assert storage.delete_output(jobs[:1]) == 1
+    assert storage.read_output(jobs[0]).last_seq == 0
+    assert storage.delete_output([]) == 0
+    purged = storage.purge_output(time.time() + 1)
+    if isinstance(storage, backends.backend_class("redis://x")):
+        assert purged == 0              # a TTL expires them instead
+        assert storage.conn.ttl(storage.output_prefix + jobs[1]) > 0
+    else:
+        assert purged == 2
+        assert storage.read_output(jobs[1]).last_seq == 0
+
+
 def test_health_and_words(storage):
     storage.ping()
     findings = storage.health()

@@ -572,3 +572,31 @@ def test_sqlite_enqueue_once_on_a_file_from_before_keys(tmp_path):
         assert storage.count(PENDING) == 0
     finally:
         storage.close()
+
+
+def test_sqlite_followers_fifos_go_when_their_follower_is_gone(tmp_path):
+    """A follower's FIFO is removed on close; one left by a follower that
+    died (its descriptors closed, the file still there) is removed by the
+    next append to its job, or by the next follower made."""
+    import os
+    storage = backends.open_storage("sqlite://%s" % (tmp_path / "q.db"),
+                                    "fifo", "high")
+    try:
+        job = uuid.uuid4().hex
+        folder = tmp_path / "q.db.fifo.follow"
+        waiter = storage.output_waiter(job)
+        assert len(os.listdir(folder)) == 1
+        waiter.close()
+        assert os.listdir(folder) == []
+        for make_again in (False, True):
+            dead = storage.output_waiter(job)
+            os.close(dead._rfd), os.close(dead._wfd)    # its process died
+            if make_again:
+                live = storage.output_waiter(uuid.uuid4().hex)
+                assert os.listdir(folder) == [os.path.basename(live.path)]
+                live.close()
+            else:
+                storage.append_output(job, "1", 10, 100, 60)
+            assert os.listdir(folder) == []
+    finally:
+        storage.close()

@@ -115,6 +115,16 @@ def test_chat_replies_promptly_while_a_low_backlog_drains(example, runtime,
                    message="the reply")
     assert job["state"] == "complete" and job["progress"] == 100
     assert job["result"]["reply"].endswith("you said 2 words: hello there")
+    # The reply as it was streamed, token by token, then the final state.
+    events = sse(base + accepted["stream"])
+    tokens = [data for kind, data in events if kind == "output"]
+    assert len(tokens) > 3 and "".join(d["data"] for d in tokens) == \
+        job["result"]["reply"]
+    assert [d["seq"] for d in tokens] == list(range(1, len(tokens) + 1))
+    assert events[-1][0] == "state" and events[-1][1]["state"] == "complete"
+    resumed = sse(base + accepted["stream"], {"Last-Event-ID": "3"})
+    assert [d["seq"] for k, d in resumed if k == "output"][0] == 4
+    assert http(base + "/jobs/none/stream")[0] == 404
     assert http(base + "/chat", {"text": " "})[0] == 400
 
     summary = last_json(run(["producer.py", "--url", base, "--backlog", "150",
@@ -132,6 +142,20 @@ def test_chat_replies_promptly_while_a_low_backlog_drains(example, runtime,
              summary["enqueue_to_start_p99_ms"],
              summary["low_pending_when_chats_done"]))
     assert rt.terminate() == 0
+
+
+def sse(url: str, headers: "dict | None" = None) -> "list[tuple[str, dict]]":
+    """(event, data) of a server-sent event stream, read to its end."""
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=30) as response:
+        text = response.read().decode()
+    out = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines()
+                      if ": " in line and not line.startswith(":"))
+        if "event" in fields:
+            out.append((fields["event"], json.loads(fields["data"])))
+    return out
 
 
 def _finished(job: dict) -> "dict | None":

@@ -16,6 +16,7 @@ def test_maintenance_tasks_run_on_the_lowest_queue(app):
 
 def test_retention_deletes_old_jobs_their_results_and_dead_messages(app, inline):
     old = [app.tasks.echo(i) for i in range(3)]
+    chatty = app.tasks.chatter(3)
     failed = app.tasks.fail("x")
     inline(app, "high").run()
     inline(app, "low").run()
@@ -23,16 +24,19 @@ def test_retention_deletes_old_jobs_their_results_and_dead_messages(app, inline)
     assert app.storage("low").count(DEAD) == 1
     fresh = app.tasks.echo("new")
     inline(app, "high").run()
+    assert app.output(chatty.id).last_seq == 3
     report = maintenance.run_retention(app, now=time.time() + 10 * 86400)
-    assert report["jobs"] == 5 and report["results"] == 5   # incl. the Error
-    assert report["dead_messages"] == 1
+    assert report["jobs"] == 6 and report["results"] == 6   # incl. the Error
+    assert report["dead_messages"] == 1 and report["outputs"] == 1
+    assert app.output(chatty.id).last_seq == 0
     assert app.store.get(old[0].id) is None and app.store.get(failed.id) is None
     assert app.huey("high").get(old[0].id, peek=True) is None
     assert app.store.history(old[0].id) == []
     assert app.storage("low").count(DEAD) == 0
     assert app.store.get(fresh.id) is None  # also past the age at that time
     kept = maintenance.run_retention(app)
-    assert kept == {"jobs": 0, "results": 0, "dead_messages": 0}
+    assert kept == {"jobs": 0, "results": 0, "dead_messages": 0,
+                    "outputs": 0}
 
 
 def test_retention_keeps_the_newest_per_state(app, inline):

@@ -958,6 +958,37 @@ def test_series_per_window(app, client, inline):
     assert client.get("/api/series?queue=nope").status_code == 404
 
 
+def test_a_jobs_stream_sends_its_output_and_ends_with_its_state(
+        app, client, inline):
+    handle = app.tasks.chatter(4)
+    assert client.get("/api/jobs/%s/stream" % handle.id).status_code == 200
+    inline(app, "high").run()
+    response = client.get("/api/jobs/%s/stream" % handle.id)
+    assert response.mimetype == "text/event-stream"
+    body = response.get_data(as_text=True)
+    found = events_of(body)
+    assert [d["data"] for k, d in found if k == "output"] == \
+        ["t0", "t1", "t2", "t3"]
+    assert found[-1][0] == "state" and found[-1][1]["state"] == "complete"
+    assert re.findall(r"^id: (\d+)$", body, re.M)[-1] == "4"
+    later = events_of(client.get("/api/jobs/%s/stream" % handle.id, headers={
+        "Last-Event-ID": "3"}).get_data(as_text=True))
+    assert [d["seq"] for k, d in later if k == "output"] == [4]
+    assert client.get("/api/jobs/nope/stream").status_code == 404
+    assert client.get("/api/jobs/%s/stream?after=x" % handle.id
+                      ).status_code == 400
+    assert client.application.extensions["hueyq"].hub.streams == 0
+
+
+def test_a_submit_token_may_follow_a_job(submit_app):
+    handle = submit_app.tasks.add(1, 2)
+    client = build(submit_app).test_client()
+    response = client.get("/api/jobs/%s/stream" % handle.id,
+                          headers={"Authorization": "Bearer " + SUBMIT_TOKEN})
+    assert response.status_code == 200
+    response.close()
+
+
 def test_streams_are_bounded_with_a_clear_503(app):
     client = build(app, HUEYQ_STREAM_LIMIT=2, HUEYQ_STREAM_LIFETIME=30
                    ).test_client()

@@ -156,6 +156,28 @@ def job(job_id: str):
     return payloads.stamped(payloads.job(_app(), job_id))
 
 
+@bp.get("/jobs/<job_id>/stream")
+def job_stream(job_id: str):
+    """Server-sent events of one job as it runs: ``state``, ``progress`` and
+    ``output`` (the chunks it emits), ending once it has finished;
+    resumable with ``Last-Event-ID`` (or ``?after=``)."""
+    return stream.job_response(_app(), job_id, _after_arg())
+
+
+def _after_arg() -> int:
+    raw = flask.request.headers.get("Last-Event-ID")
+    name = "Last-Event-ID"
+    if raw is None or raw.strip() == "":
+        raw, name = flask.request.args.get("after"), "after"
+    if raw is None or raw.strip() == "":
+        return 0
+    raw = raw.strip()
+    if not raw.isdigit() or not raw.isascii() or len(raw) > 18:
+        raise BadRequest("%s must be the number of an output chunk (an "
+                         "integer >= 0), got %r" % (name, raw[:40]))
+    return int(raw)
+
+
 @bp.get("/workers")
 def workers():
     """Worker processes with memory, current jobs and GPU memory."""

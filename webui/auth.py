@@ -52,10 +52,10 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 #: Endpoints open without signing in.
 PUBLIC_ENDPOINTS = ("static", "auth.login")
 #: What a submit token (``web.submit_tokens``) may reach: submitting, and
-#: reading, following (``/api/stream?job=ID&topics=``: that job alone) and
-#: cancelling a job by its id.
+#: reading, following (``/api/stream?job=ID&topics=``: that job alone, and
+#: ``/api/jobs/ID/stream``) and cancelling a job by its id.
 SUBMIT_ENDPOINTS = ("api.submit_task", "api.job", "api.delete_job",
-                    "api.events_stream")
+                    "api.events_stream", "api.job_stream")
 #: Header the page's script sends the CSRF token in.
 CSRF_HEADER = "X-CSRF-Token"
 #: Key of the random cookie-signing key in the backend (huey's result

@@ -13,6 +13,13 @@ comment line every few seconds tells a closed one apart, and each ends after
 ``HUEYQ_STREAM_LIFETIME`` (the browser's EventSource reconnects by itself).
 A backend or store that stops answering becomes a ``problem`` event; the
 stream goes on.
+
+``GET /api/jobs/<id>/stream`` (:func:`job_response`) follows one job
+instead, through :class:`hueyq.output.Follower`: ``state``, ``progress`` and
+``output`` events, each with an ``id`` (the number of the newest output
+chunk sent), so a client reconnecting with ``Last-Event-ID`` gets only the
+chunks after it; it ends after the finished job's state event. It counts
+toward the same limit and has the same keep-alive and lifetime.
 """
 
 import collections
@@ -26,6 +33,7 @@ import flask
 from werkzeug.exceptions import ServiceUnavailable
 
 from hueyq.exceptions import HueyqError
+from hueyq.output import Follower
 from hueyq.webui import payloads
 from hueyq.webui.errors import describe
 
@@ -242,3 +250,64 @@ def _event(name: str, text: str) -> str:
     stamp = '"now":%.3f' % time.time()
     data = "{%s,%s" % (stamp, text[1:]) if text != "{}" else "{%s}" % stamp
     return "event: %s\ndata: %s\n\n" % (name, data)
+
+
+def job_response(app, job_id: str, after: int) -> flask.Response:
+    """The streaming response of one job's events after output chunk
+    ``after``; JobNotFound (404) for an unknown job, TooManyStreams past
+    the limit."""
+    shared = hub()
+    sub = shared.subscribe({})
+    try:
+        follower = Follower(app, job_id, after)
+    except BaseException:
+        shared.unsubscribe(sub)
+        raise
+
+    def done() -> None:
+        follower.close()
+        shared.unsubscribe(sub)
+    body = job_events(follower, flask.current_app.config[
+        "HUEYQ_STREAM_LIFETIME"], done)
+    out = flask.Response(body, mimetype="text/event-stream",
+                         headers={"X-Accel-Buffering": "no"})
+    out.call_on_close(done)
+    return out
+
+
+def job_events(follower: Follower, lifetime: float,
+               done: Callable[[], None]) -> Iterator[str]:
+    """Server-sent event text of one job's events, until the job has
+    finished or ``lifetime`` has passed."""
+    try:
+        yield "retry: %d\n\n" % RETRY_MS
+        deadline = time.monotonic() + lifetime
+        quiet_since = time.monotonic()
+        while not follower.done:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            wait = min(deadline - now, KEEPALIVE - (now - quiet_since))
+            for text in _job_step(follower, max(0.0, wait)):
+                quiet_since = time.monotonic()
+                yield text
+            if time.monotonic() - quiet_since >= KEEPALIVE:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+    finally:
+        done()
+
+
+def _job_step(follower: Follower, wait: float) -> "list[str]":
+    """The next events of the job as text; a ``problem`` event (and a
+    pause) when the backend or the store does not answer."""
+    from hueyq.app import backend_errors
+    try:
+        return ["id: %d\nevent: %s\ndata: %s\n\n" % (
+            e.id, e.kind, _json(e.data)) for e in follower.step(wait)]
+    except (HueyqError, *backend_errors()) as exc:
+        status, code, detail = describe(exc)
+        time.sleep(min(wait, 1.0))
+        return ["event: problem\ndata: %s\n\n" % _json({
+            "topic": "job", "error": code, "detail": detail,
+            "status": status})]

@@ -2,12 +2,15 @@
 
 The profile comes from ``HUEYQ_PROFILE`` (a file the harness writes, or a
 built-in name). Every enabled queue ``q`` gets ``noop_q``, ``sleep_q`` and
-``probe_q`` (an async queue only ``asleep_q``, an ``async def``); the
-batch workload adds ``embed_one`` and ``embed_many`` on the first queue
-when ``BENCH_BATCH`` is set.
+``probe_q`` (an async queue only ``asleep_q``, an ``async def``); the first
+queue also gets ``stream`` (the stream workload: chunks emitted with
+``hueyq.emit``, each holding when it was emitted); the batch workload adds
+``embed_one`` and ``embed_many`` on the first queue when ``BENCH_BATCH`` is
+set.
 """
 
 import os
+import time
 
 import hueyq
 
@@ -28,6 +31,19 @@ for _queue in app.queues:
         common.sleep)
     tasks["probe_" + _queue] = app.task(queue=_queue, name="probe_" + _queue)(
         common.probe)
+
+if hasattr(hueyq, "emit"):
+    @app.task(queue=app.queues[0], name="stream")
+    def stream(token, count, gap, delay):
+        """After ``delay`` s, ``count`` chunks ``gap`` s apart, each holding
+        the time just before its ``hueyq.emit()`` call."""
+        time.sleep(delay)
+        for i in range(count):
+            time.sleep(gap)
+            hueyq.emit({"i": i, "t": time.time()})
+        common.record(token)
+
+    tasks["stream"] = stream
 
 if os.environ.get("BENCH_BATCH"):
     from benchmarks.apps import embed

@@ -1,18 +1,23 @@
 """The chat endpoint: a small Flask app that enqueues and answers at once.
 
 ``POST /chat`` with ``{"conversation": "...", "text": "..."}`` enqueues a
-``reply`` job on ``high`` and answers ``202 Accepted`` with the job id and
-where to poll, without waiting for the model. ``GET /jobs/<id>`` returns the
-job's state, progress, result or error, and its enqueue, start and finish
-times. Errors are JSON ``{"error", "detail"}`` with a real status code.
+``reply`` job on ``high`` and answers ``202 Accepted`` with the job id, where
+to poll and where to stream, without waiting for the model. ``GET
+/jobs/<id>`` returns the job's state, progress, result or error, and its
+enqueue, start and finish times. ``GET /jobs/<id>/stream`` is the reply as
+it is generated: server-sent events (``output`` per token, ``progress``,
+``state`` last), from ``app.events(id)``, resumable with ``Last-Event-ID``.
+Errors are JSON ``{"error", "detail"}`` with a real status code.
 
 Run from this folder: ``python server.py --port 5000``.
 """
 
 import argparse
+import itertools
+import json
 import logging
 
-from flask import Flask, jsonify, request, url_for
+from flask import Flask, Response, jsonify, request, url_for
 
 import hueyq
 import tasks
@@ -37,7 +42,8 @@ def create_app() -> Flask:
                     result.id)
         location = url_for("job", job_id=result.id)
         response = jsonify({"id": result.id, "state": "pending",
-                            "poll": location})
+                            "poll": location,
+                            "stream": url_for("stream", job_id=result.id)})
         return response, 202, {"Location": location}
 
     @web.get("/jobs/<job_id>")
@@ -54,7 +60,31 @@ def create_app() -> Flask:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    @web.get("/jobs/<job_id>/stream")
+    def stream(job_id):
+        after = request.headers.get("Last-Event-ID", "0")
+        if not after.isdigit():
+            return _error(400, "bad request", "Last-Event-ID must be a "
+                          "number")
+        try:
+            events = tasks.app.events(job_id, after=int(after))
+            first = next(events)    # JobNotFound here, before streaming
+        except hueyq.JobNotFound:
+            return _error(404, "not found", "no job %s" % job_id)
+        return Response(_sse(first, events), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store"})
+
     return web
+
+
+def _sse(first, events):
+    """Each event as server-sent event text, until the job has finished."""
+    try:
+        for event in itertools.chain([first], events):
+            yield "id: %d\nevent: %s\ndata: %s\n\n" % (
+                event.id, event.kind, json.dumps(event.data))
+    finally:
+        events.close()      # the client went away: stop following
 
 
 def _error(status: int, error: str, detail: str):

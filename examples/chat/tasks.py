@@ -1,8 +1,10 @@
 """Chat example tasks: a reply on ``high``, background work on ``low``.
 
 ``reply`` is what the chat endpoint enqueues: a deterministic stand-in for a
-language model that "generates" a few tokens, reporting progress as it goes
-(which is also where a cancelled reply stops). ``rebuild_index`` is the kind
+language model that "generates" a few tokens, streaming each one with
+``hueyq.emit()`` (the client reads them as they come from ``GET
+/jobs/<id>/stream``) and reporting progress as it goes (which is also where
+a cancelled reply stops). ``rebuild_index`` is the kind
 of background job that piles up on ``low``; it runs in its own consumer
 process, so a backlog of it never delays a reply.
 
@@ -41,8 +43,9 @@ def reply(conversation: str, text: str) -> dict:
     """Answer one chat message; the result is what the client shows."""
     answer = generate(text)
     tokens = answer.split()
-    for i in range(len(tokens)):
+    for i, token in enumerate(tokens):
         time.sleep(TOKEN_SECONDS)
+        hueyq.emit(token if i == 0 else " " + token)
         hueyq.progress(100.0 * (i + 1) / len(tokens), "token %d" % (i + 1))
     logger.debug("replied to %s", conversation)
     return {"conversation": conversation, "reply": answer}

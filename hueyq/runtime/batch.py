@@ -84,10 +84,16 @@ class BatchExecution:
         def report(job_id, percent, message):
             for each, seq in seqs.items():
                 self.log.progress(each, percent, message, seq)
+        runs = {task.id: lease.seq for task, lease in batch}
+
+        def emit(job_id, data):
+            return [self.output(each, data, run)
+                    for each, run in runs.items()][-1]
         job = job_context.JobContext(
             id=batch[0][0].id, task=batch[0][0], queue=self.ctx.queue,
             attempt=1, report=report, cancelled=lambda: False,
-            interval=self.ctx.progress_interval, hold=self.hold)
+            interval=self.ctx.progress_interval, hold=self.hold,
+            output=emit)
         if self.ctx.worker_type == "thread":
             # Nothing kills a thread: its limits are raised at the batch
             # function's next hueyq.progress(), as for any task.

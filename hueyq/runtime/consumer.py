@@ -38,6 +38,7 @@ from huey import consumer as huey_consumer
 from hueyq import context as job_context
 from hueyq import jobs
 from hueyq import logs
+from hueyq import output as job_output
 from hueyq.logs import Outage
 from hueyq.backends import DEAD
 from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
@@ -448,7 +449,8 @@ class Worker(BatchExecution, huey_consumer.Worker):
             report=lambda jid, pct, msg: self.log.progress(jid, pct, msg,
                                                                seq),
             cancelled=cancelled or (lambda: self._cancelled(task)),
-            interval=self.ctx.progress_interval, hold=self.hold)
+            interval=self.ctx.progress_interval, hold=self.hold,
+            output=lambda jid, data: self.output(jid, data, lease.seq))
         job.soft_time_limit, job.time_limit = self._time_limits(task)
         return job
 
@@ -532,6 +534,12 @@ class Worker(BatchExecution, huey_consumer.Worker):
             since = time.time() - float(promoted)
             task.resolve_expires(self.huey.utc)
             task.expires_resolved -= datetime.timedelta(seconds=since)
+
+    def output(self, job_id: str, data, run: "int | None" = None) -> int:
+        """Append to a job's output stream (``hueyq.emit``) for its run
+        ``run`` (the lease's sequence number)."""
+        return job_output.append(self.storage, self.ctx.app.profile, job_id,
+                                 data, run)
 
     def _cancelled(self, task) -> bool:
         # Asked at every hueyq.progress(): a backend that is away must not

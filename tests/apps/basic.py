@@ -111,6 +111,43 @@ def make_app(profile=None, name=None):
         record(path, token)
         return token
 
+    @app.task(queue="high", retries=0)
+    def chatter(count, size=0, gate=None, fail=False):
+        """Emits ``count`` chunks ("t0", "t1", ...; or ``size`` x's each),
+        the second half only once the file ``gate`` exists; then returns
+        ``count`` or, with ``fail``, raises."""
+        for i in range(count):
+            if i == count // 2:
+                hueyq.progress(50, "half way")
+            if gate and i == count // 2:
+                deadline = time.monotonic() + 30
+                while not os.path.exists(gate) and \
+                        time.monotonic() < deadline:
+                    time.sleep(0.01)
+            hueyq.emit("x" * size if size else "t%d" % i)
+        if fail:
+            raise ValueError("chatter failed after %d chunks" % count)
+        return count
+
+    @app.task(queue="high", retries=1, retry_delay=0)
+    def chatter_again(flag):
+        """Emits "first" and fails on its first run, "second" on its retry."""
+        if not os.path.exists(flag):
+            hueyq.emit("first")
+            open(flag, "w").close()
+            raise ConnectionError("first run fails")
+        hueyq.emit("second")
+        return "ok"
+
+    @app.task(queue="high", retries=0)
+    def stamper(count, pause=0.02):
+        """Emits ``count`` chunks holding the time each was emitted (for
+        the emit-to-client latency)."""
+        for i in range(count):
+            time.sleep(pause)
+            hueyq.emit({"i": i, "t": time.time()})
+        return count
+
     return attach_tasks(app, locals())
 
 
