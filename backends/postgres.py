@@ -745,19 +745,31 @@ class PostgresBackend(SqlBackend, PostgresStorage):
     # ------------------------------------------------------------ health
 
     def health(self, **_: object) -> "list[Finding]":
-        """Server version, ``synchronous_commit`` and connections in use."""
-        version, sync, used, most = self.sql(
+        """Server version, ``synchronous_commit`` and ``fsync`` as this
+        backend's sessions see them, and client connections in use against
+        ``max_connections``."""
+        version, sync, fsync, used, most = self.sql(
             "select current_setting('server_version'),"
-            " current_setting('synchronous_commit'), (select count(*) from"
-            " pg_stat_activity), current_setting('max_connections')::int",
+            " current_setting('synchronous_commit'), current_setting('fsync'),"
+            " (select count(*) from pg_stat_activity where backend_type ="
+            " 'client backend'), current_setting('max_connections')::int",
             (), results=True)[0]
-        findings = [Finding("ok", "postgres.version", "PostgreSQL %s"
-                            % version)]
-        findings.append(Finding(
-            "ok" if sync != "off" else "error", "postgres.synchronous_commit",
-            "synchronous_commit=%s%s" % (sync, "" if sync != "off" else
-                                         " (an accepted job can be lost in"
-                                         " a crash; expected on)")))
+        findings = [Finding("ok", "postgres.version",
+                            "PostgreSQL %s" % version)]
+        if sync == "off":
+            findings.append(Finding(
+                "warning", "postgres.synchronous_commit",
+                "synchronous_commit=off: an enqueue returns before its commit"
+                " is on disk, so a server crash can lose the jobs accepted in"
+                " its last moments; set synchronous_commit = on"))
+        else:
+            findings.append(Finding("ok", "postgres.synchronous_commit",
+                                    "synchronous_commit=%s" % sync))
+        if fsync == "off":
+            findings.append(Finding(
+                "error", "postgres.fsync", "fsync=off: a crash of the server"
+                " or its machine can lose or corrupt the queues; set fsync ="
+                " on"))
         level = "error" if used >= most * 0.95 else (
             "warning" if used >= most * 0.8 else "ok")
         findings.append(Finding(level, "postgres.connections",
