@@ -175,6 +175,7 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         self.app_name, self.queue = split_name(name)
         self.qname = name
         self.admission = False
+        self._asynchronous = False
         self._pid = os.getpid()
         self._listeners: list = []
         self._listeners_lock = threading.Lock()
@@ -193,10 +194,31 @@ class PostgresBackend(SqlBackend, PostgresStorage):
 
     def _connect(self):
         try:
-            return super()._connect()
+            conn = super()._connect()
+            if self._asynchronous:
+                conn.execute("set synchronous_commit = off")
+            return conn
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(self.explain(exc)) from None
     _create_connection = _connect
+
+    def consumer_side(self) -> None:
+        """Commit this process's work with ``synchronous_commit = off``.
+
+        A consumer's commits (leases, acks, results, retries, the tasks its
+        tasks enqueue) then skip the WAL flush that producers wait for,
+        for the reason SQLite's consumers skip their fsync: a crash of the
+        server can only undo the newest commits of the WAL, in commit
+        order, and every commit of a consumer comes before the ack of the
+        task that made it, so what is undone is an ack together with
+        everything after it, and those jobs run again. A producer's commit
+        also flushes every consumer commit before it.
+        """
+        self._asynchronous = True
+        with self.lock:
+            if self._conn is not None:
+                self._close_quiet(self._conn)
+                self._conn = None
 
     def _forked(self) -> None:
         # A forked child must not talk on its parent's connections (nor
