@@ -188,6 +188,7 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         self.app_name, self.queue = split_name(name)
         self.qname = name
         self.admission = False
+        self._asynchronous = False
         self._pid = os.getpid()
         self._listeners: list = []
         self._listeners_lock = threading.Lock()
@@ -206,10 +207,31 @@ class PostgresBackend(SqlBackend, PostgresStorage):
 
     def _connect(self):
         try:
-            return super()._connect()
+            conn = super()._connect()
+            if self._asynchronous:
+                conn.execute("set synchronous_commit = off")
+            return conn
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(self.explain(exc)) from None
     _create_connection = _connect
+
+    def consumer_side(self) -> None:
+        """Commit this process's work with ``synchronous_commit = off``.
+
+        A consumer's commits (leases, acks, results, retries, the tasks its
+        tasks enqueue) then skip the WAL flush that producers wait for,
+        for the reason SQLite's consumers skip their fsync: a crash of the
+        server can only undo the newest commits of the WAL, in commit
+        order, and every commit of a consumer comes before the ack of the
+        task that made it, so what is undone is an ack together with
+        everything after it, and those jobs run again. A producer's commit
+        also flushes every consumer commit before it.
+        """
+        self._asynchronous = True
+        with self.lock:
+            if self._conn is not None:
+                self._close_quiet(self._conn)
+                self._conn = None
 
     def _forked(self) -> None:
         # A forked child must not talk on its parent's connections (nor
@@ -783,19 +805,31 @@ class PostgresBackend(SqlBackend, PostgresStorage):
     # ------------------------------------------------------------ health
 
     def health(self, **_: object) -> "list[Finding]":
-        """Server version, ``synchronous_commit`` and connections in use."""
-        version, sync, used, most = self.sql(
+        """Server version, ``synchronous_commit`` and ``fsync`` as this
+        backend's sessions see them, and client connections in use against
+        ``max_connections``."""
+        version, sync, fsync, used, most = self.sql(
             "select current_setting('server_version'),"
-            " current_setting('synchronous_commit'), (select count(*) from"
-            " pg_stat_activity), current_setting('max_connections')::int",
+            " current_setting('synchronous_commit'), current_setting('fsync'),"
+            " (select count(*) from pg_stat_activity where backend_type ="
+            " 'client backend'), current_setting('max_connections')::int",
             (), results=True)[0]
-        findings = [Finding("ok", "postgres.version", "PostgreSQL %s"
-                            % version)]
-        findings.append(Finding(
-            "ok" if sync != "off" else "error", "postgres.synchronous_commit",
-            "synchronous_commit=%s%s" % (sync, "" if sync != "off" else
-                                         " (an accepted job can be lost in"
-                                         " a crash; expected on)")))
+        findings = [Finding("ok", "postgres.version",
+                            "PostgreSQL %s" % version)]
+        if sync == "off":
+            findings.append(Finding(
+                "warning", "postgres.synchronous_commit",
+                "synchronous_commit=off: an enqueue returns before its commit"
+                " is on disk, so a server crash can lose the jobs accepted in"
+                " its last moments; set synchronous_commit = on"))
+        else:
+            findings.append(Finding("ok", "postgres.synchronous_commit",
+                                    "synchronous_commit=%s" % sync))
+        if fsync == "off":
+            findings.append(Finding(
+                "error", "postgres.fsync", "fsync=off: a crash of the server"
+                " or its machine can lose or corrupt the queues; set fsync ="
+                " on"))
         level = "error" if used >= most * 0.95 else (
             "warning" if used >= most * 0.8 else "ok")
         findings.append(Finding(level, "postgres.connections",

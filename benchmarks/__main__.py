@@ -1,9 +1,11 @@
-"""``python -m benchmarks run --backend sqlite|redis|all --workload NAME|all
-[--repeat N] [--quick] [--peers celery,rq,dramatiq|none] [--json PATH]``
+"""``python -m benchmarks run --backend sqlite,redis,postgres|all --workload
+NAME|all [--repeat N] [--quick] [--peers celery,rq,dramatiq|none] [--pg URL]
+[--json PATH]``
 
 Starts a private redis-server (``--save '' --appendonly no``) in a temporary
 directory, runs the chosen workloads ``--repeat`` times (hueyq and plain huey
-on each chosen backend; the peers once per repeat, on that Redis), prints
+on each chosen backend, PostgreSQL in a database per trial on ``--pg``'s
+server; the peers once per repeat, on that Redis), prints
 markdown tables, ratios and targets, and stops every process it started,
 whatever happens (try/finally; SIGINT and SIGTERM end the run cleanly).
 """
@@ -21,8 +23,12 @@ import time
 
 from benchmarks import profiling, report
 from benchmarks import harness
-from benchmarks.harness import Processes, RedisServer
-from benchmarks.workloads import PEER_WORKLOADS, PEERS, WORKLOADS
+from benchmarks.harness import BenchError, Processes, RedisServer
+from benchmarks.workloads import (PEER_WORKLOADS, PEERS, PG_WORKLOADS,
+                                  WORKLOADS)
+
+#: The backends a run can measure hueyq on (``all``: each of them).
+BACKENDS = ("sqlite", "redis", "postgres")
 
 logger = logging.getLogger("benchmarks")
 
@@ -57,8 +63,9 @@ class Bench:
         #: --quick: the main comparison of each workload only.
         self.quick = args.quick
         self.keep = args.keep
-        self.pg_store = None if args.pg_store in (None, "", "none") \
-            else args.pg_store
+        #: The PostgreSQL server for the store workload's PostgreSQL store
+        #: and the postgres backend (a database per trial); None: none.
+        self.pg_server = None if args.pg in (None, "", "none") else args.pg
         self.peers = [] if args.peers == "none" else [
             p for p in args.peers.split(",") if p in PEERS]
         self.redis = RedisServer(self.processes,
@@ -77,6 +84,30 @@ def info(bench: Bench) -> dict:
             shutil.rmtree(trial.dir, ignore_errors=True)
 
 
+def _reachable(bench: Bench, backends: "list[str]",
+               workloads: "list[str]") -> "list[str]":
+    """``backends`` less postgres when there is no PostgreSQL server to
+    make databases on (its rows then say why)."""
+    if "postgres" not in backends:
+        return backends
+    reason = "--pg none" if bench.pg_server is None else None
+    if reason is None:
+        try:
+            harness.drop_pg_database(bench.pg_server, harness.create_pg_database(
+                bench.pg_server, "_probe"))
+        except BenchError as exc:
+            reason = str(exc)
+    if reason is None:
+        return backends
+    logger.warning("not benchmarking the postgres backend: %s", reason)
+    for workload in workloads:
+        if workload in PG_WORKLOADS:
+            bench.rows.append({"workload": workload, "backend": "postgres",
+                               "system": "hueyq", "skipped": reason,
+                               "repeat": 0})
+    return [b for b in backends if b != "postgres"]
+
+
 def _stop_on_signal(signum, frame):
     raise KeyboardInterrupt("signal %d" % signum)
 
@@ -84,7 +115,12 @@ def _stop_on_signal(signum, frame):
 def run(args: argparse.Namespace) -> int:
     if args.backend is None:
         args.backend = "sqlite" if args.quick else "all"
-    backends = ["sqlite", "redis"] if args.backend == "all" else [args.backend]
+    backends = list(BACKENDS) if args.backend == "all" else \
+        args.backend.split(",")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        sys.exit("unknown backend %s (choose from %s, all)"
+                 % (", ".join(unknown), ", ".join(BACKENDS)))
     workloads = list(WORKLOADS) if args.workload == "all" else \
         args.workload.split(",")
     unknown = [w for w in workloads if w not in WORKLOADS]
@@ -102,11 +138,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         bench.redis.start()
         bench.info = info(bench)
+        backends = _reachable(bench, backends, workloads)
         for repeat in range(args.repeat):
             bench.repeat = repeat
             for workload in workloads:
                 for backend in backends:
-                    WORKLOADS[workload](bench, backend)
+                    if backend != "postgres" or workload in PG_WORKLOADS:
+                        WORKLOADS[workload](bench, backend)
                 if workload in PEER_WORKLOADS and bench.peers:
                     PEER_WORKLOADS[workload](bench)
     except KeyboardInterrupt:
@@ -152,8 +190,7 @@ def rerender(files: "list[str]") -> int:
         found = saved["meta"].get("hueyq") or {}
         where = "hueyq %s (%s)" % (found.get("version", "?"),
                                    found.get("file", "?"))
-    backends = [b for b in ("sqlite", "redis")
-                if any(r["backend"] == b for r in rows)]
+    backends = [b for b in BACKENDS if any(r["backend"] == b for r in rows)]
     sys.stdout.write(report.render(rows, backends, " + ".join(
         dict.fromkeys(commands)), where))
     return 0
@@ -164,8 +201,9 @@ def main(argv: "list[str] | None" = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("run", help="run workloads and print the results")
-    cmd.add_argument("--backend", choices=["sqlite", "redis", "all"],
-                     help="default: all (--quick: sqlite)")
+    cmd.add_argument("--backend",
+                     help="sqlite, redis, postgres, a comma-separated list, "
+                     "or all (default: all; --quick: sqlite)")
     cmd.add_argument("--workload", default="all",
                      help="%s, a comma-separated list, or all"
                      % ", ".join(WORKLOADS))
@@ -178,14 +216,14 @@ def main(argv: "list[str] | None" = None) -> int:
                      help="peers to compare with: a comma-separated subset of "
                      "celery,rq,dramatiq, or none (default: all three; "
                      "--quick: dramatiq)")
-    cmd.add_argument("--pg-store", metavar="URL",
-                     default=os.environ.get(
-                         "HUEYQ_BENCH_PG",
-                         "postgresql://postgres@127.0.0.1:5432/postgres"),
-                     help="a PostgreSQL server on which the store workload "
-                     "creates (and drops) a database of its own to time the "
-                     "PostgreSQL store too; 'none' to skip (default: "
-                     "$HUEYQ_BENCH_PG or the local server)")
+    cmd.add_argument("--pg", "--pg-store", dest="pg", metavar="URL",
+                     default=os.environ.get("HUEYQ_BENCH_PG",
+                                            harness.PG_SERVER),
+                     help="a PostgreSQL server on which the postgres backend "
+                     "(a database per trial) and the store workload's "
+                     "PostgreSQL store create and drop databases of their "
+                     "own; 'none' to skip both (default: $HUEYQ_BENCH_PG or "
+                     "the local server)")
     cmd.add_argument("--json", help="write the raw rows here")
     cmd.add_argument("--keep", action="store_true",
                      help="keep the work directory (logs, databases)")

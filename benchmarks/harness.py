@@ -266,44 +266,41 @@ def _pings(client) -> bool:
         return False
 
 
-def create_pg_database(server_url: str) -> str:
+#: The PostgreSQL server of a run (the store workload's database and the
+#: postgres backend's), unless ``--pg`` or ``$HUEYQ_BENCH_PG`` name another.
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def create_pg_database(server_url: str, suffix: str = "") -> str:
     """Create a database of this run's own on the PostgreSQL server of
     ``server_url`` and return its URL (BenchError when that cannot be)."""
     from urllib.parse import urlsplit, urlunsplit
     try:
-        import psycopg2
+        import psycopg
     except ImportError:
-        raise BenchError("psycopg2 is not installed (pip install "
+        raise BenchError("psycopg is not installed (pip install "
                          "'hueyq[postgres]')") from None
-    name = "hueyq_bench_%d" % os.getpid()
+    name = "hueyq_bench_%d%s" % (os.getpid(), suffix)
     try:
-        conn = psycopg2.connect(server_url, connect_timeout=5)
-    except psycopg2.Error as exc:
+        conn = psycopg.connect(server_url, connect_timeout=5, autocommit=True)
+    except psycopg.Error as exc:
         raise BenchError("no PostgreSQL at %s: %s"
                          % (server_url.rsplit("@", 1)[-1],
                             str(exc).strip().splitlines()[0])) from None
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("drop database if exists %s" % name)
-            cur.execute("create database %s" % name)
-    finally:
-        conn.close()
+    with conn:
+        conn.execute("drop database if exists %s" % name)
+        conn.execute("create database %s" % name)
     parts = urlsplit(server_url)
     return urlunsplit(parts._replace(path="/" + name))
 
 
 def drop_pg_database(server_url: str, url: str) -> None:
     """Drop the database ``create_pg_database`` made."""
-    import psycopg2
+    import psycopg
     name = url.rsplit("/", 1)[-1]
-    conn = psycopg2.connect(server_url, connect_timeout=5)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("drop database if exists %s with (force)" % name)
-    finally:
-        conn.close()
+    with psycopg.connect(server_url, connect_timeout=5,
+                         autocommit=True) as conn:
+        conn.execute("drop database if exists %s with (force)" % name)
 
 
 class Completions:

@@ -33,6 +33,7 @@ class _Bench:
         self.workdir = tempfile.mkdtemp(prefix="trials-", dir=out)
         self.keep = True
         self.redis = RedisServer(self.processes, os.path.join(out, "redis"))
+        self.pg_server = os.environ.get("HUEYQ_BENCH_PG", harness.PG_SERVER)
 
 
 def summarize(path: str, top: int = 25) -> str:
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     raw = os.path.join(out, "%s-%s-%s%s.txt" % (
         args.system, args.workload, args.backend, "-idle" if args.idle
         else ""))
+    trial = None
     try:
         bench.redis.start()
         trial = Trial(bench, args.system, args.backend, "profile")
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         bench.processes.stop_all()
+        if trial is not None and trial.pg_url:
+            harness.drop_pg_database(bench.pg_server, trial.pg_url)
         shutil.rmtree(os.path.join(out, "redis"), ignore_errors=True)
     if not os.path.exists(raw):
         print("py-spy wrote nothing; see %s" % bench.workdir, file=sys.stderr)
@@ -143,7 +147,7 @@ def _stop_profiled(trial: Trial) -> None:
 
 def add_parser(sub) -> None:
     cmd = sub.add_parser("profile", help="run one workload under py-spy")
-    cmd.add_argument("--backend", choices=["sqlite", "redis"],
+    cmd.add_argument("--backend", choices=["sqlite", "redis", "postgres"],
                      default="sqlite")
     cmd.add_argument("--workload", choices=["drain", "latency", "idle"],
                      default="drain")

@@ -69,6 +69,8 @@ COLUMNS = {
 ASYNC_TARGET_S = 5.0
 #: Bulk enqueue targets, jobs/s of one task.map call (issue 22).
 BULK_TARGETS = {"sqlite": 50_000, "redis": 30_000}
+#: Idle latency targets, p50 ms, per backend.
+P50_TARGETS_MS = {"sqlite": 2.0, "redis": 1.5, "postgres": 2.0}
 
 
 def _fmt(value, fmt: str) -> str:
@@ -185,6 +187,10 @@ def ratios(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
              _ratio(_by_repeat(rows, "priority", "hueyq", b, "p99_ms"),
                     _by_repeat(rows, "priority", "huey", b, "p99_ms"))),
         ] + _enqueue_ratios(rows, b)
+        if b == "postgres":
+            out.append(("drain hueyq on PostgreSQL / hueyq on Redis", b,
+                        _ratio(rate("hueyq"), _by_repeat(
+                            rows, "drain", "hueyq", "redis", "rate"))))
     return [r for r in out if r[2] is not None]
 
 
@@ -223,10 +229,17 @@ def targets(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
                      _by_repeat(rows, "enqueue", "huey-defaults", b, "rate")),
               lambda v: v >= 0.9, "%.2fx")
         jobs = med("enqueue", "hueyq-bulk", b, "jobs") or 0
-        check("bulk enqueue of {:,} jobs >= {:,} jobs/s".format(
-            int(jobs), BULK_TARGETS[b]), b,
-            med("enqueue", "hueyq-bulk", b, "rate"),
-            lambda v: v >= BULK_TARGETS[b], "%.0f")
+        if b in BULK_TARGETS:
+            check("bulk enqueue of {:,} jobs >= {:,} jobs/s".format(
+                int(jobs), BULK_TARGETS[b]), b,
+                med("enqueue", "hueyq-bulk", b, "rate"),
+                lambda v: v >= BULK_TARGETS[b], "%.0f")
+        if b == "postgres":
+            check("drain hueyq >= 0.8x hueyq on Redis (4 thread workers)",
+                  b, _ratio(_by_repeat(rows, "drain", "hueyq", b, "rate"),
+                            _by_repeat(rows, "drain", "hueyq", "redis",
+                                       "rate")),
+                  lambda v: v >= 0.8, "%.2fx")
         huey_ratio = _ratio(_by_repeat(rows, "drain", "hueyq", b, "rate"),
                             _by_repeat(rows, "drain", "huey", b, "rate"))
         check("drain hueyq >= 0.9x plain huey", b, huey_ratio,
@@ -237,8 +250,9 @@ def targets(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
                          _best_peer(rows, "drain", key)),
                   lambda v: v > 1.0, "%.2fx")
         p50 = med("latency", "hueyq", b, "p50_ms")
-        check("idle latency p50 <= %s ms" % ("2" if b == "sqlite" else "1.5"),
-              b, p50, lambda v: v <= (2.0 if b == "sqlite" else 1.5))
+        bound = P50_TARGETS_MS[b]
+        check("idle latency p50 <= %g ms" % bound, b, p50,
+              lambda v: v <= bound)
         if b == "sqlite":
             check("idle latency p99 <= 10 ms", b,
                   med("latency", "hueyq", b, "p99_ms"), lambda v: v <= 10)

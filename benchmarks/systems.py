@@ -8,7 +8,8 @@ each system's configuration and return the consumer command lines.
 Configurations (kept identical where the systems allow it):
 
 * ``hueyq``: ``hueyq run`` with a profile that ``extends = "dev"`` and sets
-  the backend (SQLite file or the private Redis), a SQLite job store and the
+  the backend (SQLite file, the private Redis or a PostgreSQL database of
+  the trial's own), a SQLite job store and the
   queues' workers; everything else is dev's defaults (leases, job store,
   watchdog, status records all on).
 * ``hueyq-nolease``: the same App and backend class under huey's stock
@@ -18,8 +19,8 @@ Configurations (kept identical where the systems allow it):
   user gets them (the enqueue workload's producer only).
 * ``huey``: ``huey_consumer`` on ``SqliteHuey`` (WAL, synchronous=FULL for
   producer and consumer alike: huey has one setting; hueyq's consumers commit
-  NORMAL, its producers FULL) or
-  ``PriorityRedisHuey``, with the consumer options hueyq passes to huey's
+  NORMAL, its producers FULL), ``PriorityRedisHuey`` or ``PostgresHuey``
+  (LISTEN/NOTIFY), with the consumer options hueyq passes to huey's
   Consumer (``-d 0.1 -b 1.5 -m 5 -c 1``) and the same workers.
 * ``celery``: prefork ``-c 2``, prefetch 32, early ack, no results, no
   gossip/mingle/heartbeat; log level WARNING (Celery's default).
@@ -37,7 +38,8 @@ import signal
 import sys
 import time
 
-from benchmarks.harness import (BenchError, Completions, base_env, tool)
+from benchmarks.harness import (BenchError, Completions, base_env,
+                                create_pg_database, drop_pg_database, tool)
 
 PEERS = ("celery", "rq", "dramatiq")
 PY = sys.executable
@@ -70,6 +72,12 @@ class Trial:
         self.commands: "list[list[str]]" = []
         self.procs: list = []
         bench.redis.flush()
+        #: On PostgreSQL, a database of the trial's own (dropped by cleanup).
+        self.pg_url = None
+        if backend == "postgres":
+            self.pg_url = create_pg_database(
+                bench.pg_server, "_%s" % os.path.basename(self.dir)[:3])
+            self.env["BENCH_PG_URL"] = self.pg_url
 
     # ------------------------------------------------------------ processes
 
@@ -144,8 +152,9 @@ def hueyq_profile(trial: Trial, queues: dict, extra: "dict | None" = None
 
     ``queues`` maps a queue name to overrides (workers, worker_type...).
     """
-    backend = ("sqlite://%s" % os.path.join(trial.dir, "queue.db")
-               if trial.backend == "sqlite" else trial.bench.redis.url)
+    backend = {"sqlite": "sqlite://%s" % os.path.join(trial.dir, "queue.db"),
+               "redis": trial.bench.redis.url,
+               "postgres": trial.pg_url}[trial.backend]
     sections = {"backend": {"url": backend},
                 "store": {"url": "sqlite://%s" % os.path.join(trial.dir,
                                                              "store.db")}}
@@ -237,5 +246,7 @@ def setup_peer(trial: Trial) -> None:
 
 
 def cleanup(trial: Trial, keep: bool) -> None:
+    if trial.pg_url:
+        drop_pg_database(trial.bench.pg_server, trial.pg_url)
     if not keep:
         shutil.rmtree(trial.dir, ignore_errors=True)

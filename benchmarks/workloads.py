@@ -439,13 +439,13 @@ def store(bench, backend: str) -> "list[dict]":
     rows = [_trial(bench, "hueyq", backend, "store", body)]
     if bench.quick:
         return rows
-    if not bench.pg_store:
+    if not bench.pg_server:
         rows.append(add(bench, {"workload": "store", "backend": backend,
                                 "system": "hueyq:postgresql",
-                                "skipped": "--pg-store none"}))
+                                "skipped": "--pg none"}))
         return rows
     try:
-        url = harness.create_pg_database(bench.pg_store)
+        url = harness.create_pg_database(bench.pg_server)
     except BenchError as exc:
         rows.append(add(bench, {"workload": "store", "backend": backend,
                                 "system": "hueyq:postgresql",
@@ -455,7 +455,7 @@ def store(bench, backend: str) -> "list[dict]":
         rows.append(_trial(bench, "hueyq:postgresql", backend, "store",
                            lambda trial: body(trial, url)))
     finally:
-        harness.drop_pg_database(bench.pg_store, url)
+        harness.drop_pg_database(bench.pg_server, url)
     return rows
 
 
@@ -705,4 +705,7 @@ WORKLOADS = {"drain": drain, "latency": latency, "priority": priority,
              "enqueue": enqueue, "calls": calls, "async": async_io,
              "stream": stream}
 PEER_WORKLOADS = {"drain": drain_peers, "latency": latency_peers}
-__all__ = ["WORKLOADS", "PEER_WORKLOADS", "PEERS"]
+#: The workloads that also run on the postgres backend (memory, store and
+#: batch measure the profiles, the job store and torch, not the queue).
+PG_WORKLOADS = ("drain", "latency", "priority", "crash", "enqueue")
+__all__ = ["WORKLOADS", "PEER_WORKLOADS", "PEERS", "PG_WORKLOADS"]

@@ -191,10 +191,26 @@ def _backend(request, tmp_path) -> str:
     return request.getfixturevalue("redis_session").url
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+#: The backends most runtime tests run on (``HUEYQ_TEST_BACKENDS`` names
+#: others for a run of one's own, e.g. ``sqlite,redis,postgres``); the
+#: crash tests run on every backend through ``chaos_backend_url``.
+RUNTIME_BACKENDS = os.environ.get("HUEYQ_TEST_BACKENDS",
+                                  "sqlite,redis").split(",")
+
+
+@pytest.fixture(params=RUNTIME_BACKENDS)
 def backend_url(request, tmp_path):
     """Each backend the runtime tests run on: a SQLite file, then the
     session's Redis."""
+    return _backend(request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def chaos_backend_url(request, tmp_path):
+    """Every backend, for the tests that kill and stop real runtimes (the
+    lifecycle state machine, worker kills, a whole-runtime kill, poison,
+    SIGTERM hand-back): a SQLite file, the session's Redis, the session's
+    PostgreSQL database."""
     return _backend(request, tmp_path)
 
 

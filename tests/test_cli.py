@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -110,6 +111,9 @@ def test_doctor(app, env, tmp_path, backend_url):
     if backend_url.startswith("sqlite"):
         assert lines[("ok", "sqlite.journal_mode")].endswith("journal_mode=wal")
         assert lines[("ok", "sqlite.synchronous")].endswith("synchronous=FULL")
+    elif backend_url.startswith("postgres"):
+        assert lines[("ok", "postgres.synchronous_commit")].endswith(
+            "synchronous_commit=on")
     else:
         assert lines[("ok", "redis.maxmemory_policy")].endswith("noeviction")
         assert lines[("ok", "redis.persistence")].endswith("AOF on")
@@ -142,6 +146,30 @@ def test_doctor_flags_an_evicting_redis_and_the_server_profile_refuses_it(tmp_pa
         assert nosecret.returncode == 2 and "requires a secret" in nosecret.stderr
     finally:
         server.stop()
+
+
+def test_doctor_on_postgresql_shows_its_durability_and_connections(
+        postgres_url, tmp_path):
+    import psycopg
+    with psycopg.connect(postgres_url) as conn:
+        version = conn.execute("show server_version").fetchone()[0]
+    env = {"HUEYQ_PG_URL": postgres_url, "HUEYQ_SECRET": "s3cret"}
+    doctor = cli("doctor", "--profile", "server-pg", env=env, cwd=tmp_path)
+    assert doctor.returncode == 0, doctor.stdout
+    lines = {tuple(l.split()[:2]): l for l in doctor.stdout.splitlines()[1:]}
+    assert lines[("ok", "postgres.version")].endswith("PostgreSQL " + version)
+    assert lines[("ok", "postgres.synchronous_commit")].endswith(
+        "synchronous_commit=on")
+    used, most = re.search(r"(\d+) of (\d+) connections in use$", lines[
+        ("ok", "postgres.connections")]).groups()
+    assert 1 <= int(used) < int(most)
+    # Off for hueyq's sessions: acked enqueues may be lost in a crash.
+    env["HUEYQ_PG_URL"] += "?options=-c%20synchronous_commit%3Doff"
+    off = cli("doctor", "--profile", "server-pg", env=env, cwd=tmp_path)
+    assert off.returncode == 0, off.stdout          # a warning, not an error
+    assert re.search(r"^WARN +postgres.synchronous_commit +synchronous_commit"
+                     r"=off: an enqueue returns before its commit is on disk",
+                     off.stdout, re.M), off.stdout
 
 
 def typed(text, *args, env=None, cwd=None):

@@ -1,5 +1,5 @@
 """A hypothesis state machine over enqueue, pause, resume, drain, cancel,
-retry, run and kill-worker, on both backends. After every step: no job id is
+retry, run and kill-worker, on every backend. After every step: no job id is
 ever lost, each job's state follows the last one seen along the transitions
 hueyq.jobs allows, a paused queue starts nothing new, and a job cancelled
 before it started never starts."""
@@ -149,7 +149,7 @@ def run_machine(profile, tmp_path):
     Lifecycle.TestCase("runTest").runTest()
 
 
-def test_lifecycle_invariants(tmp_path, backend_url):
-    profile = write_profile(tmp_path / "p.toml", backend_url,
+def test_lifecycle_invariants(tmp_path, chaos_backend_url):
+    profile = write_profile(tmp_path / "p.toml", chaos_backend_url,
                             "sqlite://%s" % (tmp_path / "store.db"), "unused")
     run_machine(profile, tmp_path)

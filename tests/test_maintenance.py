@@ -52,7 +52,7 @@ def test_retention_keeps_the_newest_per_state(app, inline):
 
 
 def test_checkpoint_under_load_and_the_wal_size_limit(app, backend_url, inline):
-    if backend_url.startswith("redis"):
+    if not backend_url.startswith("sqlite"):     # checkpoints by itself
         assert maintenance.run_checkpoint(app) == {"backend": False,
                                                    "store": True}
         return

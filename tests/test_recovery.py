@@ -31,6 +31,12 @@ class Clock:
 
 
 @pytest.fixture
+def backend_url(chaos_backend_url):
+    """Every backend: the decisions run in one process, so cheaply."""
+    return chaos_backend_url
+
+
+@pytest.fixture
 def clock():
     return Clock()
 

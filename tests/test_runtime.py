@@ -104,6 +104,25 @@ def test_sqlite_workers_commit_normal_and_the_producer_full(
         assert rt.terminate() == 0
 
 
+def test_postgresql_workers_commit_asynchronously_and_the_producer_not(
+        make_app, tmp_path, app_name, runtime, postgres_url):
+    # An accepted job is flushed (synchronous_commit on); a consumer's acks
+    # are not (off), on thread and process workers alike.
+    for worker_type in ("thread", "process"):
+        profile = write_profile(
+            tmp_path / ("%s.toml" % worker_type), postgres_url,
+            "sqlite://%s" % (tmp_path / ("%s-store.db" % worker_type)),
+            "%s%s" % (app_name, worker_type[0]),
+            {"queues.medium": {"worker_type": worker_type}})
+        app = make_app(profile)
+        rt = runtime(profile, queues="medium")
+        rt.wait_ready()
+        assert app.tasks.sync_level()(blocking=True, timeout=30) == "off"
+        assert app.storage("medium").sql("show synchronous_commit", (),
+                                         results=True)[0][0] == "on"
+        assert rt.terminate() == 0
+
+
 def test_a_dead_consumer_is_restarted(app, profile_path, runtime):
     rt = runtime(profile_path)
     rt.wait_ready()
@@ -119,8 +138,8 @@ def test_a_dead_consumer_is_restarted(app, profile_path, runtime):
 
 
 @pytest.fixture
-def chaos_profile(tmp_path, backend_url, app_name):
-    return write_profile(tmp_path / "chaos.toml", backend_url,
+def chaos_profile(tmp_path, chaos_backend_url, app_name):
+    return write_profile(tmp_path / "chaos.toml", chaos_backend_url,
                          "sqlite://%s" % (tmp_path / "store.db"), app_name,
                          settings(PROCESS_MEDIUM, {"runtime": {"max_redeliveries": 10}}))
 
@@ -196,9 +215,9 @@ def test_kill_9_of_the_whole_runtime_then_restart(make_app, chaos_profile, runti
     assert rt2.terminate() == 0
 
 
-def test_a_task_that_kills_its_worker_becomes_poison(make_app, tmp_path,
-                                                     backend_url, app_name, runtime):
-    profile = write_profile(tmp_path / "p.toml", backend_url,
+def test_a_task_that_kills_its_worker_becomes_poison(
+        make_app, tmp_path, chaos_backend_url, app_name, runtime):
+    profile = write_profile(tmp_path / "p.toml", chaos_backend_url,
                             "sqlite://%s" % (tmp_path / "store.db"), app_name,
                             {"runtime": {"max_redeliveries": 2}})
     app = make_app(profile)
@@ -241,8 +260,8 @@ def test_unknown_and_corrupt_messages_are_dead_lettered(app, profile_path, runti
 
 
 def test_sigterm_hands_back_tasks_longer_than_the_grace_period(
-        make_app, tmp_path, backend_url, app_name, runtime):
-    profile = write_profile(tmp_path / "p.toml", backend_url,
+        make_app, tmp_path, chaos_backend_url, app_name, runtime):
+    profile = write_profile(tmp_path / "p.toml", chaos_backend_url,
                             "sqlite://%s" % (tmp_path / "store.db"), app_name,
                             settings(PROCESS_MEDIUM, {"runtime": {"grace_period": "1s"}}))
     app = make_app(profile)

@@ -16,6 +16,7 @@ import zlib
 import pytest
 
 from hueyq.backends import DEAD
+from hueyq.backends.sql import SqlBackend
 from hueyq.exceptions import PayloadTooLarge
 
 from conftest import HERE, RedisServer, _need_redis, wait_for, write_profile
@@ -48,14 +49,11 @@ def test_forged_pickles_written_into_the_backend_never_run(signed, runtime, tmp_
     storage = app.storage("high")
     raw = pickle.dumps(Canary(canary))
     fake_envelope = b"HQ1\x00\x00\x0e" + b'{"id":"forged"}' [:14] + raw
-    if backend_url.startswith("sqlite"):
-        db = sqlite3.connect(storage.filename)
-        with db:
-            for data in (raw, fake_envelope):
-                db.execute("insert into hueyq_message (queue, task_id, name, state,"
-                           " data) values (?, 'forged', 'x', 'pending', ?)",
-                           (storage.qname, data))
-        db.close()
+    if isinstance(storage, SqlBackend):
+        for data in (raw, fake_envelope):
+            as_attacker(storage, "insert into hueyq_message (queue, task_id,"
+                        " name, state, data) values (?, 'forged', 'x',"
+                        " 'pending', ?)", (storage.qname, data))
     else:
         storage.enqueue(raw)
         storage.enqueue(fake_envelope)
@@ -188,23 +186,37 @@ def test_json_logs_carry_the_task_fields(app, profile_path, runtime):
 # ---------------------------------------------------------------- forgeries
 #
 # What an attacker who can write to the backend does: rows straight into
-# the SQLite file, keys straight into Redis, never through hueyq's enqueue.
+# the SQLite file or the PostgreSQL database, keys straight into Redis,
+# never through hueyq's enqueue.
+
+def as_attacker(storage, sql: str, params: tuple = ()):
+    """Run one statement (``?`` for each parameter) on a SQL backend's
+    database through a connection of its own; its first row, if any."""
+    if hasattr(storage, "filename"):
+        db = sqlite3.connect(storage.filename)
+    else:
+        import psycopg
+        db = psycopg.connect(storage.dsn)
+    try:
+        cur = db.execute(sql.replace("?", storage.placeholder), params)
+        row = cur.fetchone() if cur.description else None
+        db.commit()
+        return row
+    finally:
+        db.close()
+
 
 def forge(storage, data: bytes, task_id: str = "forged", name: str = "x",
           info=None, state: str = "pending", owner: "str | None" = None):
     """Write one message into the backend by hand; returns its handle."""
     now = time.time()
-    if hasattr(storage, "filename"):
-        db = sqlite3.connect(storage.filename)
-        with db:
-            cur = db.execute(
-                "insert into hueyq_message (queue, task_id, name, state,"
-                " enqueued_at, updated_at, owner, meta, data) values"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (storage.qname, task_id, name, state, now, now, owner,
-                 info, data))
-        db.close()
-        handle = cur.lastrowid
+    if isinstance(storage, SqlBackend):
+        handle = as_attacker(
+            storage, "insert into hueyq_message (queue, task_id, name, state,"
+            " enqueued_at, updated_at, owner, meta, data) values"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?) returning id",
+            (storage.qname, task_id, name, state, now, now, owner, info,
+             data))[0]
     else:
         handle = "9%015d" % (uuid.uuid4().int % 10 ** 15)
         keys = storage.keys
@@ -353,15 +365,17 @@ def test_bad_records_are_skipped_and_lease_recovery_goes_on(
         storage.conn.hset(storage.keys["records"], "runtime:x", b"[1, 2")
         storage.conn.hset(storage.keys["flags"], "admission", b"lots")
     else:
-        db = sqlite3.connect(storage.filename)
-        with db:
-            db.execute("update hueyq_message set meta = '{not json' where"
-                       " task_id = ?", (first.id,))
-            db.execute("insert into hueyq_record values (?, '[1, 2', null)",
-                       ("%s:runtime:x" % app.name,))
-            db.execute("insert into hueyq_flag values (?, 'admission', 'lots')",
-                       (storage.qname,))
-        db.close()
+        # PostgreSQL's records carry when they were written.
+        written = ("", "") if backend_url.startswith("sqlite") else (
+            ", written", ", now()")
+        for sql, params in (
+                ("update hueyq_message set meta = '{not json' where task_id"
+                 " = ?", (first.id,)),
+                ("insert into hueyq_record (key, value%s) values (?, '[1, 2'"
+                 "%s)" % written, ("%s:runtime:x" % app.name,)),
+                ("insert into hueyq_flag values (?, 'admission', 'lots')",
+                 (storage.qname,))):
+            as_attacker(storage, sql, params)
     web = create_app(app).test_client()
     for path in ("/api/workers", "/metrics", "/api/queues", "/api/jobs",
                  "/api/jobs?state=running", "/api/jobs?state=pending"):

@@ -1,8 +1,9 @@
 """Plain huey, configured as hueyq configures it, for the comparison.
 
 ``BENCH_HUEY_KIND`` is ``sqlite`` (``SqliteHuey``: WAL, ``synchronous=FULL``,
-file ``BENCH_HUEY_FILE``) or ``redis`` (``PriorityRedisHuey`` on
-``BENCH_REDIS_URL``, blocking BZPOPMIN). Two instances, ``high`` and
+file ``BENCH_HUEY_FILE``), ``redis`` (``PriorityRedisHuey`` on
+``BENCH_REDIS_URL``, blocking BZPOPMIN) or ``postgres`` (``PostgresHuey``
+on ``BENCH_PG_URL``, blocking in LISTEN). Two instances, ``high`` and
 ``low`` (``huey`` is ``high``), each with ``noop``, ``sleep`` and ``probe``,
 so the priority workload can run one consumer per queue as hueyq does.
 Results are on and ``None`` is not stored, as in hueyq. With
@@ -13,7 +14,7 @@ defaults instead (the enqueue workload's headline comparison).
 import os
 import types
 
-from huey import PriorityRedisHuey, RedisHuey, SqliteHuey
+from huey import PostgresHuey, PriorityRedisHuey, RedisHuey, SqliteHuey
 
 from benchmarks.apps import common
 
@@ -27,6 +28,8 @@ def make(name: str):
         return SqliteHuey("bench_" + name, filename=os.environ.get(
             "BENCH_HUEY_FILE", "huey.db"), fsync=True, journal_mode="wal",
             results=True, store_none=False, utc=True)
+    if kind == "postgres":
+        return _postgres(name, results=True, store_none=False, utc=True)
     return PriorityRedisHuey("bench_" + name, url=os.environ.get(
         "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"), results=True,
         store_none=False, utc=True)
@@ -37,8 +40,25 @@ def _defaults(kind: str, name: str):
     if kind == "sqlite":
         return SqliteHuey("bench_" + name, filename=os.environ.get(
             "BENCH_HUEY_FILE", "huey.db"))
+    if kind == "postgres":
+        return _postgres(name)
     return RedisHuey("bench_" + name, url=os.environ.get(
         "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def _postgres(name: str, **options):
+    """``PostgresHuey`` whose tables are created under an advisory lock:
+    the two consumers of the priority workload creating them at once would
+    race in PostgreSQL's catalog, and one of them would die."""
+    import psycopg
+    dsn = os.environ["BENCH_PG_URL"]
+    huey = PostgresHuey("bench_" + name, dsn=dsn, create_tables=False,
+                        **options)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("select pg_advisory_xact_lock(%s)", (0x68756579,))
+        for sql in huey.storage.ddl:
+            conn.execute(sql)
+    return huey
 
 
 def register(huey) -> types.SimpleNamespace:

@@ -33,9 +33,13 @@ def make_app(profile=None, name=None):
 
     @app.task(queue="medium")
     def sync_level():
-        """The pragma synchronous of the worker's own SQLite connection."""
-        return app.storage("medium").conn.execute(
-            "pragma synchronous").fetchone()[0]
+        """How the worker's own connection commits: SQLite's pragma
+        synchronous, PostgreSQL's synchronous_commit."""
+        storage = app.storage("medium")
+        if hasattr(storage, "dsn"):
+            return storage.sql("show synchronous_commit", (),
+                               results=True)[0][0]
+        return storage.conn.execute("pragma synchronous").fetchone()[0]
 
     @app.task(queue="medium")
     def add(a, b):
