@@ -132,19 +132,25 @@ class Recovery:
         known = {"task": lease.name, "queue": queue, "at": now,
                  "seq": change_seq(lease.lease_seq, RECOVERED)}
         if jobs.is_cancel(error):
-            storage.ack(lease.handle, DEAD, "cancelled")
+            if not storage.ack(lease.handle, DEAD, "cancelled",
+                               fence=lease.fence):
+                return
             job = jobs.cancelled(lease.task_id, **known)
             event, detail = "cancelled", error
             self._put_error(queue, lease.task_id, "cancelled")
         elif jobs.is_killed(error):
-            storage.requeue(lease.handle, error, count=False)
+            if storage.requeue(lease.handle, error, count=False,
+                               fence=lease.fence) is None:
+                return
             job = jobs.recovered(lease.task_id, error, **known)
             event, detail = "killed", error
         else:
             count, detail = self._charged(lease, why, crowds or {})
+            # Fenced: another host's supervisor may have recovered it
+            # first and a worker leased it again; that lease is not ours.
             state = storage.requeue(lease.handle, detail, count=count,
                                     max_redeliveries=self.profile.runtime
-                                    .max_redeliveries)
+                                    .max_redeliveries, fence=lease.fence)
             if state is None:
                 return
             if state == DEAD:
