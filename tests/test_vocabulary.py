@@ -43,7 +43,8 @@ JOB = {"id", "task", "queue", "state", "attempts", "redeliveries",
 JOB_PAGE = {"jobs", "queue", "state", "task", "id", "error", "since",
             "until", "limit", "next", "now"}
 #: GET /api/workers and each of its workers.
-WORKERS = {"workers", "runtimes", "budgets", "now"}
+WORKERS = {"workers", "runtimes", "hosts", "budgets", "now"}
+HOST = {"host", "alive", "age", "pids", "consumers", "running"}
 WORKER = {"queue", "pid", "kind", "worker_type", "threads", "memory", "rss",
           "memory_kind", "worker_memory_soft", "worker_memory_hard", "gpu",
           "host", "jobs"}
@@ -125,6 +126,9 @@ def test_api_keys_match_the_pins_and_the_openapi_document(app, client,
     assert health.get_json()["status"] == health.status_code
     assert set(OPENAPI["components"]["schemas"]["Workers"]["properties"][
         "workers"]["items"]["properties"]) == WORKER
+    assert set(OPENAPI["components"]["schemas"]["Workers"]["properties"][
+        "hosts"]["items"]["properties"]) == HOST
+    assert all(set(h) == HOST for h in workers["hosts"])
     assert set(schema("CancelResult")) == CANCEL
 
 
