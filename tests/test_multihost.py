@@ -42,7 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from conftest import CI, HERE, wait_for
+from conftest import HERE, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -258,6 +258,7 @@ class Cluster:
     def __init__(self, kind: str, variant: str, tmp_path, runtime,
                  redis_url: "str | None", pg_url: str, monkeypatch) -> None:
         self.kind = kind
+        self.variant = variant
         self.tmp = tmp_path
         self.ledger = tmp_path / "ledger.txt"
         self.app_name = "mh%s" % uuid.uuid4().hex[:10]
@@ -468,21 +469,23 @@ def test_a_killed_host_s_leases_are_recovered_by_the_others(cluster):
     verdict = check_history(jobs, runs, unexpected, states)
     assert verdict["lost"] == [] and verdict["unexpected"] == [], verdict
     # A job runs again only when the killed host held it, once, after the
-    # kill: never on two hosts at once.
+    # kill: never on two hosts at once. (Its run was cut short, or, in the
+    # instant between a task's end and its ack, it had ended.)
     for token in verdict["duplicated"]:
-        first, second = runs[token][:2] + [None] * (2 - len(runs[token]))
         assert len(runs[token]) == 2, runs[token]
-        assert first[0] == victim.name and first[3] is None, runs[token]
+        first, second = runs[token]
+        assert first[0] == victim.name, runs[token]
+        assert first[3] is None or first[3] < killed, runs[token]
         assert second[0] != victim.name and second[2] > killed, runs[token]
-    assert all(len([r for r in runs[t] if r[3] is not None]) == 1
-               for t in jobs), "a job completed twice"
     recovered = [runs[t][1][2] - killed for t in verdict["duplicated"]]
     assert recovered, "the killed host's jobs were not recovered"
     assert min(recovered) >= LEASE_TIMEOUT - 1.5
     assert not any(states[t].worker.startswith(victim.name + ":")
                    for t in verdict["duplicated"])
-    figure("kill_recovered_after_s", max(recovered), backend=cluster.kind)
+    figure("kill_recovered_after_s", max(recovered), backend=cluster.kind,
+           variant=cluster.variant)
     figure("kill_run_s", finished - started, backend=cluster.kind,
+           variant=cluster.variant,
            jobs=len(jobs), duplicated=len(verdict["duplicated"]))
     cluster.stop()
 
@@ -494,12 +497,12 @@ def test_a_partitioned_host_cannot_ack_the_leases_it_lost(cluster):
     jobs = cluster.enqueue(18, 2.0)
     wait_for(lambda: len(cluster.leases_of(island.name)) >= WORKERS, 30,
              message="the island to hold a lease per worker")
+    # Its workers are busy for 2 s: these are the leases it is cut off with.
+    held = {lease.task_id for lease in cluster.leases_of(island.name)}
     island.partition()
     cut = time.monotonic()
-    runs, _ = cluster.history()
-    in_flight = {t for t, rs in runs.items()
-                 if rs and rs[-1][0] == island.name and rs[-1][3] is None}
-    assert in_flight
+    in_flight = {t for t, job_id in jobs.items() if job_id in held}
+    assert len(in_flight) == WORKERS
     try:
         # While it is cut off, the others run its jobs again.
         wait_for(lambda: all(any(r[0] in others and r[3] is not None
@@ -536,7 +539,12 @@ def test_a_partitioned_host_cannot_ack_the_leases_it_lost(cluster):
         assert states[token].worker.split(":")[0] in others
     assert len(in_flight) <= refused <= 2 * len(in_flight) + WORKERS
     assert "refused the ack of message" in island.runtime.log()
-    figure("partition_recovered_after_s", again - cut, backend=cluster.kind)
+    figure("partition_restarted_after_s", max(
+        runs[t][1][2] - cut for t in in_flight), backend=cluster.kind,
+           variant=cluster.variant)
+    figure("partition_rerun_done_after_s", again - cut, backend=cluster.kind,
+           variant=cluster.variant)
     figure("partition_s", healed - cut, backend=cluster.kind,
-           duplicated=len(in_flight), fenced=refused)
+           variant=cluster.variant,
+           jobs=len(jobs), duplicated=len(in_flight), fenced=refused)
     cluster.stop()
