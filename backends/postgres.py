@@ -94,6 +94,9 @@ _ADMISSION = (" and (memory = 0 or memory <= coalesce((select case when"
 _BUMP = ("insert into huey_counter as c (queue, key, value) select %(app)s,"
          " 'hueyq:seq', 1 from pick on conflict (queue, key) do update set"
          " value = c.value + 1 returning value")
+#: Seconds after which the server ends a session of this backend left idle
+#: inside a transaction (a host cut off in the middle of a lease).
+IDLE_IN_TRANSACTION = 10
 # An ack a fence refused (Backend.ack) is counted for the whole app.
 _BUMP_FENCED = ("insert into huey_counter as c (queue, key, value) values"
                 " (%s, 'hueyq:fenced', 1) on conflict (queue, key) do update"
@@ -184,6 +187,16 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         self._listeners_lock = threading.Lock()
         kwargs.pop("access", None)
         kwargs.setdefault("connect_timeout", 5)
+        if "options" not in kwargs and "options=" not in dsn:
+            # A lease and the ack riding in it are one short transaction. A
+            # host cut off from the server in the middle of one would keep
+            # its rows locked until the server noticed the connection gone
+            # (hours, with the kernel's default keepalives), and every other
+            # host's recovery of those rows would wait on the locks; the
+            # server ends such a session instead (hueyq never idles in a
+            # transaction; huey's connections are autocommit).
+            kwargs["options"] = "-c idle_in_transaction_session_timeout=%d" \
+                % (IDLE_IN_TRANSACTION * 1000)
         try:
             super().__init__(name, dsn=dsn, read_timeout=read_timeout,
                              blocking=False, **kwargs)
