@@ -511,42 +511,52 @@ def test_a_partitioned_host_cannot_ack_the_leases_it_lost(cluster):
                  LEASE_TIMEOUT + 25, interval=0.2,
                  message="the island's jobs to run elsewhere")
         again = time.monotonic()
-        wait_for(lambda: all(any(r[0] == island.name and r[3] is not None
-                                 for r in cluster.history()[0][t])
-                             for t in in_flight), 10,
-                 message="the island's own runs to end")
     finally:
         island.heal()
     healed = time.monotonic()
     assert healed - cut > LEASE_TIMEOUT
     states = cluster.wait_all_complete(jobs, 60)
+    # The island ran its jobs (a worker whose lease's next step waited on
+    # the backend starts the body once healed), or, where that step failed,
+    # handed them back, which the fence refused too.
+    def island_runs():
+        runs = cluster.history()[0]
+        return {t: [r for r in runs[t] if r[0] == island.name]
+                for t in in_flight}
+    wait_for(lambda: all(r[3] is not None for rs in island_runs().values()
+                         for r in rs), 20, message="the island's runs to end")
+    ran = {t for t, rs in island_runs().items() if rs}
     # Back, its acks of the leases it lost are refused and counted.
     wait_for(lambda: cluster.app.storage("high").fenced() - fenced
-             >= len(in_flight), 30, message="the stale acks to be fenced")
+             >= len(ran), 30, message="the stale acks to be fenced")
     refused = cluster.app.storage("high").fenced() - fenced
     runs, unexpected = cluster.history()
     verdict = check_history(jobs, runs, unexpected, states)
     assert verdict["lost"] == [] and verdict["unexpected"] == [], verdict
     # The rule: a job runs twice only when its holder lost its lease, at
-    # most once per loss: here exactly the island's in-flight jobs.
-    assert set(verdict["duplicated"]) == in_flight, (verdict, in_flight)
+    # most once per loss: here exactly the island's in-flight jobs it ran.
+    assert set(verdict["duplicated"]) == ran, (verdict, in_flight, ran)
+    restarted = []
     for token in in_flight:
-        assert len(runs[token]) == 2, (token, runs[token], cut, healed)
-        first, second = runs[token]
-        assert first[0] == island.name and second[0] in others
-        assert second[2] - cut >= LEASE_TIMEOUT - 1.5, runs[token]
+        mine = [r for r in runs[token] if r[0] == island.name]
+        theirs = [r for r in runs[token] if r[0] in others]
+        assert len(mine) <= 1 and len(theirs) == 1, (token, runs[token])
+        assert theirs[0][2] - cut >= LEASE_TIMEOUT - 1.5, runs[token]
+        restarted.append(theirs[0][2] - cut)
         # The job's record is the current holder's, not the stale one's.
         assert states[token].worker.split(":")[0] in others
-    assert len(in_flight) <= refused <= 2 * len(in_flight) + WORKERS
-    # (The backend counts a refusal before the worker logs it.)
-    wait_for(lambda: "refused the ack of message" in island.runtime.log(),
-             10, message="the island to log its fenced acks")
-    figure("partition_restarted_after_s", max(
-        runs[t][1][2] - cut for t in in_flight), backend=cluster.kind,
-           variant=cluster.variant)
+    assert len(ran) <= refused <= 2 * len(in_flight) + WORKERS
+    if ran:
+        # (The backend counts a refusal before the worker logs it.)
+        wait_for(lambda: "refused the ack of message" in
+                 island.runtime.log(), 10,
+                 message="the island to log its fenced acks")
+    figure("partition_restarted_after_s", max(restarted),
+           backend=cluster.kind, variant=cluster.variant)
     figure("partition_rerun_done_after_s", again - cut, backend=cluster.kind,
            variant=cluster.variant)
     figure("partition_s", healed - cut, backend=cluster.kind,
            variant=cluster.variant,
-           jobs=len(jobs), duplicated=len(in_flight), fenced=refused)
+           jobs=len(jobs), in_flight=len(in_flight),
+           duplicated=len(verdict["duplicated"]), fenced=refused)
     cluster.stop()
