@@ -23,6 +23,12 @@ top of them huey's listing and schedule API. The interface, by group:
   records without wall clocks; ``next_seq()`` numbers a control);
   ``ack``, ``release``, ``requeue``,
   ``annotate`` and ``leases()`` finish, hand back, recover and list them;
+  an ack or a recovery that names the lease it ends (a *fence*: its owner
+  and epoch, the ``seq`` of that delivery) ends it only while the message
+  is still leased to that owner in that epoch, so a holder that lost its
+  lease (killed, partitioned or stalled past ``lease_timeout``, then
+  recovered and re-leased elsewhere) cannot finish another's; a refused
+  ack is counted (``fenced()``) and logged;
   ``relabel`` files a message that failed verification under its own id;
   ``forget`` and ``sweep_done`` drop finished messages;
 * scheduling: ``promote_due()`` moves due scheduled messages into the queue
@@ -178,6 +184,12 @@ class MessageInfo:
     def worker(self) -> "str | None":
         """Worker part of the lease owner."""
         return parse_owner(self.owner).worker
+
+    @property
+    def fence(self) -> "tuple[str | None, int | None]":
+        """``(owner, epoch)`` of this lease: what an ack or a recovery of
+        it names, so it ends only this delivery (see :meth:`Backend.ack`)."""
+        return self.owner, self.lease_seq
 
     @property
     def holder(self) -> "str | None":
@@ -361,7 +373,9 @@ class Backend(abc.ABC):
         """Move the next pending message into a lease owned by ``owner``
         in one atomic step, unless a ``paused:*`` flag is set (and, with
         :attr:`admission`, only one whose declared memory fits); ``ack``,
-        ``(handle, outcome, reason)``, is acked in the same step."""
+        ``(handle, outcome, reason)`` or ``(handle, outcome, reason,
+        fence)``, is acked in the same step as :meth:`ack` would (a fenced
+        ack refused, counted and logged, and the lease still taken)."""
 
     @abc.abstractmethod
     def lease_batch(self, owner: str, name: str, limit: int
@@ -371,13 +385,25 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def ack(self, handle, outcome: "str | None" = None,
-            reason: "str | None" = None) -> None:
+            reason: "str | None" = None, fence: "tuple | None" = None
+            ) -> bool:
         """End a lease: None (``done``, body dropped), ``"dead"`` (kept
-        with ``reason``) or ``"release"`` (back to the queue)."""
+        with ``reason``) or ``"release"`` (back to the queue). ``fence``,
+        ``(owner, epoch)`` of the delivery being ended (the worker's owner
+        name and its ``Lease.seq``), makes the ack end it only while the
+        message is still running under that owner and epoch; one refused
+        is counted (:meth:`fenced`) and logged, and changes nothing (not
+        even huey's revoke key). Returns whether the lease was ended."""
 
     @abc.abstractmethod
     def ack_many(self, acks) -> None:
-        """End several leases, each ``(handle, outcome, reason)``."""
+        """End several leases, each ``(handle, outcome, reason)`` or
+        ``(handle, outcome, reason, fence)`` (see :meth:`ack`)."""
+
+    @abc.abstractmethod
+    def fenced(self) -> int:
+        """How many acks of this app a fence refused, on every host: each
+        one an execution whose holder had lost its lease."""
 
     @abc.abstractmethod
     def release(self, handles) -> int:
@@ -385,11 +411,14 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def requeue(self, handle, last_error: "str | None" = None,
-                count: bool = True, max_redeliveries: "int | None" = None
-                ) -> "str | None":
+                count: bool = True, max_redeliveries: "int | None" = None,
+                fence: "tuple | None" = None) -> "str | None":
         """Recover a lease whose owner is gone: ``pending`` again (counting
         a redelivery when ``count``), or ``dead`` as poison past
-        ``max_redeliveries``; None when it was no longer leased."""
+        ``max_redeliveries``; None when it was no longer leased (with a
+        ``fence``: no longer leased to that owner in that epoch, e.g.
+        another host's supervisor recovered it first and it was leased
+        again)."""
 
     @abc.abstractmethod
     def annotate(self, handle, last_error: str) -> bool:
@@ -614,6 +643,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def checkpoint(self) -> bool:
         """Fold a write-ahead log back; True when it was folded."""
+
+    def _refused(self, handle, fence) -> None:
+        """Log an ack a fence refused (the backend has counted it)."""
+        logger.warning(
+            "refused the ack of message %s by %s (epoch %s): its lease was "
+            "recovered and is no longer that worker's; the job's outcome is "
+            "the current holder's", handle, parse_owner(fence[0]).name,
+            fence[1])
 
     # ------------------------------------------------------------ huey's API
 

@@ -107,6 +107,13 @@ _ADMISSION = (" and (memory = 0 or memory <= coalesce((select case when"
 _BUMP = ("insert into huey_counter as c (queue, key, value) select %(app)s,"
          " 'hueyq:seq', 1 from pick on conflict (queue, key) do update set"
          " value = c.value + 1 returning value")
+#: Seconds after which the server ends a session of this backend left idle
+#: inside a transaction (a host cut off in the middle of a lease).
+IDLE_IN_TRANSACTION = 10
+# An ack a fence refused (Backend.ack) is counted for the whole app.
+_BUMP_FENCED = ("insert into huey_counter as c (queue, key, value) values"
+                " (%s, 'hueyq:fenced', 1) on conflict (queue, key) do update"
+                " set value = c.value + 1")
 # One statement: pick the next message (skipping rows other consumers hold),
 # number it, lease it; a message over the lease limit keeps only its head.
 _LEASE = (
@@ -194,6 +201,16 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         self._listeners_lock = threading.Lock()
         kwargs.pop("access", None)
         kwargs.setdefault("connect_timeout", 5)
+        if "options" not in kwargs and "options=" not in dsn:
+            # A lease and the ack riding in it are one short transaction. A
+            # host cut off from the server in the middle of one would keep
+            # its rows locked until the server noticed the connection gone
+            # (hours, with the kernel's default keepalives), and every other
+            # host's recovery of those rows would wait on the locks; the
+            # server ends such a session instead (hueyq never idles in a
+            # transaction; huey's connections are autocommit).
+            kwargs["options"] = "-c idle_in_transaction_session_timeout=%d" \
+                % (IDLE_IN_TRANSACTION * 1000)
         try:
             super().__init__(name, dsn=dsn, read_timeout=read_timeout,
                              blocking=False, **kwargs)
@@ -416,10 +433,11 @@ class PostgresBackend(SqlBackend, PostgresStorage):
                   "now": now, "limit": self.lease_limit or _NO_LIMIT,
                   "head": HEAD_BYTES}
         with self.db(commit=ack is not None) as curs:
-            if ack is not None:
-                self._finish(curs, now, *ack)
+            refused = ack is not None and not self._finish(curs, now, *ack)
             curs.execute(sql, params)
             row = curs.fetchone()
+        if refused and len(ack) > 3 and ack[3] is not None:
+            self._refused(ack[0], ack[3])
         if ack is not None and ack[1] == "release":
             self.notify()
         if row is None:
@@ -451,34 +469,58 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         return self.incr("hueyq:seq")
 
     def ack(self, handle, outcome: "str | None" = None,
-            reason: "str | None" = None) -> None:
+            reason: "str | None" = None, fence: "tuple | None" = None
+            ) -> bool:
         """End a lease: None (``done``, body dropped), ``"dead"`` (kept with
-        ``reason``) or ``"release"`` (back to the queue, uncounted)."""
+        ``reason``) or ``"release"`` (back to the queue, uncounted); with a
+        ``fence`` (owner, epoch) only that delivery (see Backend.ack).
+        Returns whether the lease was ended."""
         with self.db(commit=True) as curs:
-            self._finish(curs, time.time(), handle, outcome, reason)
+            ended = self._finish(curs, time.time(), handle, outcome, reason,
+                                 fence)
+        if not ended and fence is not None:
+            self._refused(handle, fence)
         if outcome == "release":
             self.notify()
+        return ended
 
-    def _finish(self, curs, now, handle, outcome, reason) -> None:
+    def _finish(self, curs, now, handle, outcome, reason, fence=None
+                ) -> bool:
+        where, params = "id = %s and state = 'running'", [handle]
+        if fence is not None:
+            where += (" and owner is not distinct from %s and lease_seq is"
+                      " not distinct from %s")
+            params += [fence[0], fence[1]]
+        if outcome is None:
+            curs.execute("update hueyq_message set state = 'done', data ="
+                         " ''::bytea, updated_at = %s where " + where,
+                         [now] + params)
+        elif outcome == DEAD:
+            curs.execute("update hueyq_message set state = 'dead', reason ="
+                         " %s, updated_at = %s where " + where,
+                         [reason, now] + params)
+        elif outcome == "release":
+            curs.execute("update hueyq_message set state = 'pending', owner ="
+                         " null, updated_at = %s where " + where,
+                         [now] + params)
+        else:
+            raise ValueError("unknown outcome %r" % (outcome,))
+        if curs.rowcount != 1:
+            if fence is not None:
+                curs.execute(_BUMP_FENCED, (self.name,))
+            return False
         if outcome is None or (outcome == DEAD and reason == "failed"):
             # huey's revoke key of a task that ran, left for us to delete.
             curs.execute("delete from huey_kv where queue = %s and key = ("
                          "select 'r:' || task_id from hueyq_message where id ="
                          " %s)", (self.name, handle))
-        if outcome is None:
-            curs.execute("update hueyq_message set state = 'done', data ="
-                         " ''::bytea, updated_at = %s where id = %s and state"
-                         " = 'running'", (now, handle))
-        elif outcome == DEAD:
-            curs.execute("update hueyq_message set state = 'dead', reason ="
-                         " %s, updated_at = %s where id = %s and state ="
-                         " 'running'", (reason, now, handle))
-        elif outcome == "release":
-            curs.execute("update hueyq_message set state = 'pending', owner ="
-                         " null, updated_at = %s where id = %s and state ="
-                         " 'running'", (now, handle))
-        else:
-            raise ValueError("unknown outcome %r" % (outcome,))
+        return True
+
+    def fenced(self) -> int:
+        """How many acks of this app a fence refused (see Backend.ack)."""
+        rows = self.sql("select value from huey_counter where queue = %s and"
+                        " key = 'hueyq:fenced'", (self.name,), results=True)
+        return int(rows[0][0]) if rows else 0
 
     def release(self, handles) -> int:
         """Hand leases back to the queue without counting a redelivery."""
@@ -494,11 +536,16 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         return count
 
     def requeue(self, handle, last_error: "str | None" = None,
-                count: bool = True, max_redeliveries: "int | None" = None
-                ) -> "str | None":
+                count: bool = True, max_redeliveries: "int | None" = None,
+                fence: "tuple | None" = None) -> "str | None":
         """Recover a lease whose owner is gone: pending again, or ``dead``
-        as poison past ``max_redeliveries``; None if no longer leased."""
+        as poison past ``max_redeliveries``; None if no longer leased (to
+        the owner and epoch of ``fence``, when given)."""
         limit = max_redeliveries if max_redeliveries is not None else -1
+        fenced = "" if fence is None else (
+            " and owner is not distinct from %(owner)s and lease_seq is not"
+            " distinct from %(epoch)s")
+        owner, epoch = fence if fence is not None else (None, None)
         with self.db() as curs:
             curs.execute(
                 "update hueyq_message set redeliveries = redeliveries + %(n)s,"
@@ -508,9 +555,11 @@ class PostgresBackend(SqlBackend, PostgresStorage):
                 " %(limit)s >= 0 and redeliveries + %(n)s > %(limit)s then"
                 " 'poison' else reason end, owner = case when %(limit)s >= 0"
                 " and redeliveries + %(n)s > %(limit)s then owner end where"
-                " id = %(id)s and state = 'running' returning state",
+                " id = %(id)s and state = 'running'" + fenced +
+                " returning state",
                 {"n": 1 if count else 0, "error": last_error, "id": handle,
-                 "now": time.time(), "limit": limit})
+                 "now": time.time(), "limit": limit, "owner": owner,
+                 "epoch": epoch})
             row = curs.fetchone()
         if row is None:
             return None

@@ -121,6 +121,21 @@ def _load_scripts() -> "dict[str, str]":
 SCRIPTS = _load_scripts()
 
 
+def _ack_parts(ack) -> tuple:
+    """``(handle, outcome, reason, fence)`` of an ack given with or without
+    its fence; an empty handle for none."""
+    if ack is None:
+        return "", None, None, None
+    return tuple(ack) + (None,) * (4 - len(ack))
+
+
+def _fence_args(fence) -> list:
+    """A fence (owner, epoch) as script arguments ('' for none)."""
+    if fence is None:
+        return ["", ""]
+    return [fence[0] or "", "" if fence[1] is None else int(fence[1])]
+
+
 def _lua_number(value):
     """``value`` as Redis's cjson encodes a number: 14 significant digits."""
     if isinstance(value, float):
@@ -221,6 +236,7 @@ class RedisBackend(Backend, RedisStorage):
             "pending", "sched", "running", "dead", "done", "msg", "info",
             "ids", "wake", "paused", "flags", "keys", "keyexp")}
         self.keys["seq"] = base + "seq"
+        self.keys["fenced"] = base + "fenced"
         self.keys["records"] = base + "records"
         #: A job's output stream and its head, by job id.
         self.output_prefix = base + "out:"
@@ -404,17 +420,19 @@ class RedisBackend(Backend, RedisStorage):
 
     def lease(self, owner: str, ack: "tuple | None" = None) -> "Lease | None":
         """Take the next pending message for ``owner``; ack ``ack`` first."""
-        handle, outcome, reason = ack if ack is not None else ("", None, None)
+        handle, outcome, reason, fence = _ack_parts(ack)
         row = self._scripts["lease"](
             keys=self._keys("running", "msg", "info", "ids", "pending", "dead",
                             "wake", "done") + [self.result_key] +
-            self._keys("paused", "flags", "seq"),
+            self._keys("paused", "flags", "seq", "fenced"),
             args=[owner, time.time(), handle, outcome or "", reason or "",
-                  self._limit(), HEAD_BYTES])
-        if not row:
+                  self._limit(), HEAD_BYTES] + _fence_args(fence))
+        if row == -1 or (row and int(row[11])):
+            self._refused(handle, fence)
+        if not row or row == -1:
             return None
         hid, task_id, data, redeliveries, last_error, enqueued, revoked, \
-            seq, size, name, meta = row
+            seq, size, name, meta, _ = row
         return Lease(hid.decode(), task_id.decode(), data, int(redeliveries),
                      last_error.decode() if last_error else None,
                      float(enqueued), bool(revoked), int(seq), size=int(size),
@@ -426,7 +444,8 @@ class RedisBackend(Backend, RedisStorage):
 
     def _ack_keys(self) -> list:
         return self._keys("running", "msg", "info", "ids", "pending", "dead",
-                          "wake", "done") + [self.result_key]
+                          "wake", "done") + [self.result_key,
+                                             self.keys["fenced"]]
 
     def lease_batch(self, owner: str, name: str, limit: int
                     ) -> "list[Lease]":
@@ -453,35 +472,48 @@ class RedisBackend(Backend, RedisStorage):
         """End several leases (see SqliteBackend.ack); each ack is atomic
         (no MULTI, which a full Redis refuses)."""
         now = time.time()
+        acks = [_ack_parts(ack) for ack in acks]
         pipe = self.conn.pipeline(transaction=False)
-        for handle, outcome, reason in acks:
+        for handle, outcome, reason, fence in acks:
             self._scripts["ack"](keys=self._ack_keys(),
                                  args=[handle, outcome or "", reason or "",
-                                       now], client=pipe)
-        pipe.execute()
+                                       now] + _fence_args(fence), client=pipe)
+        for (handle, _, _, fence), ended in zip(acks, pipe.execute()):
+            if int(ended) < 0:
+                self._refused(handle, fence)
 
     def ack(self, handle, outcome: "str | None" = None,
-            reason: "str | None" = None) -> None:
-        """End a lease; see SqliteBackend.ack for the outcomes."""
-        self._scripts["ack"](keys=self._ack_keys(),
-                             args=[handle, outcome or "", reason or "",
-                                   time.time()])
+            reason: "str | None" = None, fence: "tuple | None" = None
+            ) -> bool:
+        """End a lease; see SqliteBackend.ack for the outcomes and the
+        fence."""
+        ended = int(self._scripts["ack"](
+            keys=self._ack_keys(), args=[handle, outcome or "", reason or "",
+                                         time.time()] + _fence_args(fence)))
+        if ended < 0:
+            self._refused(handle, fence)
+        return ended > 0
+
+    def fenced(self) -> int:
+        """How many acks of this app a fence refused (see Backend.ack)."""
+        return int(self.conn.get(self.keys["fenced"]) or 0)
 
     def release(self, handles) -> int:
         """Hand leases back to the queue without counting a redelivery."""
         return sum(self._scripts["ack"](keys=self._ack_keys(),
-                                        args=[h, "release", "", time.time()])
+                                        args=[h, "release", "", time.time(),
+                                              "", ""])
                    for h in handles)
 
     def requeue(self, handle, last_error: "str | None" = None,
-                count: bool = True, max_redeliveries: "int | None" = None
-                ) -> "str | None":
+                count: bool = True, max_redeliveries: "int | None" = None,
+                fence: "tuple | None" = None) -> "str | None":
         """Recover a lease whose owner is gone (see SqliteBackend.requeue)."""
         result = self._scripts["requeue"](
             keys=self._keys("running", "info", "pending", "dead", "wake"),
             args=[handle, last_error or "", "1" if count else "0",
                   "" if max_redeliveries is None else max_redeliveries,
-                  time.time()])
+                  time.time()] + _fence_args(fence))
         return result.decode() if result else None
 
     def forget(self, handles) -> int:

@@ -64,9 +64,14 @@ class SqlBackend(Backend):
     def ack_many(self, acks) -> None:
         """End several leases in one transaction (see :meth:`ack`)."""
         now = time.time()
+        refused = []
         with self.db(commit=True) as curs:
-            for handle, outcome, reason in acks:
-                self._finish(curs, now, handle, outcome, reason)
+            for ack in acks:
+                if not self._finish(curs, now, *ack) and len(ack) > 3 \
+                        and ack[3] is not None:
+                    refused.append(ack)
+        for ack in refused:
+            self._refused(ack[0], ack[3])
 
     def message_data(self, handle) -> "bytes | None":
         """The stored bytes of one message."""

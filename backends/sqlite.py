@@ -134,6 +134,10 @@ _NEXT_SEQ = ("(select coalesce(max(value), 0) + 1 from counter where queue ="
 _BUMP_SEQ = ("insert into counter (queue, key, value) values (?, 'hueyq:seq',"
              " 1) on conflict (queue, key) do update set value = value + 1"
              " returning value")
+# An ack a fence refused (Backend.ack) is counted for the whole app.
+_BUMP_FENCED = ("insert into counter (queue, key, value) values (?,"
+                " 'hueyq:fenced', 1) on conflict (queue, key) do update set"
+                " value = value + 1")
 # A lease takes only a message within the lease limit (?5). SQLite rewrites
 # every row it updates, so a forged giant is never updated: it is taken by
 # SqliteBackend._take_oversized, which replaces it by a row of its first
@@ -723,8 +727,8 @@ class SqliteBackend(SqlBackend, SqliteStorage):
         with self._write_lock:
             conn.execute("begin immediate")
             try:
-                if ack is not None:
-                    self._finish(conn, now, *ack)
+                refused = ack is not None and not self._finish(
+                    conn, now, *ack)
                 row = conn.execute(*self._lease_sql(owner, now)).fetchone()
                 if row is None and self.lease_limit:
                     row = self._take_oversized(conn, owner, now)
@@ -735,6 +739,8 @@ class SqliteBackend(SqlBackend, SqliteStorage):
                 if conn.in_transaction:
                     conn.execute("rollback")
                 raise
+        if refused and len(ack) > 3 and ack[3] is not None:
+            self._refused(ack[0], ack[3])
         if row is None:
             return None
         if isinstance(row, Lease):
@@ -826,40 +832,63 @@ class SqliteBackend(SqlBackend, SqliteStorage):
                      row[4], size=size)
 
     def ack(self, handle, outcome: "str | None" = None,
-            reason: "str | None" = None) -> None:
+            reason: "str | None" = None, fence: "tuple | None" = None
+            ) -> bool:
         """End a lease.
 
         ``outcome`` is None (finished: the message becomes ``done``, without
         its body, until :meth:`forget`), ``"dead"`` (kept for retry, with
         ``reason`` such as failed, cancelled or poison) or ``"release"``
-        (handed back to the queue without counting a redelivery).
+        (handed back to the queue without counting a redelivery). With a
+        ``fence`` (owner, epoch) only that delivery is ended (see
+        :meth:`Backend.ack`). Returns whether the lease was ended.
         """
         with self.db(commit=True) as curs:
-            self._finish(curs, time.time(), handle, outcome, reason)
+            ended = self._finish(curs, time.time(), handle, outcome, reason,
+                                 fence)
+        if not ended and fence is not None:
+            self._refused(handle, fence)
         if outcome == "release":
             self.notify()
+        return ended
 
-    def _finish(self, conn, now, handle, outcome, reason) -> None:
+    def _finish(self, conn, now, handle, outcome, reason, fence=None
+                ) -> bool:
+        where, params = "id = ? and state = 'running'", [handle]
+        if fence is not None:
+            where += " and owner is ? and lease_seq is ?"
+            params += [fence[0], fence[1]]
+        if outcome is None:
+            curs = conn.execute("update hueyq_message set state = 'done',"
+                                " data = x'', updated_at = ? where " + where,
+                                [now] + params)
+        elif outcome == DEAD:
+            curs = conn.execute("update hueyq_message set state = 'dead',"
+                                " reason = ?, updated_at = ? where " + where,
+                                [reason, now] + params)
+        elif outcome == "release":
+            curs = conn.execute("update hueyq_message set state = 'pending',"
+                                " owner = null, updated_at = ? where " + where,
+                                [now] + params)
+        else:
+            raise ValueError("unknown outcome %r" % (outcome,))
+        if curs.rowcount != 1:
+            if fence is not None:
+                conn.execute(_BUMP_FENCED, (self.name,))
+            return False
         if outcome is None or (outcome == DEAD and reason == "failed"):
             # huey's revoke key of a task that ran, left for us to delete
             # (one skipped as revoked keeps a persistent revoke).
             conn.execute("delete from kv where queue = ? and key = (select"
                          " 'r:' || task_id from hueyq_message where id = ?)",
                          (self.name, handle))
-        if outcome is None:
-            conn.execute("update hueyq_message set state = 'done', data = x'',"
-                         " updated_at = ? where id = ? and state = 'running'",
-                         (now, handle))
-        elif outcome == DEAD:
-            conn.execute("update hueyq_message set state = 'dead', reason = ?,"
-                         " updated_at = ? where id = ? and state = 'running'",
-                         (reason, now, handle))
-        elif outcome == "release":
-            conn.execute("update hueyq_message set state = 'pending',"
-                         " owner = null, updated_at = ? where id = ?"
-                         " and state = 'running'", (now, handle))
-        else:
-            raise ValueError("unknown outcome %r" % (outcome,))
+        return True
+
+    def fenced(self) -> int:
+        """How many acks of this app a fence refused (see Backend.ack)."""
+        rows = self.sql("select value from counter where queue = ? and key ="
+                        " 'hueyq:fenced'", (self.name,), results=True)
+        return int(rows[0][0]) if rows else 0
 
     def release(self, handles) -> int:
         """Hand leases back to the queue without counting a redelivery."""
@@ -876,17 +905,22 @@ class SqliteBackend(SqlBackend, SqliteStorage):
         return count
 
     def requeue(self, handle, last_error: "str | None" = None,
-                count: bool = True, max_redeliveries: "int | None" = None
-                ) -> "str | None":
+                count: bool = True, max_redeliveries: "int | None" = None,
+                fence: "tuple | None" = None) -> "str | None":
         """Recover a lease whose owner is gone: back to the front of its
         priority band, or ``dead`` as poison past ``max_redeliveries``.
 
-        Returns the new state, or None if the message was no longer leased.
+        Returns the new state, or None if the message was no longer leased
+        (to the owner and epoch of ``fence``, when given).
         """
         now = time.time()
+        where, params = "id = ? and state = 'running'", [handle]
+        if fence is not None:
+            where += " and owner is ? and lease_seq is ?"
+            params += [fence[0], fence[1]]
         with self.db(commit=True) as curs:
-            curs.execute("select redeliveries from hueyq_message where id = ?"
-                         " and state = 'running'", (handle,))
+            curs.execute("select redeliveries from hueyq_message where "
+                         + where, params)
             row = curs.fetchone()
             if row is None:
                 return None

@@ -1120,6 +1120,40 @@ class App(huey_api.HueyAPI):
         """:meth:`events` for ``async for event in app.aevents(id)``."""
         from hueyq import output
         return output.aevents(self, job_id, after, timeout)
+    def hosts(self) -> "list[dict]":
+        """Every host running this app (a host id, ``runtime.host_id``), as
+        its runtimes' status records tell, silent ones too until their
+        record expires: ``alive`` while one of its runtimes is, ``age``
+        (seconds since its freshest heartbeat, on the backend's clock), its
+        runtimes' ``pids``, its ``consumers`` (queue, pid, alive, restarts)
+        and ``running``, the leases its workers hold now (a silent host's
+        are recovered by the others after ``runtime.lease_timeout``)."""
+        running: "dict[str, int]" = {}
+        for q in self.queues:
+            for lease in self.storage(q).leases():
+                running[lease.host] = running.get(lease.host, 0) + 1
+        hosts: "dict[str, dict]" = {}
+        for runtime in self.runtimes():
+            host = hosts.setdefault(runtime["host"], {
+                "host": runtime["host"], "alive": False,
+                "age": runtime["age"], "pids": [], "consumers": [],
+                "running": running.get(runtime["host"], 0)})
+            host["alive"] = host["alive"] or runtime["alive"]
+            host["age"] = min(host["age"], runtime["age"])
+            host["pids"].append(runtime["pid"])
+            consumers = runtime.get("consumers")
+            for c in consumers if isinstance(consumers, list) else ():
+                if isinstance(c, dict) and isinstance(c.get("queue"), str):
+                    host["consumers"].append({
+                        "queue": c["queue"], "pid": c.get("pid"),
+                        "alive": bool(c.get("alive")) and runtime["alive"],
+                        "restarts": c.get("restarts") or 0})
+        for name, count in running.items():
+            if name not in hosts and name is not None:
+                # Leases of a host whose status record has expired.
+                hosts[name] = {"host": name, "alive": False, "age": None,
+                               "pids": [], "consumers": [], "running": count}
+        return sorted(hosts.values(), key=lambda h: h["host"])
 
     # ------------------------------------------------------------ controls
 

@@ -189,6 +189,27 @@ def web(app_spec: "str | None", bind: "str | None", workers: "int | None",
 
 # ---------------------------------------------------------------- status
 
+def _hosts_table(hosts: "list[dict]", lease_timeout: float) -> None:
+    """Every host of the app: whether it beats, its heartbeat's age, its
+    consumers by queue and the leases it holds (a silent host's are
+    recovered by the others once it was silent for lease_timeout)."""
+    rows = []
+    for h in hosts:
+        queues: "dict[str, int]" = {}
+        for c in h["consumers"]:
+            if c["alive"]:
+                queues[c["queue"]] = queues.get(c["queue"], 0) + 1
+        rows.append([h["host"], "alive" if h["alive"] else "silent",
+                     "-" if h["age"] is None else "%.1fs ago" % h["age"],
+                     " ".join("%s:%d" % q for q in queues.items()) or "-",
+                     h["running"]])
+    click.echo("")
+    _table(rows, ["host", "state", "heartbeat", "consumers", "running"])
+    if any(not h["alive"] for h in hosts):
+        click.echo("a silent host's leases go to the others after %s "
+                   "(runtime.lease_timeout)" % format_duration(lease_timeout))
+
+
 @main.command()
 @_profile_option
 @_app_option()
@@ -203,6 +224,7 @@ def status(app_spec: "str | None", as_json: bool) -> None:
     if as_json:
         _json({"app": app.name, "profile": app.profile.name,
                "queues": stats, "runtimes": runtimes, "workers": workers,
+               "hosts": app.hosts(),
                "actions": actions})
         return
     alive = [r for r in runtimes if r["alive"]]
@@ -214,6 +236,9 @@ def status(app_spec: "str | None", as_json: bool) -> None:
                                 r["age"]))
     else:
         click.echo("runtime: not running")
+    hosts = app.hosts()
+    if len(hosts) > 1 or any(not h["alive"] for h in hosts):
+        _hosts_table(hosts, app.profile.runtime.lease_timeout)
     click.echo("backend: %s" % app.queue_backend.describe())
     click.echo("store:   %s" % redact_url(app.profile.store.url))
     rows = []
@@ -235,6 +260,7 @@ def status(app_spec: "str | None", as_json: bool) -> None:
     if workers:
         click.echo("")
         rows = []
+        several = len({w["host"] for w in workers}) > 1
         for w in workers:
             jobs = ", ".join("%s (%s, %s)" % (j["id"][:8], j["task"]
                                                .rsplit(".", 1)[-1],
@@ -242,11 +268,13 @@ def status(app_spec: "str | None", as_json: bool) -> None:
                                                    time.time()
                                                    - j["started_at"]))
                              for j in w["jobs"]) or "-"
-            rows.append([w["queue"], w["pid"], w["kind"],
-                         "%s %s" % (format_size(w["memory"]),
-                                    (w.get("memory_kind") or "").upper()),
-                         format_size(w.get("worker_memory_hard")), jobs])
-        _table(rows, ["queue", "pid", "kind", "memory", "hard", "jobs"])
+            rows.append(([w["host"]] if several else []) + [
+                w["queue"], w["pid"], w["kind"],
+                "%s %s" % (format_size(w["memory"]),
+                           (w.get("memory_kind") or "").upper()),
+                format_size(w.get("worker_memory_hard")), jobs])
+        _table(rows, (["host"] if several else []) +
+               ["queue", "pid", "kind", "memory", "hard", "jobs"])
     if actions:
         click.echo("")
         click.echo("recent actions:")

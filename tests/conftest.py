@@ -270,7 +270,10 @@ class Runtime:
 
     def __init__(self, profile: Path, module: str, cwd: Path,
                  env: "dict | None" = None, queues: "str | None" = None,
-                 extra_args: "list[str] | None" = None) -> None:
+                 extra_args: "list[str] | None" = None,
+                 prefix: "list[str] | None" = None) -> None:
+        #: A command the runtime runs under (``ip netns exec NAME``).
+        self.prefix = prefix or []
         self.profile = profile
         self.module = module
         self.cwd = cwd
@@ -285,7 +288,8 @@ class Runtime:
         self._log = None
 
     def start(self) -> "Runtime":
-        cmd = [sys.executable, "-m", "hueyq", "run", "--app", self.module]
+        cmd = self.prefix + [sys.executable, "-m", "hueyq", "run", "--app",
+                             self.module]
         if self.queues:
             cmd += ["--queues", self.queues]
         self._log = open(self.log_path, "ab")

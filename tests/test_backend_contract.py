@@ -216,6 +216,62 @@ def test_lease_ack_release_and_dead(storage):
     assert storage.find(ids[0]) is None
 
 
+OTHER = "other-host:77:Worker-2"
+
+
+def test_an_ack_from_a_holder_that_lost_its_lease_is_fenced(storage, caplog):
+    # A holds the lease; it is recovered (A looked dead) and B leases it
+    # again: the same message, a new epoch. A's late ack, alone or riding
+    # in its next lease, must not end B's lease, nor delete the job's
+    # revoke key; it is counted and logged. B's ack ends it.
+    task_id, data = message()
+    storage.enqueue(data)
+    storage.enqueue(message()[1])
+    a = storage.lease(OWNER)
+    a_fence = (OWNER, a.seq)
+    assert storage.find(task_id).fence == a_fence
+    assert storage.requeue(a.handle, "host stopped beating", count=False,
+                           fence=a_fence) == PENDING
+    b = storage.lease(OTHER)
+    assert (b.handle, b.task_id) == (a.handle, task_id) and b.seq > a.seq
+    storage.put_data("r:" + task_id, b"1")
+    before = storage.fenced()
+    with caplog.at_level("WARNING", logger="hueyq.backends"):
+        assert storage.ack(a.handle, None, None, fence=a_fence) is False
+        storage.ack_many([(a.handle, DEAD, "failed", a_fence)])
+        assert storage.ack(a.handle, "release", fence=a_fence) is False
+        nxt = storage.lease(OWNER, ack=(a.handle, None, None, a_fence))
+    assert nxt is not None and nxt.task_id != task_id
+    assert storage.fenced() == before + 4
+    assert "refused the ack of message" in caplog.text
+    held = storage.find(task_id)
+    assert (held.state, held.owner, held.lease_seq) == \
+        (RUNNING, OTHER, b.seq)
+    assert storage.has_data_for_key("r:" + task_id)
+    # Another supervisor's late recovery of A's lease is refused too.
+    assert storage.requeue(a.handle, "late", fence=a_fence) is None
+    assert storage.find(task_id).state == RUNNING
+    assert storage.ack(b.handle, None, None, fence=(OTHER, b.seq)) is True
+    assert storage.find(task_id).state == DONE
+    assert not storage.has_data_for_key("r:" + task_id)
+    # Once ended, a second ack in that epoch is refused as well.
+    assert storage.ack(b.handle, None, None, fence=(OTHER, b.seq)) is False
+    assert storage.fenced() == before + 5
+
+
+def test_an_ack_without_a_fence_ends_whoever_holds_the_lease(storage):
+    # What callers that name no delivery get (as before fencing).
+    task_id, data = message()
+    storage.enqueue(data)
+    a = storage.lease(OWNER)
+    storage.requeue(a.handle, count=False)
+    storage.lease(OTHER)
+    before = storage.fenced()
+    assert storage.ack(a.handle) is True
+    assert storage.find(task_id).state == DONE
+    assert storage.fenced() == before
+
+
 def test_a_batch_lease_carries_what_a_lease_carries(storage):
     before = time.time()
     for _ in range(3):

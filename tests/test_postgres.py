@@ -42,3 +42,17 @@ def test_concurrent_consumers_get_every_message_exactly_once(
     assert sum(1 for part in taken if part) >= 2
     assert storage.counts()["pending"] == 0
     storage.close()
+
+
+def test_a_session_left_idle_in_a_transaction_is_ended_by_the_server(
+        postgres_url, app_name):
+    # A host cut off between a lease's statements must not hold its rows'
+    # locks (and every other host's recovery of them) for hours.
+    from hueyq.backends.postgres import IDLE_IN_TRANSACTION
+    storage = backends.open_storage(postgres_url, app_name, "high")
+    try:
+        rows = storage.sql("show idle_in_transaction_session_timeout",
+                           results=True)
+        assert rows[0][0] == "%ds" % IDLE_IN_TRANSACTION
+    finally:
+        storage.close()

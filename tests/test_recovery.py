@@ -110,6 +110,19 @@ def test_a_worker_of_a_runtime_that_stopped_is_not_charged(app, recovery):
     assert "of a runtime that stopped" in message.last_error
 
 
+def tick(recovery, clock, seconds: float, step: float = 0.1) -> int:
+    """Move the clock ``seconds`` in readings ``step`` of a timeout apart,
+    as the supervisor's ticks do; returns how many leases were recovered."""
+    timeout = recovery.profile.runtime.lease_timeout
+    recovered, left = 0, seconds
+    while left > 1e-9:
+        move = min(left, step * timeout)
+        clock.now += move
+        left -= move
+        recovered += recovery.recover()
+    return recovered
+
+
 def test_a_silent_host_is_dead_past_lease_timeout_on_this_clock(
         app, recovery, clock):
     timeout = app.profile.runtime.lease_timeout
@@ -118,14 +131,15 @@ def test_a_silent_host_is_dead_past_lease_timeout_on_this_clock(
     app.any_storage.put_record("runtime:%s:1" % other, beat, ttl=600)
     job_id = leased(app, owner(other, 4242))
     assert recovery.recover() == 0              # first seen now
-    clock.now += timeout * 0.8
+    tick(recovery, clock, timeout * 0.8)
     app.any_storage.put_record("runtime:%s:1" % other, dict(beat, hb=2),
                                ttl=600)
     assert recovery.recover() == 0              # it beat: the wait restarts
-    clock.now += timeout * 0.8                  # 1.6 timeouts since first
-    assert recovery.recover() == 0
+    tick(recovery, clock, timeout * 0.8)        # 1.6 timeouts since first
     assert app.find_message(job_id).state == RUNNING
-    clock.now += timeout * 0.3                  # 1.1 since its last beat
+    tick(recovery, clock, timeout * 0.15)       # 0.95 since its last beat
+    assert app.find_message(job_id).state == RUNNING
+    clock.now += timeout * 0.15                 # 1.1 since its last beat
     assert recovery.recover() == 1
     message = app.find_message(job_id)
     assert message.state == PENDING and message.redeliveries == 0
@@ -136,8 +150,33 @@ def test_a_host_that_never_beat_is_dead_after_lease_timeout(app, recovery,
                                                             clock):
     job_id = leased(app, owner("a-host-without-a-record", 4242))
     assert recovery.recover() == 0
-    clock.now += app.profile.runtime.lease_timeout + 0.1
+    tick(recovery, clock, app.profile.runtime.lease_timeout * 0.9)
+    assert app.find_message(job_id).state == RUNNING
+    clock.now += app.profile.runtime.lease_timeout * 0.2
     assert recovery.recover() == 1
+    assert app.find_message(job_id).state == PENDING
+
+
+def test_an_observer_that_could_not_look_judges_nobody_by_that_gap(
+        app, recovery, clock):
+    # This host was cut off from the backend (or its tick hung on it) for
+    # many lease timeouts, and the reading it gets back is stale: the other
+    # host seems not to have beaten. It is not judged dead for that gap;
+    # only silence over readings in a row counts.
+    timeout = app.profile.runtime.lease_timeout
+    other = "a-live-host"
+    app.any_storage.put_record("runtime:%s:1" % other,
+                               {"host": other, "hb": 7}, ttl=600)
+    job_id = leased(app, owner(other, 4242))
+    assert recovery.recover() == 0
+    clock.now += timeout * 5
+    assert recovery.recover() == 0
+    assert app.find_message(job_id).state == RUNNING
+    app.any_storage.put_record("runtime:%s:1" % other,
+                               {"host": other, "hb": 8}, ttl=600)
+    tick(recovery, clock, timeout * 0.9)        # it beats: alive
+    assert app.find_message(job_id).state == RUNNING
+    tick(recovery, clock, timeout * 1.2)        # silent while we look
     assert app.find_message(job_id).state == PENDING
 
 

@@ -43,7 +43,8 @@ JOB = {"id", "task", "queue", "state", "attempts", "redeliveries",
 JOB_PAGE = {"jobs", "queue", "state", "task", "id", "error", "since",
             "until", "limit", "next", "now"}
 #: GET /api/workers and each of its workers.
-WORKERS = {"workers", "runtimes", "budgets", "now"}
+WORKERS = {"workers", "runtimes", "hosts", "budgets", "now"}
+HOST = {"host", "alive", "age", "pids", "consumers", "running"}
 WORKER = {"queue", "pid", "kind", "worker_type", "threads", "memory", "rss",
           "memory_kind", "worker_memory_soft", "worker_memory_hard", "gpu",
           "host", "jobs"}
@@ -58,7 +59,8 @@ METRICS = {"hueyq_info", "hueyq_queue_jobs", "hueyq_queue_retryable",
            "hueyq_queue_paused", "hueyq_queue_mean_runtime_seconds",
            "hueyq_queue_p95_runtime_seconds", "hueyq_runtime_up",
            "hueyq_runtime_heartbeat_age_seconds", "hueyq_worker_memory_bytes",
-           "hueyq_worker_jobs", "hueyq_worker_gpu_memory_bytes"}
+           "hueyq_worker_jobs", "hueyq_worker_gpu_memory_bytes",
+           "hueyq_fenced_acks"}
 #: Reasons a job ended without completing (Job.reason).
 REASONS = ("failed", "cancelled", "drained", "expired", "poison",
            "unknown_task", "undecodable", "bad_signature", "too_large")
@@ -125,6 +127,9 @@ def test_api_keys_match_the_pins_and_the_openapi_document(app, client,
     assert health.get_json()["status"] == health.status_code
     assert set(OPENAPI["components"]["schemas"]["Workers"]["properties"][
         "workers"]["items"]["properties"]) == WORKER
+    assert set(OPENAPI["components"]["schemas"]["Workers"]["properties"][
+        "hosts"]["items"]["properties"]) == HOST
+    assert all(set(h) == HOST for h in workers["hosts"])
     assert set(schema("CancelResult")) == CANCEL
 
 
@@ -141,7 +146,9 @@ def test_metric_families(app, client):
     text = client.get("/metrics").get_data(as_text=True)
     families = {f.name for f in text_string_to_metric_families(text)}
     # Families with no sample yet (no runtime, no GPU) still have a HELP line.
-    helped = set(re.findall(r"^# HELP (\S+)", text, re.M))
+    # (A counter's HELP line names its samples, ``..._total``.)
+    helped = {re.sub(r"_total$", "", name) for name in re.findall(
+        r"^# HELP (\S+)", text, re.M)}
     assert families | helped == METRICS
     states = set(re.findall(r'hueyq_queue_finished_last_hour\{queue="high",'
                             r'state="(\w+)"\}', text))

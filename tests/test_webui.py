@@ -315,6 +315,34 @@ def test_workers_with_memory_budgets_and_current_jobs(app, client):
     assert doc["runtimes"][0]["alive"] and "workers" not in doc["runtimes"][0]
 
 
+def test_workers_list_every_host_with_its_heartbeat_and_consumers(
+        app, client):
+    # Two hosts' runtimes on one backend, and a lease of a third whose
+    # status record is gone: every host is listed, sorted by name.
+    for host, pid in (("box-b", 10), ("box-a", 20)):
+        now = time.time()
+        app.any_storage.put_record("runtime:%s:%d" % (host, pid), {
+            "host": host, "pid": pid, "started_at": now, "heartbeat": now,
+            "interval": 1.0, "consumers": [
+                {"queue": "high", "index": 0, "pid": pid + 1, "alive": True,
+                 "restarts": 0},
+                {"queue": "low", "index": 0, "pid": pid + 2, "alive": False,
+                 "restarts": 2}], "workers": []}, ttl=60)
+    app.tasks.echo(1)
+    app.storage("high").lease("box-c:99:Worker-1")
+    hosts = client.get("/api/workers").get_json()["hosts"]
+    assert [h["host"] for h in hosts] == ["box-a", "box-b", "box-c"]
+    a = hosts[0]
+    assert a["alive"] and 0 <= a["age"] < 5 and a["pids"] == [20]
+    assert a["consumers"] == [
+        {"queue": "high", "pid": 21, "alive": True, "restarts": 0},
+        {"queue": "low", "pid": 22, "alive": False, "restarts": 2}]
+    assert hosts[2] == {"host": "box-c", "alive": False, "age": None,
+                        "pids": [], "consumers": [], "running": 1}
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="hosts"' in page
+
+
 def test_events_show_watchdog_and_control_actions(app, client):
     assert client.get("/api/events").get_json()["events"] == []
     post(client, "/api/queues/low/pause", json={"reason": "deploy"})

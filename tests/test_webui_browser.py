@@ -85,6 +85,10 @@ def test_dashboard_is_live_and_a_progress_bar_moves(site, page):
              message="the progress bar to move")
     assert page.locator("#live").inner_text() == "live"
     assert page.locator("#workers tbody tr").count() >= 4
+    host = page.locator("#hosts tbody tr[data-host='%s']" % app.host_id)
+    assert host.locator("td").nth(1).inner_text() == "alive"
+    assert "ago" in host.locator("td").nth(2).inner_text()
+    assert "high ×1" in host.locator("td").nth(3).inner_text()
     shot(page, "dashboard.png")
     wait_for(lambda: app.job(job.id, history=False).state == "complete", 30,
              message="the job to finish")

@@ -12,7 +12,8 @@ from typing import Iterator
 import flask
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client import generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                   InfoMetricFamily)
 from prometheus_client.registry import Collector
 
 from hueyq import __version__
@@ -44,6 +45,12 @@ class HueyqCollector(Collector):
         yield from self._queues(app.queue_stats())
         yield from self._runtimes(app.runtimes())
         yield from self._workers(app.workers())
+        fenced = CounterMetricFamily(
+            "hueyq_fenced_acks", "Acks the backend refused because their "
+            "holder had lost the lease (recovered and re-leased elsewhere), "
+            "on every host")
+        fenced.add_metric([], app.queue_backend.home.fenced())
+        yield fenced
 
     def _queues(self, stats: dict) -> Iterator:
         jobs = GaugeMetricFamily("hueyq_queue_jobs", "Jobs in the backend by "

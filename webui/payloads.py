@@ -154,7 +154,8 @@ def running(app, limit: int = 50) -> dict:
 
 def workers(app) -> dict:
     """Worker processes of live runtimes (pid, memory, current jobs, GPU
-    memory), the runtimes themselves, and each queue's memory budgets."""
+    memory), the runtimes themselves, every host (heartbeat age,
+    consumers, leases held) and each queue's memory budgets."""
     runtimes = [{k: v for k, v in r.items() if k != "workers"}
                 for r in app.runtimes()]
     budgets = {}
@@ -164,7 +165,7 @@ def workers(app) -> dict:
                          "worker_memory_soft": config.worker_memory_soft,
                          "worker_memory_hard": config.worker_memory_hard}
     return {"workers": app.workers(), "runtimes": runtimes,
-            "budgets": budgets}
+            "hosts": app.hosts(), "budgets": budgets}
 
 
 def events(app, limit: int = 50, queue: "str | None" = None) -> dict:

@@ -1,10 +1,21 @@
 -- KEYS: running msg info ids pending dead wake done results paused flags seq
+--       fenced
 -- ARGV: owner now ack_hid ack_outcome ack_reason lease_limit head_bytes
+--       ack_fence_owner ack_fence_epoch
+-- Returns the lease, with whether a fence refused the ack last; without a
+-- lease, false, or -1 when a fence refused the ack.
 local now = tonumber(ARGV[2])
-if ARGV[3] ~= '' then finish(ARGV[3], ARGV[4], ARGV[5], now) end
+local refused = 0
+if ARGV[3] ~= '' and
+    finish(ARGV[3], ARGV[4], ARGV[5], now, ARGV[8], ARGV[9]) < 0 then
+  refused = 1
+  redis.call('incr', KEYS[13])
+end
+local none = false
+if refused == 1 then none = -1 end
 if redis.call('hlen', KEYS[10]) > 0 then
   redis.call('del', KEYS[7])
-  return false
+  return none
 end
 local hid = nil
 local room = tonumber(redis.call('hget', KEYS[11], 'admission'))
@@ -29,7 +40,7 @@ else
 end
 if not hid then
   redis.call('del', KEYS[7])
-  return false
+  return none
 end
 redis.call('zrem', KEYS[5], hid)
 redis.call('zadd', KEYS[1], now, hid)
@@ -45,4 +56,4 @@ local data, size = message_head(KEYS[2], hid, ARGV[6], ARGV[7])
 return {hid, info.task_id, data,
         info.redeliveries, info.last_error or false,
         tostring(info.enqueued_at or now), revoked, info.lease_seq, size,
-        info.name or '', cjson.encode(info.meta or {})}
+        info.name or '', cjson.encode(info.meta or {}), refused}

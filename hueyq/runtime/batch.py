@@ -54,6 +54,9 @@ class BatchExecution:
                 runnable.append((task, lease))
         if runnable:
             acks += self._run_batch(cls, name, runnable)
+        # Each ack names its delivery, so one a fence refuses ends nothing.
+        fences = {lease.handle: self.fence(lease) for _, lease in batch}
+        acks = [tuple(ack[:3]) + (fences.get(ack[0]),) for ack in acks]
         self.hold(lambda: self.storage.ack_many(acks))
 
     def _gather(self, cls, name: str, batch: list) -> list:

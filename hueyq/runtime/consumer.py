@@ -278,7 +278,7 @@ class Worker(BatchExecution, huey_consumer.Worker):
             for lease in self.storage.leases():
                 if lease.owner == self.owner:
                     self.storage.requeue(lease.handle, "worker thread died",
-                                         count=False)
+                                         count=False, fence=lease.fence)
         except _backend_errors() as exc:
             logger.warning("could not recover this worker's leases: %s", exc)
         except Exception:
@@ -333,7 +333,8 @@ class Worker(BatchExecution, huey_consumer.Worker):
         backend cannot be reached (then back off)."""
         try:
             if self._requeue is not None:
-                self.storage.requeue(*self._requeue, count=False)
+                handle, error, fence = self._requeue
+                self.storage.requeue(handle, error, count=False, fence=fence)
                 self._requeue = None
             if self._failures:
                 self._reclaim()
@@ -353,6 +354,12 @@ class Worker(BatchExecution, huey_consumer.Worker):
         self._ack = None
         self.delay = self.default_delay
         return lease
+
+    def fence(self, lease) -> tuple:
+        """What this worker's ack of ``lease`` names (its owner and the
+        delivery's epoch), so the backend refuses it once the lease was
+        recovered and taken by another (see ``Backend.ack``)."""
+        return self.owner, lease.seq
 
     def _flush_ack(self) -> None:
         if self._ack is not None:
@@ -491,7 +498,7 @@ class Worker(BatchExecution, huey_consumer.Worker):
             # Cancelled from inside the task: huey clears its revoke key
             # after running it; the ack only does so for tasks that ended.
             self.storage.delete_data(task.revoke_id)
-        self._ack = (lease.handle, outcome, reason)
+        self._ack = (lease.handle, outcome, reason, self.fence(lease))
         if outcome == "release":
             self._interrupted = True
         # When the task ended, not when its outcome was stored (a backend
@@ -577,7 +584,7 @@ class Worker(BatchExecution, huey_consumer.Worker):
         if ran:
             error = "could not store the outcome of the task: %r" % (exc,)
             self._logger.warning("%s: %s", task.id, error)
-            self._ack = (lease.handle, DEAD, "failed")
+            self._ack = (lease.handle, DEAD, "failed", self.fence(lease))
             put_error(self.huey, task.id, error)
             self.ctx.recorder.job(jobs.failed(task.id, error, at=now,
                                               seq=seq))
@@ -586,7 +593,7 @@ class Worker(BatchExecution, huey_consumer.Worker):
             return
         error = "backend error before the task ran: %r" % (exc,)
         self._logger.warning("%s: %s; it will be redelivered", task.id, error)
-        self._requeue = (lease.handle, error)
+        self._requeue = (lease.handle, error, self.fence(lease))
         self.ctx.recorder.job(jobs.recovered(task.id, error, at=now, seq=seq))
         self.ctx.recorder.event(task.id, name, "redelivered", error,
                                 duration=now - started)
@@ -605,7 +612,7 @@ class Worker(BatchExecution, huey_consumer.Worker):
             job_id = "%s-%s-%s" % (reason, self.ctx.queue, lease.handle)
         if job_id != lease.task_id:
             self.storage.relabel(lease.handle, job_id)
-        self.storage.ack(lease.handle, DEAD, reason)
+        self.storage.ack(lease.handle, DEAD, reason, self.fence(lease))
         self.log.dead(job_id, lease, reason, detail)
         if not own:
             put_error(self.huey, job_id, "%s: %s" % (reason, detail))
@@ -621,12 +628,12 @@ class Worker(BatchExecution, huey_consumer.Worker):
         seq = change_seq(lease.seq, ENDED)
         if task.retries:
             self.huey._requeue_task(task, self.huey._get_timestamp())
-            self._ack = (lease.handle, None, None)
+            self._ack = (lease.handle, None, None, self.fence(lease))
             state = "retrying"
             change = jobs.retrying(task.id, error, at=now, seq=seq)
         else:
             put_error(self.huey, task.id, error)
-            self._ack = (lease.handle, DEAD, "failed")
+            self._ack = (lease.handle, DEAD, "failed", self.fence(lease))
             state = "failed"
             change = jobs.failed(task.id, error, at=now, seq=seq)
         self.ctx.recorder.job(change)

@@ -4,8 +4,9 @@
 is gone: on this host a process that is no longer there (pid, start ticks
 and boot id; no wall clock), or a lease from an earlier boot; on another
 host, one whose heartbeat counter has not moved for ``runtime.lease_timeout``
-(timed on this host's monotonic clock). It sends each back to its queue or
-to its end: a lease whose worker the supervisor killed on purpose carries
+(timed on this host's monotonic clock, over readings in a row: a host that
+was itself cut off from the backend judges nobody by that gap). It sends
+each back to its queue or to its end: a lease whose worker the supervisor killed on purpose carries
 the reason (``killed: ...`` is retried uncounted, ``cancelled ...`` ends as
 cancelled); only a worker of this runtime that died running that job alone
 is charged with the crash (``max_redeliveries``, then ``poison``); the jobs
@@ -53,15 +54,17 @@ class Recovery:
         self.processes = processes
         self.boot = boot_id() if boot is None else boot
         self.clock = clock
+        #: host -> (its heartbeat counters, seconds it was seen silent).
         self._hosts: "dict[str, tuple]" = {}
+        #: The clock at the last reading of the heartbeats.
+        self._observed: "float | None" = None
         self._suspects: "dict[str, tuple]" = {}
 
     # ------------------------------------------------------------ leases
 
     def recover(self) -> int:
         """Recover leases whose owner is gone. Returns how many."""
-        now = self.clock()
-        self._observe_hosts(now)
+        now = self._observe_hosts()
         gone = []
         for queue in self.app.queues:
             storage = self.app.storage(queue)
@@ -93,19 +96,37 @@ class Recovery:
     def _alive(self, owner) -> bool:
         return alive_here(owner, self.processes, self.boot)
 
-    def _observe_hosts(self, now: float) -> None:
+    def _observe_hosts(self) -> float:
+        """Read every runtime's heartbeat counter and add to each host's
+        silence the time since the last reading (its counter stood still)
+        or start it again (it moved). Returns the clock after the reading.
+
+        One reading adds at most half of ``lease_timeout``: an observer that
+        could not look (cut off from the backend itself, or a tick that hung
+        on it) saw no silence, and a reply that was held up may be stale, so
+        a host is judged silent only over several readings in a row."""
+        records = self.app.queue_backend.records("runtime:")
+        now = self.clock()
+        gap = 0.0 if self._observed is None else max(0.0, min(
+            now - self._observed, self.profile.runtime.lease_timeout / 2))
+        self._observed = now
         beats: "dict[str, set]" = {}
-        for key, record in self.app.queue_backend.records("runtime:").items():
+        for key, record in records.items():
             beats.setdefault(record.get("host"), set()).add(
                 (key, record.get("hb")))
+        for host, (beat, silent) in list(self._hosts.items()):
+            if host not in beats:
+                self._hosts[host] = (beat, silent + gap)
         for host, beat in beats.items():
             known = self._hosts.get(host)
-            if known is None or known[0] != beat:
-                self._hosts[host] = (beat, now)
+            self._hosts[host] = (beat, 0.0) if known is None or \
+                known[0] != beat else (beat, known[1] + gap)
+        return now
 
     def _host_dead(self, host: "str | None", now: float) -> bool:
-        known = self._hosts.setdefault(host, (None, now))
-        return now - known[1] > self.profile.runtime.lease_timeout
+        # A host first seen through its leases is silent from now on.
+        known = self._hosts.setdefault(host, (None, 0.0))
+        return known[1] > self.profile.runtime.lease_timeout
 
     def _charged(self, lease, why: str, crowds) -> "tuple[bool, str]":
         """Whether a lost delivery counts toward ``max_redeliveries``, and
@@ -132,19 +153,25 @@ class Recovery:
         known = {"task": lease.name, "queue": queue, "at": now,
                  "seq": change_seq(lease.lease_seq, RECOVERED)}
         if jobs.is_cancel(error):
-            storage.ack(lease.handle, DEAD, "cancelled")
+            if not storage.ack(lease.handle, DEAD, "cancelled",
+                               fence=lease.fence):
+                return
             job = jobs.cancelled(lease.task_id, **known)
             event, detail = "cancelled", error
             self._put_error(queue, lease.task_id, "cancelled")
         elif jobs.is_killed(error):
-            storage.requeue(lease.handle, error, count=False)
+            if storage.requeue(lease.handle, error, count=False,
+                               fence=lease.fence) is None:
+                return
             job = jobs.recovered(lease.task_id, error, **known)
             event, detail = "killed", error
         else:
             count, detail = self._charged(lease, why, crowds or {})
+            # Fenced: another host's supervisor may have recovered it
+            # first and a worker leased it again; that lease is not ours.
             state = storage.requeue(lease.handle, detail, count=count,
                                     max_redeliveries=self.profile.runtime
-                                    .max_redeliveries)
+                                    .max_redeliveries, fence=lease.fence)
             if state is None:
                 return
             if state == DEAD:

@@ -606,7 +606,38 @@
     setText(tr.gpu, w.gpu ? size(w.gpu.allocated) + " (" + (w.gpu.device || "gpu") + ")" : "–");
   }
 
+  /* Every host of the app (its host id): state, heartbeat age, consumers
+   * by queue and the leases it holds. */
+  function createHost(h) {
+    var tr = el("tr", { "data-host": h.host });
+    tr.cells_ = [el("td", { className: "mono", text: h.host }), el("td"), el("td"),
+                 el("td", { className: "wide" }), el("td")];
+    tr.cells_.forEach(function (td) { tr.appendChild(td); });
+    return tr;
+  }
+
+  function updateHost(tr, h) {
+    setText(tr.cells_[1], h.alive ? "alive" : "silent");
+    tr.classList.toggle("warn", !h.alive);
+    setText(tr.cells_[2], h.age === null || h.age === undefined ? "–" : duration(h.age) + " ago");
+    var queues = {};
+    (h.consumers || []).forEach(function (c) {
+      if (c.alive) queues[c.queue] = (queues[c.queue] || 0) + 1;
+    });
+    setText(tr.cells_[3], Object.keys(queues).map(function (q) { return q + " ×" + queues[q]; }).join(", ") || "–");
+    setText(tr.cells_[4], String(h.running || 0));
+  }
+
+  function renderHosts(doc) {
+    var table = document.getElementById("hosts");
+    if (!table) return;
+    var hosts = doc.hosts || [];
+    sync(table.tBodies[0], hosts, function (h) { return h.host; }, createHost, updateHost);
+    showEmpty("hosts-empty", hosts.length === 0);
+  }
+
   function renderWorkers(doc) {
+    renderHosts(doc);
     var table = document.getElementById("workers");
     if (!table) return;
     sync(table.tBodies[0], doc.workers, function (w) { return w.host + ":" + w.pid; }, createWorker,
