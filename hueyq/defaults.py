@@ -17,6 +17,15 @@ BUILTIN_PROFILES = ("dev", "jetson", "server", "server-pg")
 #: (after its eta, when later): a second enqueue with the key within it, or
 #: while the job is still pending, scheduled or running, returns the first.
 DEDUPE_WINDOW = 24 * 3600.0
+#: How long an enqueue waits for ``backend.min_replicas`` replicas to
+#: acknowledge it (Redis's WAIT) before it fails as not replicated.
+MIN_REPLICAS_TIMEOUT = 1.0
+
+# [sentinel]
+#: How long a Redis client behind Sentinel retries a command that failed
+#: because the primary went away or became a replica (a failover), before
+#: the error reaches its caller.
+SENTINEL_RETRY_TIMEOUT = 30.0
 
 # [runtime]
 #: How long running tasks may finish after SIGTERM before they are handed back.
