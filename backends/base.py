@@ -276,6 +276,13 @@ class Backend(abc.ABC):
         section); none by default."""
         return {}
 
+    def failovers(self) -> int:
+        """How many times a command of this backend got through only after
+        its server changed under it (a Redis Sentinel failover); a worker
+        that sees the number move hands back leases in its name, whose
+        acks the old server may have taken with it. 0 by default."""
+        return 0
+
     def consumer_side(self) -> None:
         """Called once by a consumer process before it takes work; backends
         whose producers and consumers commit differently override it."""

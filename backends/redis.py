@@ -94,10 +94,15 @@ def _retrying(pool, call):
         return call()
     deadline = time.monotonic() + budget
     delay = 0.05
+    failed = False
     while True:
         try:
-            return call()
+            result = call()
+            if failed:
+                pool.failovers = getattr(pool, "failovers", 0) + 1
+            return result
         except FAILOVER_ERRORS:
+            failed = True
             if time.monotonic() + delay > deadline:
                 raise
             # Idle connections may still point at the old primary.
@@ -331,6 +336,10 @@ class RedisBackend(Backend, RedisStorage):
         self.schedule_key = self.keys["sched"]
         self._scripts = {k: self.conn.register_script(v)
                          for k, v in SCRIPTS.items()}
+
+    def failovers(self) -> int:
+        """Commands that went through only after a failover (Sentinel)."""
+        return getattr(self.pool, "failovers", 0)
 
     def _keys(self, *names: str) -> list:
         return [self.keys[n] for n in names]

@@ -171,7 +171,9 @@ class SentinelCluster:
         self.directory = directory
         for name in ("primary", "replica", "s0", "s1", "s2"):
             (directory / name).mkdir(parents=True)
-        self.primary = RedisServer(directory / "primary")
+        # No 5 s wait for more replicas before the first sync.
+        self.primary = RedisServer(directory / "primary", args=(
+            "--repl-diskless-sync-delay", "0"))
         self.replica = RedisServer(directory / "replica", args=(
             "--replicaof", "127.0.0.1", str(self.primary.port)))
         self.sentinel_ports = [free_port() for _ in range(3)]

@@ -176,6 +176,8 @@ class Worker(BatchExecution, huey_consumer.Worker):
         self._interrupted = False
         self._gpu = None
         self._failures = 0
+        #: The backend's failovers() when this worker last looked.
+        self._failovers = 0
         self._outage = Outage(logger, "taking from the backend")
         self._held = Outage(logger, "storing a finished task's outcome",
                             every=30.0)
@@ -334,7 +336,11 @@ class Worker(BatchExecution, huey_consumer.Worker):
             if self._requeue is not None:
                 self.storage.requeue(*self._requeue, count=False)
                 self._requeue = None
-            if self._failures:
+            failovers = self.storage.failovers()
+            if self._failures or failovers != self._failovers:
+                # After a failover the new primary may hold leases in this
+                # worker's name whose acks the old one took with it.
+                self._failovers = failovers
                 self._reclaim()
             if self.stop_flag.is_set():
                 self._flush_ack()
