@@ -114,10 +114,24 @@ def _env() -> dict:
 # ------------------------------------------------------------ sentinels
 
 @pytest.mark.slow
-def test_doctor_reports_the_sentinels_view(sentinel_cluster, tmp_path,
-                                           app_name):
+def test_every_part_opens_a_sentinel_url_and_doctor_shows_its_view(
+        sentinel_cluster, make_app, tmp_path, app_name):
+    """A producer, the CLI, the web UI and doctor on one redis+sentinel
+    URL: they all find the primary through the sentinels."""
     profile = _profile(tmp_path, sentinel_cluster.url, app_name,
                        min_replicas=1)
+    app = make_app(profile, "apps.ledger")
+    app.step(str(tmp_path / "ledger"), 1)
+    status = subprocess.run([sys.executable, "-m", "hueyq", "status",
+                             "--json"], env=dict(_env(), HUEYQ_PROFILE=str(
+                                 profile)), capture_output=True, text=True,
+                            timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert '"pending": 1' in status.stdout
+    from hueyq.webui import create_app
+    web = create_app(app, config={"TESTING": True}).test_client()
+    queues = web.get("/api/queues").get_json()
+    assert queues["queues"]["high"]["pending"] == 1
     out = subprocess.run([sys.executable, "-m", "hueyq", "doctor"],
                          env=dict(_env(), HUEYQ_PROFILE=str(profile)),
                          capture_output=True, text=True, timeout=60)
