@@ -63,6 +63,8 @@ try:
     from redis.exceptions import (ConnectionError as RedisConnectionError,
                                   OutOfMemoryError, ReadOnlyError,
                                   RedisError, TimeoutError as RedisTimeout)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
     from redis.sentinel import (MasterNotFoundError, Sentinel,
                                 SentinelConnectionPool)
     #: What a failover looks like to a client: the primary gone (refused,
@@ -88,7 +90,8 @@ def _full(exc: Exception) -> BackendFull:
 def _retrying(pool, call):
     """``call()``, retried with back-off while it fails as a failover does
     (:data:`FAILOVER_ERRORS`) for the pool's ``retry_timeout`` seconds (set
-    on Sentinel pools only: a plain Redis that is down fails at once)."""
+    on Sentinel pools only: a plain Redis that is down fails at once, and
+    so does a Sentinel pool none of whose sentinels answers)."""
     budget = getattr(pool, "retry_timeout", 0)
     if not budget:
         return call()
@@ -101,10 +104,13 @@ def _retrying(pool, call):
             if failed:
                 pool.failovers = getattr(pool, "failovers", 0) + 1
             return result
-        except FAILOVER_ERRORS:
+        except FAILOVER_ERRORS as exc:
             failed = True
             if time.monotonic() + delay > deadline:
                 raise
+            if isinstance(exc, MasterNotFoundError) and not any(
+                    _answers(s) for s in pool.sentinel_manager.sentinels):
+                raise  # no sentinel at all: not a failover to wait out
             # Idle connections may still point at the old primary.
             pool.disconnect(inuse_connections=False)
             time.sleep(delay)
@@ -168,7 +174,11 @@ def make_pool(url: str, service_name: "str | None" = None,
             "a redis+sentinel URL needs the primary's service name "
             "(redis+sentinel://host:26379/mymaster/0) or "
             "sentinel.service_name")
-    sentinel_kwargs = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    # A sentinel that does not answer is skipped at once for the next one
+    # (redis-py's clients otherwise retry with back-off of seconds);
+    # failovers are waited out by _retrying.
+    sentinel_kwargs = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0,
+                       "retry": Retry(NoBackoff(), 0)}
     if sentinel_password:
         sentinel_kwargs["password"] = sentinel_password
     manager = Sentinel(parts["sentinels"], sentinel_kwargs=sentinel_kwargs)
@@ -252,6 +262,14 @@ def _record(doc) -> "dict | None":
                 value, (int, float))):
             return None
     return doc
+
+
+def _answers(client) -> bool:
+    """Whether a server (a sentinel) answers a PING."""
+    try:
+        return bool(client.ping())
+    except RedisError:
+        return False
 
 
 def _address(client) -> str:
@@ -990,13 +1008,7 @@ class RedisBackend(Backend, RedisStorage):
         """What the sentinels say: the primary, its replicas, how many
         sentinels answer."""
         manager, service = self.pool.sentinel_manager, self.pool.service_name
-        answering = 0
-        for sentinel in manager.sentinels:
-            try:
-                sentinel.ping()
-                answering += 1
-            except RedisError:
-                pass
+        answering = sum(1 for s in manager.sentinels if _answers(s))
         total = len(manager.sentinels)
         try:
             host, port = manager.discover_master(service)
@@ -1086,9 +1098,15 @@ class RedisBackend(Backend, RedisStorage):
                     "server; use redis:// for a plain-text one (%s)"
                     % (where, text))
         if isinstance(exc, MasterNotFoundError):
-            return ("the sentinels of %s know no primary now (a failover "
-                    "under way, or a wrong service name in backend.url): %s"
-                    % (where, text))
+            sentinels = self.pool.sentinel_manager.sentinels
+            answering = sum(1 for s in sentinels if _answers(s))
+            if not answering:
+                return ("cannot reach any sentinel of %s (is redis-sentinel "
+                        "running there? check backend.url or HUEYQ_BACKEND)"
+                        % where)
+            return ("%d of %d sentinels of %s answer but know no primary "
+                    "(a failover under way, or a wrong service name in "
+                    "backend.url)" % (answering, len(sentinels), where))
         if isinstance(exc, errors.ConnectionError):
             if self.tls and "SSL" in text.upper():
                 return ("TLS failed with %s: %s (rediss:// is for a TLS "

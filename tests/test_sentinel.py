@@ -82,6 +82,25 @@ def test_profile_min_replicas_and_the_sentinel_section(tmp_path):
         load_profile(str(sqlite))
 
 
+def test_no_sentinel_answering_is_one_line_at_once(tmp_path, app_name):
+    """A wrong host or port in the URL is not a failover to wait out."""
+    _need_redis()
+    from conftest import free_port
+    url = "redis+sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster/0" % (
+        free_port(), free_port())
+    profile = _profile(tmp_path, url, app_name)
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "hueyq", "status"],
+                         env=dict(_env(), HUEYQ_PROFILE=str(profile)),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "hueyq: cannot reach any sentinel of Redis service mymaster "
+        "(sentinels %s) db 0 (is redis-sentinel running there? check "
+        "backend.url or HUEYQ_BACKEND)" % url.split("//")[1].split("/")[0]]
+    assert time.monotonic() - started < 15  # sentinel.retry_timeout is 20s
+
+
 # ------------------------------------------------------------ one server
 
 def test_min_replicas_refuses_an_enqueue_no_replica_acknowledged(
@@ -132,6 +151,19 @@ def test_every_part_opens_a_sentinel_url_and_doctor_shows_its_view(
     web = create_app(app, config={"TESTING": True}).test_client()
     queues = web.get("/api/queues").get_json()
     assert queues["queues"]["high"]["pending"] == 1
+    # A service the sentinels do not know: one line, after retry_timeout.
+    wrong = subprocess.run(
+        [sys.executable, "-m", "hueyq", "status"], env=dict(
+            _env(), HUEYQ_PROFILE=str(profile),
+            HUEYQ_BACKEND=sentinel_cluster.url.replace("mymaster", "other"),
+            HUEYQ_SENTINEL__RETRY_TIMEOUT="500ms"),
+        capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().splitlines() == [
+        "hueyq: 3 of 3 sentinels of Redis service other (sentinels %s) db 0 "
+        "answer but know no primary (a failover under way, or a wrong "
+        "service name in backend.url)" % ",".join(
+            "127.0.0.1:%d" % p for p in sentinel_cluster.sentinel_ports)]
     out = subprocess.run([sys.executable, "-m", "hueyq", "doctor"],
                          env=dict(_env(), HUEYQ_PROFILE=str(profile)),
                          capture_output=True, text=True, timeout=60)
@@ -208,7 +240,7 @@ class Producers:
                                                    (0, False)],
                          ids=["min_replicas=1-lagging", "min_replicas=0-"
                               "lagging", "min_replicas=0"])
-def test_failover_under_load_keeps_every_acknowledged_enqueue_with_min_replicas(
+def test_failover_under_load_counted_with_a_ledger(
         sentinel_cluster, runtime, make_app, tmp_path, app_name,
         min_replicas, lagging):
     """kill -9 the primary while producers enqueue and a runtime works;
