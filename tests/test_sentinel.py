@@ -45,6 +45,10 @@ def test_sentinel_url_parts_and_checks():
                      "password": "pw"}
     assert urls.redact_url("redis+sentinel://:pw@a:1,b:2/m/0") == \
         "redis+sentinel://:***@a:1,b:2/m/0"
+    # Consumers of a sentinel URL keep redis-py (HUEYQ_UNUSED_DRIVERS).
+    from hueyq import drivers
+    assert drivers.unused("redis+sentinel://a:1/m/0", "sqlite:///s.db") == (
+        "psycopg2", "psycopg")
     for bad, why in (("redis+sentinel://a:1,,b:2/m", "needs sentinels"),
                      ("redis+sentinel://a:99999/m", "bad port"),
                      ("redis+sentinel://a:1/m/x", "must be a number")):
