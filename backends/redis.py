@@ -29,7 +29,8 @@ the web UI follow a failover without a restart. On such a pool a command
 that fails because the primary went away or became a replica (connection
 refused or reset, ``READONLY``) is retried, its connection dropped, for
 ``sentinel.retry_timeout`` (:func:`_retrying`) before its caller sees the
-error; a blocking wait retried so reconnects to the new primary.
+error; a blocking wait (BLPOP on the wake list) retried so waits on the
+new primary.
 
 Redis replicates asynchronously: an enqueue the primary acknowledged may be
 missing from the replica promoted in a failover. With ``min_replicas`` (the
@@ -45,13 +46,13 @@ import time
 
 from huey.storage import RedisStorage
 
+from hueyq import urls
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  PENDING, RUNNING, SCHEDULED, Backend,
                                  Finding, Lease, MessageInfo, clean_meta,
                                  message_fields, read_json, report_bad,
                                  split_name)
 from hueyq.envelope import epoch, write_json
-from hueyq import urls
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
                               ConfigurationError, NotReplicated)
 from hueyq.memory import memory_room
@@ -59,11 +60,11 @@ from hueyq.units import format_size
 
 try:
     import redis
+    from redis.backoff import NoBackoff
     from redis.client import Pipeline
     from redis.exceptions import (ConnectionError as RedisConnectionError,
                                   OutOfMemoryError, ReadOnlyError,
                                   RedisError, TimeoutError as RedisTimeout)
-    from redis.backoff import NoBackoff
     from redis.retry import Retry
     from redis.sentinel import (MasterNotFoundError, Sentinel,
                                 SentinelConnectionPool)
@@ -149,9 +150,10 @@ if RedisError is not None:
 else:  # pragma: no cover
     _Client = None
 
+
 def make_pool(url: str, service_name: "str | None" = None,
-                    sentinel_password: "str | None" = None,
-                    retry_timeout: float = 30.0):
+              sentinel_password: "str | None" = None,
+              retry_timeout: float = 30.0):
     """The connection pool of the backend at ``url``: the one place a Redis
     client of hueyq's backend is made (producers, consumers, supervisor,
     web UI, doctor all open the backend through it).
