@@ -358,8 +358,21 @@ class RedisBackend(Backend, RedisStorage):
                          for k, v in SCRIPTS.items()}
 
     def failovers(self) -> int:
-        """Commands that went through only after a failover (Sentinel)."""
-        return getattr(self.pool, "failovers", 0)
+        """Failovers seen (Sentinel): commands that went through only after
+        an error as of a failover (:func:`_retrying`), and changes of the
+        primary's address the sentinels gave since the last call (a
+        switchover closes clients' connections, which redis-py reopens to
+        the new primary without an error)."""
+        pool = self.pool
+        if not isinstance(pool, SentinelConnectionPool):
+            return 0
+        address = pool.master_address
+        seen = getattr(pool, "primary_seen", None)
+        if address is not None:
+            if seen is not None and seen != address:
+                pool.failovers = getattr(pool, "failovers", 0) + 1
+            pool.primary_seen = address
+        return getattr(pool, "failovers", 0)
 
     def _keys(self, *names: str) -> list:
         return [self.keys[n] for n in names]

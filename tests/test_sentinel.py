@@ -182,6 +182,54 @@ def test_every_part_opens_a_sentinel_url_and_doctor_shows_its_view(
     assert "Redis service mymaster (sentinels" in out.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("min_replicas", [1, 0])
+def test_a_switchover_loses_no_acknowledged_enqueue_with_min_replicas(
+        sentinel_cluster, make_app, tmp_path, app_name, min_replicas):
+    """SENTINEL FAILOVER: the sentinels name the replica primary at once,
+    but clients connected to the old primary write there until the
+    sentinels demote it (and close its connections): those writes are
+    lost. With min_replicas = 1 they are not acknowledged (the old primary
+    has no replica left), and every enqueue that was is on the new primary;
+    the producer follows without an error other than NotReplicated."""
+    import redis
+    cluster = sentinel_cluster
+    app = make_app(_profile(tmp_path, cluster.url, app_name,
+                            min_replicas=min_replicas,
+                            min_replicas_timeout="200ms"), "apps.ledger")
+    storage = app.storage("high")
+    path = str(tmp_path / "ledger")
+    acked = [app.step(path, n).id for n in range(20)]
+    assert storage.failovers() == 0
+    sentinel = redis.Redis(port=cluster.sentinel_ports[0])
+    try:
+        sentinel.execute_command("SENTINEL", "FAILOVER", cluster.SERVICE)
+    finally:
+        sentinel.close()
+    refused, after = 0, 0
+    deadline = time.monotonic() + 30
+    while not storage.failovers() or after < 50:
+        assert time.monotonic() < deadline, "the producer did not follow"
+        try:
+            acked.append(app.step(path, len(acked)).id)
+        except NotReplicated:
+            refused += 1
+        else:
+            after += bool(storage.failovers())
+    assert storage.conn.info("replication")["role"] == "master"
+    assert cluster.primary_port() == cluster.replica.port
+    missing = [n for n, i in enumerate(acked) if storage.find(i) is None]
+    print("\nswitchover:", json.dumps({
+        "min_replicas": min_replicas, "acknowledged": len(acked),
+        "refused": refused, "lost": len(missing)}))
+    if min_replicas:
+        assert missing == [], (len(missing), len(acked), refused)
+    else:
+        # Lost, if any: only what was acknowledged after the switchover
+        # began (the first 20 were before it).
+        assert all(n >= 20 for n in missing)
+
+
 def _lag(cluster) -> None:
     """Hold the replica back for 0.4 s (under the sentinels' 1 s
     down-after, so it stays eligible for promotion): stop it, drop its
