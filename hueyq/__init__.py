@@ -13,15 +13,16 @@ from huey import crontab  # noqa: E402
 
 from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
                               HueyqError, InvalidState, JobCancelled,
-                              JobNotFound, PayloadTooLarge, QueueNotFound,
-                              SoftTimeLimitExceeded)
+                              JobNotFound, NotReplicated, PayloadTooLarge,
+                              QueueNotFound, SoftTimeLimitExceeded)
 
 __version__ = "0.1.0"
 
 __all__ = ["App", "Job", "crontab", "progress", "current_job",
            "BackendUnavailable", "ConfigurationError", "HueyqError",
-           "InvalidState", "JobCancelled", "JobNotFound", "PayloadTooLarge",
-           "QueueNotFound", "SoftTimeLimitExceeded", "__version__"]
+           "InvalidState", "JobCancelled", "JobNotFound", "NotReplicated",
+           "PayloadTooLarge", "QueueNotFound", "SoftTimeLimitExceeded",
+           "__version__"]
 
 
 def __getattr__(name):
