@@ -71,6 +71,9 @@ register_scheme(("sqlite",), "hueyq.backends.sqlite:SqliteBackend",
 register_scheme(("redis", "rediss", "unix"),
                 "hueyq.backends.redis:RedisBackend", urls.check_redis_url,
                 "redis://host:6379/0")
+register_scheme(("redis+sentinel",), "hueyq.backends.redis:RedisBackend",
+                urls.check_sentinel_url,
+                "redis+sentinel://host:26379,host:26379/mymaster/0")
 register_scheme(("postgresql", "postgres"),
                 "hueyq.backends.postgres:PostgresBackend",
                 urls.check_postgres_url, "postgresql://host:5432/db")

@@ -334,11 +334,28 @@ class Backend(abc.ABC):
         ``options`` are :meth:`shared_options` and the caller's own."""
 
     @classmethod
-    def shared_options(cls, url: str, access: str) -> dict:
+    def shared_options(cls, url: str, access: str, **settings: Any) -> dict:
         """Options every queue of one App opens its storage with (a
         connection pool, the file access mode); raises
-        ConfigurationError when the backend's driver is missing."""
+        ConfigurationError when the backend's driver is missing.
+        ``settings`` are what :meth:`profile_options` took from the
+        profile."""
         return {}
+
+    @classmethod
+    def profile_options(cls, profile: Any) -> dict:
+        """The settings of ``profile`` (a :class:`hueyq.profile.Profile`)
+        this backend takes beyond its URL, handed to :meth:`shared_options`
+        as keywords (Redis: ``backend.min_replicas`` and the ``[sentinel]``
+        section); none by default."""
+        return {}
+
+    def failovers(self) -> int:
+        """How many times a command of this backend got through only after
+        its server changed under it (a Redis Sentinel failover); a worker
+        that sees the number move hands back leases in its name, whose
+        acks the old server may have taken with it. 0 by default."""
+        return 0
 
     def consumer_side(self) -> None:
         """Called once by a consumer process before it takes work; backends

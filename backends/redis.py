@@ -19,6 +19,25 @@ may grow memory; the client raises :class:`~hueyq.exceptions.BackendFull`
 ("Redis is out of memory: ...") for them, and reads avoid MULTI (which Redis
 refuses then). A script whose first write frees memory (``zrem``, ``hdel``)
 is let finish by Redis, so leases, acks and the heartbeat go on.
+
+Every client of the backend is made by :func:`make_pool`, the one
+factory: a ``redis://``, ``rediss://`` or ``unix://`` URL gets a plain
+pool, a ``redis+sentinel://host:port,host:port/service/db`` URL a pool that
+asks the sentinels where the primary is on every new connection (redis-py's
+``SentinelConnectionPool``), so producers, consumers, the supervisor and
+the web UI follow a failover without a restart. On such a pool a command
+that fails because the primary went away or became a replica (connection
+refused or reset, ``READONLY``) is retried, its connection dropped, for
+``sentinel.retry_timeout`` (:func:`_retrying`) before its caller sees the
+error; a blocking wait (BLPOP on the wake list) retried so waits on the
+new primary.
+
+Redis replicates asynchronously: an enqueue the primary acknowledged may be
+missing from the replica promoted in a failover. With ``min_replicas`` (the
+profile's ``backend.min_replicas``) every enqueue is followed, on the same
+connection, by ``WAIT min_replicas timeout``, and an enqueue that fewer
+replicas acknowledged in time raises :class:`~hueyq.exceptions.NotReplicated`
+instead of returning.
 """
 
 import json
@@ -28,6 +47,7 @@ import time
 
 from huey.storage import RedisStorage
 
+from hueyq import urls
 from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  PENDING, RUNNING, SCHEDULED, Backend,
                                  Chunk, Finding, Lease, MessageInfo,
@@ -36,16 +56,26 @@ from hueyq.backends.base import (DEAD, DONE, HEAD_BYTES, PAUSE_PREFIX,
                                  report_bad, split_name)
 from hueyq.envelope import epoch, write_json
 from hueyq.exceptions import (BackendFull, BackendUnavailable,
-                              ConfigurationError)
+                              ConfigurationError, NotReplicated)
 from hueyq.memory import memory_room
 from hueyq.units import format_size
 
 try:
     import redis
+    from redis.backoff import NoBackoff
     from redis.client import Pipeline
-    from redis.exceptions import OutOfMemoryError, RedisError
+    from redis.exceptions import (ConnectionError as RedisConnectionError,
+                                  OutOfMemoryError, ReadOnlyError,
+                                  RedisError, TimeoutError as RedisTimeout)
+    from redis.retry import Retry
+    from redis.sentinel import (MasterNotFoundError, Sentinel,
+                                SentinelConnectionPool)
+    #: What a failover looks like to a client: the primary gone (refused,
+    #: reset, no primary known yet) or demoted to a replica (READONLY).
+    FAILOVER_ERRORS = (RedisConnectionError, RedisTimeout, ReadOnlyError)
 except ImportError:  # pragma: no cover - the redis extra is missing
     RedisError = None
+    FAILOVER_ERRORS = ()
 
 #: Messages per script call of a bulk enqueue (five arguments each; the
 #: script unpacks two per message into one command, under Lua's 8,000).
@@ -60,20 +90,59 @@ def _full(exc: Exception) -> BackendFull:
                        "maxmemory; hueyq doctor shows the figures)" % exc)
 
 
+def _retrying(pool, call):
+    """``call()``, retried with back-off while it fails as a failover does
+    (:data:`FAILOVER_ERRORS`) for the pool's ``retry_timeout`` seconds (set
+    on Sentinel pools only: a plain Redis that is down fails at once, and
+    so does a Sentinel pool none of whose sentinels answers)."""
+    budget = getattr(pool, "retry_timeout", 0)
+    if not budget:
+        return call()
+    deadline = time.monotonic() + budget
+    delay = 0.05
+    failed = False
+    while True:
+        try:
+            result = call()
+            if failed:
+                pool.failovers = getattr(pool, "failovers", 0) + 1
+            return result
+        except FAILOVER_ERRORS as exc:
+            failed = True
+            if time.monotonic() + delay > deadline:
+                raise
+            if isinstance(exc, MasterNotFoundError) and not any(
+                    _answers(s) for s in pool.sentinel_manager.sentinels):
+                raise  # no sentinel at all: not a failover to wait out
+            # Idle connections may still point at the old primary.
+            pool.disconnect(inuse_connections=False)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 if RedisError is not None:
     class _Pipeline(Pipeline):
         def execute(self, raise_on_error: bool = True):
+            stack, scripts = list(self.command_stack), set(self.scripts)
+
+            def once():
+                # execute() empties the pipeline whatever happens: a retry
+                # sends the same commands again.
+                self.command_stack, self.scripts = list(stack), set(scripts)
+                return super(_Pipeline, self).execute(raise_on_error)
             try:
-                return super().execute(raise_on_error)
+                return _retrying(self.connection_pool, once)
             except OutOfMemoryError as exc:
                 raise _full(exc) from None
 
     class _Client(redis.Redis):
-        """redis-py's client, raising BackendFull for Redis's OOM errors."""
+        """redis-py's client, raising BackendFull for Redis's OOM errors and
+        retrying through a failover on a Sentinel pool."""
 
         def execute_command(self, *args, **options):
             try:
-                return super().execute_command(*args, **options)
+                return _retrying(self.connection_pool, lambda: super(
+                    _Client, self).execute_command(*args, **options))
             except OutOfMemoryError as exc:
                 raise _full(exc) from None
 
@@ -82,6 +151,47 @@ if RedisError is not None:
                              transaction, shard_hint)
 else:  # pragma: no cover
     _Client = None
+
+
+def make_pool(url: str, service_name: "str | None" = None,
+              sentinel_password: "str | None" = None,
+              retry_timeout: float = 30.0):
+    """The connection pool of the backend at ``url``: the one place a Redis
+    client of hueyq's backend is made (producers, consumers, supervisor,
+    web UI, doctor all open the backend through it).
+
+    A ``redis+sentinel://`` URL gives a pool that finds the primary of
+    ``service_name`` (the URL's, else this argument) through the sentinels
+    (their password: ``sentinel_password``; the URL's user and password
+    are the Redis servers'), and retries a command through a failover for
+    ``retry_timeout`` seconds."""
+    if RedisError is None:
+        raise ConfigurationError("the Redis backend needs redis-py: "
+                                 "pip install 'hueyq[redis]'")
+    options = {"health_check_interval": 30, "socket_keepalive": True}
+    if urls.scheme(url) != "redis+sentinel":
+        return redis.ConnectionPool.from_url(url, **options)
+    parts = urls.sentinel_parts(url)
+    service = parts["service"] or service_name
+    if not service:
+        raise ConfigurationError(
+            "a redis+sentinel URL needs the primary's service name "
+            "(redis+sentinel://host:26379/mymaster/0) or "
+            "sentinel.service_name")
+    # A sentinel that does not answer is skipped at once for the next one
+    # (redis-py's clients otherwise retry with back-off of seconds);
+    # failovers are waited out by _retrying.
+    sentinel_kwargs = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0,
+                       "retry": Retry(NoBackoff(), 0)}
+    if sentinel_password:
+        sentinel_kwargs["password"] = sentinel_password
+    manager = Sentinel(parts["sentinels"], sentinel_kwargs=sentinel_kwargs)
+    pool = SentinelConnectionPool(
+        service, manager, db=parts["db"], username=parts["username"],
+        password=parts["password"], socket_connect_timeout=5.0, **options)
+    pool.retry_timeout = retry_timeout
+    return pool
+
 
 #: The Lua scripts, one file each in ``lua/`` (shipped as package data),
 #: with the files of the functions each one calls (load_info, finish,
@@ -191,6 +301,20 @@ def _record(doc) -> "dict | None":
     return doc
 
 
+def _answers(client) -> bool:
+    """Whether a server (a sentinel) answers a PING."""
+    try:
+        return bool(client.ping())
+    except RedisError:
+        return False
+
+
+def _address(client) -> str:
+    """``host:port`` of a client's server."""
+    kwargs = client.connection_pool.connection_kwargs
+    return "%s:%s" % (kwargs.get("host"), kwargs.get("port"))
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -211,23 +335,42 @@ class RedisBackend(Backend, RedisStorage):
         return cls(name, url=url, **options)
 
     @classmethod
-    def shared_options(cls, url: str, access: str) -> dict:
-        """One connection pool for every queue of an App."""
-        if RedisError is None:
-            raise ConfigurationError("the Redis backend needs redis-py: "
-                                     "pip install 'hueyq[redis]'")
-        return {"connection_pool": redis.ConnectionPool.from_url(
-            url, health_check_interval=30, socket_keepalive=True)}
+    def profile_options(cls, profile) -> dict:
+        """``backend.min_replicas`` and its timeout, and the ``[sentinel]``
+        section."""
+        backend, sentinel = profile.backend, profile.sentinel
+        return {"min_replicas": backend.min_replicas,
+                "min_replicas_timeout": backend.min_replicas_timeout,
+                "service_name": sentinel.service_name,
+                "sentinel_password": sentinel.password,
+                "retry_timeout": sentinel.retry_timeout}
+
+    @classmethod
+    def shared_options(cls, url: str, access: str, min_replicas: int = 0,
+                       min_replicas_timeout: float = 1.0,
+                       **sentinel) -> dict:
+        """One connection pool for every queue of an App (through
+        :func:`make_pool`), and the durability of its enqueues."""
+        return {"connection_pool": make_pool(url, **sentinel),
+                "min_replicas": min_replicas,
+                "min_replicas_timeout": min_replicas_timeout}
 
     def __init__(self, name: str, url: "str | None" = None,
                  connection_pool=None, read_timeout: float = 1.0,
+                 min_replicas: int = 0, min_replicas_timeout: float = 1.0,
                  **kwargs) -> None:
         if RedisError is None:
             raise ConfigurationError("the Redis backend needs redis-py: "
                                      "pip install 'hueyq[redis]'")
-        if connection_pool is not None:
-            url = None
-        super().__init__(name, url=url, connection_pool=connection_pool,
+        sentinel = {k: kwargs.pop(k) for k in (
+            "service_name", "sentinel_password", "retry_timeout")
+            if k in kwargs}
+        if connection_pool is None and url is not None:
+            connection_pool = make_pool(url, **sentinel)
+        #: Replicas every enqueue waits for (WAIT), and for how long.
+        self.min_replicas = int(min_replicas)
+        self.min_replicas_timeout = float(min_replicas_timeout)
+        super().__init__(name, connection_pool=connection_pool,
                          read_timeout=read_timeout, clean_name=False, **kwargs)
         self.app_name, self.queue = split_name(name)
         base = "hueyq:{%s}:" % self.app_name
@@ -252,6 +395,23 @@ class RedisBackend(Backend, RedisStorage):
         self._scripts = {k: self.conn.register_script(v)
                          for k, v in SCRIPTS.items()}
 
+    def failovers(self) -> int:
+        """Failovers seen (Sentinel): commands that went through only after
+        an error as of a failover (:func:`_retrying`), and changes of the
+        primary's address the sentinels gave since the last call (a
+        switchover closes clients' connections, which redis-py reopens to
+        the new primary without an error)."""
+        pool = self.pool
+        if not isinstance(pool, SentinelConnectionPool):
+            return 0
+        address = pool.master_address
+        seen = getattr(pool, "primary_seen", None)
+        if address is not None:
+            if seen is not None and seen != address:
+                pool.failovers = getattr(pool, "failovers", 0) + 1
+            pool.primary_seen = address
+        return getattr(pool, "failovers", 0)
+
     def _keys(self, *names: str) -> list:
         return [self.keys[n] for n in names]
 
@@ -270,10 +430,34 @@ class RedisBackend(Backend, RedisStorage):
                   epoch(ts), now)
 
     def _add(self, data, priority, header, meta, state, eta, now) -> None:
-        self._scripts["enqueue"](
-            keys=self._keys("pending", "sched", "msg", "info", "ids", "wake",
-                            "seq"),
-            args=self._add_args(data, priority, header, meta, state, eta, now))
+        keys = self._keys("pending", "sched", "msg", "info", "ids", "wake",
+                          "seq")
+        args = self._add_args(data, priority, header, meta, state, eta, now)
+        if not self.min_replicas:
+            self._scripts["enqueue"](keys=keys, args=args)
+            return
+        pipe = self.conn.pipeline(transaction=False)
+        self._scripts["enqueue"](keys=keys, args=args, client=pipe)
+        self._durable(pipe)
+
+    def _durable(self, pipe) -> list:
+        """Run ``pipe`` (an enqueue's writes); with ``min_replicas``, WAIT on
+        its connection until that many replicas have them, and raise
+        NotReplicated when fewer did within ``min_replicas_timeout``."""
+        if not self.min_replicas:
+            return pipe.execute()
+        pipe.wait(self.min_replicas, max(1, int(
+            self.min_replicas_timeout * 1000)))
+        replies = pipe.execute()
+        acked = replies.pop()
+        if acked < self.min_replicas:
+            raise NotReplicated(
+                "%s: the enqueue reached %d of backend.min_replicas=%d "
+                "replicas within %gs, so a failover could lose it (is a "
+                "replica down? hueyq doctor shows them); it may still run"
+                % (self.describe(), acked, self.min_replicas,
+                   self.min_replicas_timeout))
+        return replies
 
     @staticmethod
     def _add_args(data, priority, header, meta, state, eta, now) -> list:
@@ -327,7 +511,7 @@ class RedisBackend(Backend, RedisStorage):
             if start == 0 and pending:
                 pipe.lpush(self.keys["wake"], *[1] * min(pending,
                                                         WAKE_TOKENS))
-        pipe.execute()
+        self._durable(pipe)
         return len(batch)
 
     def enqueue_once(self, messages, window: float
@@ -358,7 +542,7 @@ class RedisBackend(Backend, RedisStorage):
             self._scripts["enqueue_once"](keys=keys, args=args, client=pipe)
         out = []
         pending = 0
-        for reply in pipe.execute():
+        for reply in self._durable(pipe):
             pending += reply[0]
             out += [(_text(reply[i]), bool(reply[i + 1]))
                     for i in range(1, len(reply), 2)]
@@ -919,8 +1103,10 @@ class RedisBackend(Backend, RedisStorage):
         memory = self.conn.info("memory")
         persistence = self.conn.info("persistence")
         stats = self.conn.info("stats")
-        findings = [Finding("ok", "redis.version",
-                            "Redis %s" % server.get("redis_version", "?")),
+        version = ("Valkey %s" % server["valkey_version"]
+                   if "valkey_version" in server else
+                   "Redis %s" % server.get("redis_version", "?"))
+        findings = [Finding("ok", "redis.version", version),
                     _memory_finding(memory)]
         policy = memory.get("maxmemory_policy", "noeviction")
         if policy == "noeviction":
@@ -944,7 +1130,55 @@ class RedisBackend(Backend, RedisStorage):
         findings.append(Finding("error" if evicted else "ok",
                                 "redis.evicted_keys",
                                 "evicted_keys=%s" % evicted))
+        if isinstance(self.pool, SentinelConnectionPool):
+            findings.append(self._sentinel_finding())
+        findings += self._replicas_findings()
         return findings
+
+    def _sentinel_finding(self) -> Finding:
+        """What the sentinels say: the primary, its replicas, how many
+        sentinels answer."""
+        manager, service = self.pool.sentinel_manager, self.pool.service_name
+        answering = sum(1 for s in manager.sentinels if _answers(s))
+        total = len(manager.sentinels)
+        try:
+            host, port = manager.discover_master(service)
+        except RedisError as exc:
+            return Finding("error", "redis.sentinel", "the sentinels know no "
+                           "primary for service %s: %s" % (service, exc))
+        replicas = ["%s:%s" % r for r in manager.discover_slaves(service)]
+        message = ("service %s: primary %s:%s, replicas %s; %d of %d "
+                   "sentinels answer" % (service, host, port,
+                                         ", ".join(replicas) or "none",
+                                         answering, total))
+        if not replicas:
+            return Finding("warning", "redis.sentinel", message + ": a "
+                           "failover has no replica to promote")
+        if answering < total:
+            return Finding("warning", "redis.sentinel", message)
+        return Finding("ok", "redis.sentinel", message)
+
+    def _replicas_findings(self) -> "list[Finding]":
+        """``backend.min_replicas`` against the replicas the primary has."""
+        connected = int(self.conn.info("replication").get(
+            "connected_slaves", 0))
+        if self.min_replicas:
+            text = ("min_replicas=%d: every enqueue waits up to %gs for %d "
+                    "replica acknowledgement(s); %d replica(s) connected"
+                    % (self.min_replicas, self.min_replicas_timeout,
+                       self.min_replicas, connected))
+            if connected < self.min_replicas:
+                return [Finding("error", "redis.min_replicas", text + ": "
+                                "enqueues fail (NotReplicated) until enough "
+                                "replicas are back")]
+            return [Finding("ok", "redis.min_replicas", text)]
+        if connected or isinstance(self.pool, SentinelConnectionPool):
+            return [Finding("warning", "redis.min_replicas", "min_replicas=0 "
+                            "with %d replica(s): replication is asynchronous, "
+                            "so enqueues acknowledged just before a failover "
+                            "can be lost; set backend.min_replicas = 1"
+                            % connected)]
+        return []
 
     def eviction_policy(self) -> str:
         """Redis's maxmemory-policy."""
@@ -994,6 +1228,16 @@ class RedisBackend(Backend, RedisStorage):
             return ("no TLS handshake with %s: rediss:// is for a TLS "
                     "server; use redis:// for a plain-text one (%s)"
                     % (where, text))
+        if isinstance(exc, MasterNotFoundError):
+            sentinels = self.pool.sentinel_manager.sentinels
+            answering = sum(1 for s in sentinels if _answers(s))
+            if not answering:
+                return ("cannot reach any sentinel of %s (is redis-sentinel "
+                        "running there? check backend.url or HUEYQ_BACKEND)"
+                        % where)
+            return ("%d of %d sentinels of %s answer but know no primary "
+                    "(a failover under way, or a wrong service name in "
+                    "backend.url)" % (answering, len(sentinels), where))
         if isinstance(exc, errors.ConnectionError):
             if self.tls and "SSL" in text.upper():
                 return ("TLS failed with %s: %s (rediss:// is for a TLS "
@@ -1017,6 +1261,11 @@ class RedisBackend(Backend, RedisStorage):
     def describe(self) -> str:
         """Where this backend lives, for humans (never the password)."""
         kwargs = self.pool.connection_kwargs
+        if isinstance(self.pool, SentinelConnectionPool):
+            return "Redis service %s (sentinels %s) db %s" % (
+                self.pool.service_name, ",".join(
+                    _address(s) for s in self.pool.sentinel_manager.sentinels),
+                kwargs.get("db", 0))
         if "path" in kwargs:
             return "Redis at unix:%s db %s" % (kwargs["path"], kwargs.get("db", 0))
         return "Redis at %s:%s db %s" % (kwargs.get("host"), kwargs.get("port"),

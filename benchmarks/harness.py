@@ -214,10 +214,13 @@ class RedisServer:
     """A private redis-server on a free port, in ``directory``."""
 
     def __init__(self, processes: Processes, directory: str,
-                 appendonly: bool = False) -> None:
+                 appendonly: bool = False, args: "tuple[str, ...]" = ()
+                 ) -> None:
         self.processes = processes
         self.directory = directory
         self.appendonly = appendonly
+        #: More settings on the command line (``--replicaof HOST PORT``).
+        self.args = tuple(args)
         self.port = free_port()
         self.proc = None
 
@@ -234,7 +237,8 @@ class RedisServer:
         self.proc = self.processes.start(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--dir", self.directory, "--maxmemory-policy",
-             "noeviction", "--logfile", "redis.log"] + persistence,
+             "noeviction", "--logfile", "redis.log"] + persistence +
+            list(self.args),
             base_env(), self.directory)
         import redis
         client = redis.Redis(port=self.port)

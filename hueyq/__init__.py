@@ -14,16 +14,17 @@ from huey import crontab  # noqa: E402
 
 from hueyq.exceptions import (BackendUnavailable, ConfigurationError,
                               HueyqError, InvalidState, JobCancelled,
-                              JobNotFound, OutputTooLarge, PayloadTooLarge,
+                              JobNotFound, NotReplicated, OutputTooLarge,
+                              PayloadTooLarge,
                               QueueNotFound, SoftTimeLimitExceeded)
 
 __version__ = "0.1.0"
 
 __all__ = ["App", "Job", "crontab", "progress", "emit", "current_job",
            "BackendUnavailable", "ConfigurationError", "HueyqError",
-           "InvalidState", "JobCancelled", "JobNotFound", "OutputTooLarge",
-           "PayloadTooLarge",
-           "QueueNotFound", "SoftTimeLimitExceeded", "__version__"]
+           "InvalidState", "JobCancelled", "JobNotFound", "NotReplicated",
+           "OutputTooLarge", "PayloadTooLarge", "QueueNotFound",
+           "SoftTimeLimitExceeded", "__version__"]
 
 
 def __getattr__(name):

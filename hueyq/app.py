@@ -534,8 +534,9 @@ class App(huey_api.HueyAPI):
     def _storage_options(self) -> dict:
         url = self.profile.backend.url
         try:
-            return backends.backend_class(url).shared_options(url,
-                                                              self.access)
+            cls = backends.backend_class(url)
+            return cls.shared_options(url, self.access,
+                                      **cls.profile_options(self.profile))
         except ConfigurationError as exc:
             raise ConfigurationError("%s: backend.url: %s" % (
                 self.profile.source, exc)) from None

@@ -23,6 +23,15 @@ OUTPUT_MAX_CHUNKS = 10_000
 #: Bytes of JSON a job's output stream keeps; past it the oldest chunks are
 #: dropped, and one chunk over it is refused (``OutputTooLarge``).
 OUTPUT_MAX_BYTES = 1 << 20
+#: How long an enqueue waits for ``backend.min_replicas`` replicas to
+#: acknowledge it (Redis's WAIT) before it fails as not replicated.
+MIN_REPLICAS_TIMEOUT = 1.0
+
+# [sentinel]
+#: How long a Redis client behind Sentinel retries a command that failed
+#: because the primary went away or became a replica (a failover), before
+#: the error reaches its caller.
+SENTINEL_RETRY_TIMEOUT = 30.0
 
 # [runtime]
 #: How long running tasks may finish after SIGTERM before they are handed back.

@@ -20,7 +20,7 @@ from hueyq.urls import scheme
 
 ENV = "HUEYQ_UNUSED_DRIVERS"
 DRIVERS = ("redis", "psycopg2", "psycopg")
-_REDIS = ("redis", "rediss", "unix")
+_REDIS = ("redis", "rediss", "unix", "redis+sentinel")
 _POSTGRES = ("postgres", "postgresql")
 
 

@@ -27,6 +27,13 @@ class BackendFull(BackendUnavailable):
     ``noeviction``. Reads still work; nothing queued is lost."""
 
 
+class NotReplicated(BackendUnavailable):
+    """An enqueue reached the Redis primary but fewer replicas than
+    ``backend.min_replicas`` acknowledged it in time: a failover now could
+    lose it. The job may still run (enqueue again: delivery is at least
+    once)."""
+
+
 class StoreUnavailable(HueyqError):
     """The job store (SQLite or PostgreSQL) cannot be reached."""
 

@@ -40,7 +40,8 @@ _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _APP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _TEMPLATE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = {("security", "secret"), ("security", "encryption_keys"),
-                ("web", "token"), ("web", "submit_tokens")}
+                ("web", "token"), ("web", "submit_tokens"),
+                ("sentinel", "password")}
 
 
 # --------------------------------------------------------------- value parsers
@@ -204,6 +205,20 @@ class BackendConfig:
     dedupe_window: float = _f(defaults.DEDUPE_WINDOW, _duration)
     output_max_chunks: int = _f(defaults.OUTPUT_MAX_CHUNKS, _int(1))
     output_max_bytes: int = _f(defaults.OUTPUT_MAX_BYTES, _size)
+    #: Redis: every enqueue waits (WAIT) until this many replicas have it,
+    #: so a failover cannot lose an acknowledged enqueue; 0: no waiting.
+    min_replicas: int = _f(0, _int(0))
+    min_replicas_timeout: float = _f(defaults.MIN_REPLICAS_TIMEOUT, _duration)
+
+
+@dataclass(frozen=True)
+class SentinelConfig:
+    """Redis Sentinel, for a ``redis+sentinel://`` backend URL."""
+    #: The primary's name at the sentinels, when the URL names none.
+    service_name: "str | None" = _f(None, _opt_str)
+    #: The sentinels' own password (the URL's is the Redis servers').
+    password: "str | None" = _f(None, _opt_str)
+    retry_timeout: float = _f(defaults.SENTINEL_RETRY_TIMEOUT, _duration)
 
 
 @dataclass(frozen=True)
@@ -318,6 +333,7 @@ class Profile:
     memory: MemoryConfig
     web: WebConfig
     security: SecurityConfig
+    sentinel: SentinelConfig
     queues: Mapping[str, QueueConfig]
     routes: "tuple[tuple[str, str], ...]"
 
@@ -390,7 +406,8 @@ class Profile:
 
 _SECTIONS = {"backend": BackendConfig, "store": StoreConfig,
              "runtime": RuntimeConfig, "memory": MemoryConfig,
-             "web": WebConfig, "security": SecurityConfig}
+             "web": WebConfig, "security": SecurityConfig,
+             "sentinel": SentinelConfig}
 _TOP_LEVEL = {"extends", "app_name", "description", "queues", "routes",
               *_SECTIONS}
 #: Environment variables with a name of their own, and the key each sets.
@@ -769,6 +786,19 @@ def _check_consistency(profile: Profile, origins: dict, label: str) -> None:
             raise ConfigurationError(
                 "%s: queues.%s.soft_time_limit: must be under time_limit"
                 % (where, q.name))
+    backend = profile.backend
+    if backend.min_replicas and urls.scheme(backend.url) not in (
+            "redis", "rediss", "unix", "redis+sentinel"):
+        raise ConfigurationError(
+            "%s: backend.min_replicas: only a Redis backend has replicas to "
+            "wait for" % origins.get(("backend", "min_replicas"), label))
+    sentinel = urls.scheme(backend.url) == "redis+sentinel"
+    if sentinel and not profile.sentinel.service_name and \
+            urls.sentinel_parts(backend.url)["service"] is None:
+        raise ConfigurationError(
+            "%s: backend.url: a redis+sentinel URL needs the primary's "
+            "service name (redis+sentinel://host:26379/mymaster/0) or "
+            "sentinel.service_name" % origins.get(("backend", "url"), label))
     memory = profile.memory
     if memory.resume_available and memory.resume_available < memory.min_available:
         raise ConfigurationError(

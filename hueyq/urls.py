@@ -4,9 +4,11 @@ This module owns what the profile, the backends and the job store all need
 to know about a URL and nothing else: its scheme (:func:`scheme`), the file
 of a ``sqlite://`` URL (:func:`sqlite_path`), the checks the profile runs
 on each kind (:func:`check_sqlite_url`, :func:`check_redis_url`,
-:func:`check_postgresql_url`, which return the URL in its normal form or
-raise ValueError naming what is wrong), and :func:`redact_url`, which hides
-passwords from any output. It imports nothing of hueyq.
+:func:`check_sentinel_url`, :func:`check_postgresql_url`, which return the
+URL in its normal form or raise ValueError naming what is wrong), the parts
+of a ``redis+sentinel://`` URL (:func:`sentinel_parts`), and
+:func:`redact_url`, which hides passwords from any output. It imports
+nothing of hueyq.
 """
 
 import os
@@ -67,6 +69,52 @@ def check_redis_url(url: str) -> str:
     db = parsed.path.strip("/")
     if db and not db.isdigit():
         raise ValueError("the Redis database must be a number, got %r" % db)
+    return url
+
+
+#: The port of a Redis Sentinel when a ``redis+sentinel://`` URL names none.
+SENTINEL_PORT = 26379
+
+
+def sentinel_parts(url: str) -> dict:
+    """The parts of ``redis+sentinel://[user:password@]host[:port],host[:port]
+    [/service[/db]]``: ``sentinels`` (a list of ``(host, port)``, port
+    26379 by default), ``service`` (None when the URL names none),
+    ``db``, and the ``username`` and ``password`` of the Redis servers
+    (not of the sentinels: the profile's ``sentinel.password``)."""
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    netloc, _, path = rest.partition("/")
+    username = password = None
+    if "@" in netloc:
+        auth, _, netloc = netloc.rpartition("@")
+        user, colon, secret = auth.partition(":")
+        username = urllib.parse.unquote(user) or None
+        password = urllib.parse.unquote(secret) if colon else None
+    sentinels = []
+    for one in netloc.split(","):
+        if one.startswith("["):
+            host, _, port = one[1:].partition("]")
+            port = port[1:] if port.startswith(":") else ""
+        else:
+            host, _, port = one.partition(":")
+        if not host:
+            raise ValueError("a redis+sentinel URL needs sentinels as "
+                             "host:port,host:port, got %r" % redact_url(url))
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("bad port %r in %r" % (port, redact_url(url)))
+        sentinels.append((host, int(port) if port else SENTINEL_PORT))
+    service, _, db = path.strip("/").partition("/")
+    if db and not db.isdigit():
+        raise ValueError("the Redis database must be a number, got %r" % db)
+    return {"sentinels": sentinels, "service": service or None,
+            "db": int(db) if db else 0, "username": username,
+            "password": password}
+
+
+def check_sentinel_url(url: str) -> str:
+    """A ``redis+sentinel://host:port,host:port/service/db`` URL, checked."""
+    sentinel_parts(url)
     return url
 
 

