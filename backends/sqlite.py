@@ -295,6 +295,52 @@ def open_own(path: str, flags: int, is_kind, what: str) -> "int | None":
     return fd
 
 
+def _poke_fifos(directory: str, prefix: str = "") -> None:
+    """One byte into each FIFO in ``directory`` whose name starts with
+    ``prefix`` (a waiter's wake-up); one that nobody reads any more (its
+    process is gone) is removed, one already full has a wake-up pending."""
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK
+                         | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                _unlink(path)
+            continue
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.write(fd, b"\x01")
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _wait_fifo(fd: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for a byte on the FIFO ``fd`` and
+    empty it; whether one came. poll, not select: a web server's
+    descriptors may pass 1024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    try:
+        ready = poller.poll(max(0, math.ceil(timeout * 1000)))
+    except InterruptedError:
+        return False
+    if not ready:
+        return False
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+    return True
+
+
 def _follow_tag(job_id: str) -> str:
     return hashlib.sha1(job_id.encode("utf-8", "surrogatepass")).hexdigest(
     )[:20]
@@ -309,14 +355,7 @@ def _sweep_followers(directory: str, most: int = 200) -> None:
                              | os.O_NOFOLLOW | os.O_CLOEXEC))
         except OSError as exc:
             if exc.errno == errno.ENXIO:
-                _unlink_quiet(path)
-
-
-def _unlink_quiet(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+                _unlink(path)
 
 
 class FifoWaiter(OutputWaiter):
@@ -340,28 +379,16 @@ class FifoWaiter(OutputWaiter):
             self._wfd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK
                                 | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
-            _unlink_quiet(self.path)
+            _unlink(self.path)
             raise
 
     def wait(self, after: int, timeout: float) -> None:
-        # poll, not select: a web server's descriptors may pass 1024.
-        poller = select.poll()
-        poller.register(self._rfd, select.POLLIN)
-        try:
-            ready = poller.poll(max(0, math.ceil(timeout * 1000)))
-        except InterruptedError:
-            return
-        if ready:
-            try:
-                while os.read(self._rfd, 4096):
-                    pass
-            except (BlockingIOError, InterruptedError):
-                pass
+        _wait_fifo(self._rfd, timeout)
 
     def close(self) -> None:
         if self._rfd is None:
             return
-        _unlink_quiet(self.path)
+        _unlink(self.path)
         for fd in (self._rfd, self._wfd):
             os.close(fd)
         self._rfd = self._wfd = None
@@ -618,30 +645,8 @@ class SqliteBackend(SqlBackend, SqliteStorage):
             self._output_ready = True
 
     def _woken(self, job_id: str) -> None:
-        """One byte into the FIFO of each follower of the job; a FIFO whose
-        follower is gone (no reader) is removed."""
-        tag = _follow_tag(job_id) + "."
-        try:
-            names = [n for n in os.listdir(self._follow_dir)
-                     if n.startswith(tag)]
-        except OSError:
-            return
-        for name in names:
-            path = os.path.join(self._follow_dir, name)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK
-                             | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:
-                    _unlink_quiet(path)
-                continue
-            try:
-                if stat.S_ISFIFO(os.fstat(fd).st_mode):
-                    os.write(fd, b"\x01")
-            except OSError:
-                pass  # full: the follower has a wake-up pending
-            finally:
-                os.close(fd)
+        """One byte into the FIFO of each follower of the job."""
+        _poke_fifos(self._follow_dir, _follow_tag(job_id) + ".")
 
     def output_waiter(self, job_id: str):
         """A FIFO of this follower's own in ``<db>.<app>.follow/``, which
@@ -1038,28 +1043,8 @@ class SqliteBackend(SqlBackend, SqliteStorage):
 
     def notify_results(self) -> None:
         """Wake every process awaiting a result: one byte into each
-        waiter's FIFO in ``<db>.<app>.results``; a FIFO nobody reads any
-        more (its process is gone) is removed."""
-        try:
-            names = os.listdir(self._results_dir)
-        except OSError:
-            return
-        for name in names:
-            path = os.path.join(self._results_dir, name)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK
-                             | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:
-                    _unlink(path)
-                continue
-            try:
-                if stat.S_ISFIFO(os.fstat(fd).st_mode):
-                    os.write(fd, b"\x01")
-            except OSError:
-                pass  # Full: that waiter has a wake-up pending.
-            finally:
-                os.close(fd)
+        waiter's FIFO in ``<db>.<app>.results``."""
+        _poke_fifos(self._results_dir)
 
     def wait_results(self, timeout: float) -> "bool | None":
         """Block on this process's FIFO in ``<db>.<app>.results`` until a
@@ -1067,18 +1052,7 @@ class SqliteBackend(SqlBackend, SqliteStorage):
         fd = self._result_fifo()
         if fd is None:
             return None
-        try:
-            ready, _, _ = select.select([fd], [], [], timeout)
-        except InterruptedError:
-            return False
-        if not ready:
-            return False
-        try:
-            while os.read(fd, 4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-        return True
+        return _wait_fifo(fd, timeout)
 
     def _result_fifo(self) -> "int | None":
         pid = os.getpid()

@@ -28,12 +28,11 @@ API_SECONDS = 0.2
 
 
 def generate(text: str) -> str:
-    """The stand-in model: the same text always gets the same reply."""
+    """The stand-in model: the same question always gets the same answer."""
     words = text.split()
-    mood = ("curious", "cheerful", "thoughtful")[
-        hashlib.sha256(text.encode()).digest()[0] % 3]
-    return "(%s bot) you said %d word%s: %s" % (
-        mood, len(words), "" if len(words) == 1 else "s", " ".join(words[:8]))
+    return "You asked %d word%s (%s); here is the answer, one token at a " \
+        "time." % (len(words), "" if len(words) == 1 else "s",
+                   " ".join(words[:12]))
 
 
 @app.task(queue="high", retries=1, retry_delay=0.2)
