@@ -29,9 +29,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from huey import signals as S
-from huey.api import Huey, Result, ResultGroup, Task, TaskWrapper
+from huey.api import Huey, ResultGroup, Task, TaskWrapper
 from huey.constants import EmptyData
-from huey.exceptions import HueyException
 from huey.registry import Registry
 
 from hueyq import aio
