@@ -16,7 +16,8 @@ Once a task has run, a backend that refuses writes (gone, or out of memory)
 cannot make it run again: the worker holds its outcome and retries the
 writes (:meth:`Worker.hold`). On a thread consumer, a job recovered from a
 crash that took several jobs down runs alone (:class:`Solo`), so a crash is
-charged to the job that caused it.
+charged to the job that caused it. An async queue's consumer runs
+:class:`hueyq.runtime.aioworker.AsyncWorker` (one event loop) instead.
 """
 
 import argparse
