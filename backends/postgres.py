@@ -16,8 +16,8 @@ Idle workers sleep in ``LISTEN`` on the queue's channel; producers
 queue starts a new task within milliseconds; a slow poll remains as the
 fallback. Records age on the server's clock (``clock_timestamp()``).
 
-Driver: psycopg 3. One connection per storage and process (huey's, guarded
-by its lock; a forked child opens its own), one more per waiting thread.
+Driver: psycopg 3. One connection per storage and thread (a forked child
+opens its own), one more per waiting thread.
 """
 
 import contextlib
@@ -199,6 +199,8 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         self._pid = os.getpid()
         self._listeners: list = []
         self._listeners_lock = threading.Lock()
+        self._local = threading.local()
+        self._conns: list = []
         kwargs.pop("access", None)
         kwargs.setdefault("connect_timeout", 5)
         if "options" not in kwargs and "options=" not in dsn:
@@ -245,10 +247,14 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         also flushes every consumer commit before it.
         """
         self._asynchronous = True
-        with self.lock:
-            if self._conn is not None:
-                self._close_quiet(self._conn)
-                self._conn = None
+        self._close_connections()
+
+    def _close_connections(self) -> None:
+        with self._listeners_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            self._close_quiet(conn)
+        self._local = threading.local()
 
     def _forked(self) -> None:
         # A forked child must not talk on its parent's connections (nor
@@ -260,24 +266,42 @@ class PostgresBackend(SqlBackend, PostgresStorage):
             self._listen_local = threading.local()
             self._listeners = []
             self._listeners_lock = threading.Lock()
+            self._local = threading.local()
+            self._conns = []
+
+    def _thread_conn(self):
+        # One connection per thread: a consumer's worker threads lease and
+        # ack side by side, not in turn on one connection behind a lock.
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and (conn.closed or conn.broken):
+            self._close_quiet(conn)
+            conn = None
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._listeners_lock:
+                self._conns.append(conn)
+        return conn
 
     @contextlib.contextmanager
     def db(self, commit: bool = False, close: bool = False):
         self._forked()
-        with self.lock:
-            conn = self.conn
-            try:
-                if commit:
-                    with conn.transaction():
-                        with conn.cursor() as cursor:
-                            yield cursor
-                else:
+        conn = self._thread_conn()
+        try:
+            if commit:
+                with conn.transaction():
                     with conn.cursor() as cursor:
                         yield cursor
-            finally:
-                if close:
-                    self._close_quiet(conn)
-                    self._conn = None
+            else:
+                with conn.cursor() as cursor:
+                    yield cursor
+        finally:
+            if close:
+                self._close_quiet(conn)
+                self._local.conn = None
+                with self._listeners_lock:
+                    if conn in self._conns:
+                        self._conns.remove(conn)
 
     def initialize_schema(self) -> None:
         with self.db(commit=True, close=True) as curs:
@@ -302,7 +326,9 @@ class PostgresBackend(SqlBackend, PostgresStorage):
             for conn in self._listeners:
                 self._close_quiet(conn)
             self._listeners = []
-        return super().close()
+        had = bool(self._conns)
+        self._close_connections()
+        return super().close() or had
 
     # ------------------------------------------------------------ huey's API
 

@@ -14,6 +14,7 @@ time), ``idle`` (nothing to do, for the idle CPU).
 import argparse
 import collections
 import os
+import re
 import shutil
 import signal
 import sys
@@ -41,17 +42,17 @@ def summarize(path: str, top: int = 25) -> str:
     own, incl = collections.Counter(), collections.Counter()
     total = 0
     with open(path) as fh:
-        for line in fh:
-            stack, _, count = line.rstrip().rpartition(" ")
-            if not stack:
-                continue
-            n = int(count)
-            total += n
-            frames = [f for f in stack.split(";") if f]
-            if frames:
-                own[_short(frames[-1])] += n
-            for name in {_short(f) for f in frames}:
-                incl[name] += n
+        text = fh.read()
+    # A stack ends with its count; a process's name in it may hold newlines
+    # (a child started with ``python -c`` and a script of several lines).
+    for stack, count in re.findall(r"(.+?) (\d+)$", text, re.M | re.S):
+        n = int(count)
+        total += n
+        frames = [f for f in stack.strip().split(";") if f]
+        if frames:
+            own[_short(frames[-1])] += n
+        for name in {_short(f) for f in frames}:
+            incl[name] += n
     lines = ["%d samples" % total, "", "self time:"]
     lines += ["  %5.1f%%  %s" % (100.0 * n / total, f)
               for f, n in own.most_common(top)]

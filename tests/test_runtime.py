@@ -107,20 +107,17 @@ def test_sqlite_workers_commit_normal_and_the_producer_full(
 def test_postgresql_workers_commit_asynchronously_and_the_producer_not(
         make_app, tmp_path, app_name, runtime, postgres_url):
     # An accepted job is flushed (synchronous_commit on); a consumer's acks
-    # are not (off), on thread and process workers alike.
-    for worker_type in ("thread", "process"):
-        profile = write_profile(
-            tmp_path / ("%s.toml" % worker_type), postgres_url,
-            "sqlite://%s" % (tmp_path / ("%s-store.db" % worker_type)),
-            "%s%s" % (app_name, worker_type[0]),
-            {"queues.medium": {"worker_type": worker_type}})
-        app = make_app(profile)
-        rt = runtime(profile, queues="medium")
-        rt.wait_ready()
-        assert app.tasks.sync_level()(blocking=True, timeout=30) == "off"
-        assert app.storage("medium").sql("show synchronous_commit", (),
-                                         results=True)[0][0] == "on"
-        assert rt.terminate() == 0
+    # are not (off), in the process workers it forks too.
+    profile = write_profile(tmp_path / "p.toml", postgres_url,
+                            "sqlite://%s" % (tmp_path / "store.db"), app_name,
+                            PROCESS_MEDIUM)
+    app = make_app(profile)
+    rt = runtime(profile, queues="medium")
+    rt.wait_ready()
+    assert app.tasks.sync_level()(blocking=True, timeout=30) == "off"
+    assert app.storage("medium").sql("show synchronous_commit", (),
+                                     results=True)[0][0] == "on"
+    assert rt.terminate() == 0
 
 
 def test_a_dead_consumer_is_restarted(app, profile_path, runtime):
