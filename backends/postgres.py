@@ -102,11 +102,18 @@ _ADMISSION = (" and (memory = 0 or memory <= coalesce((select case when"
               " where queue = %(q)s and name = 'admission'),"
               " 9000000000000000000) - (select coalesce(sum(memory), 0) from"
               " hueyq_message where queue = %(q)s and state = 'running'))")
-# The sequence is huey's counter row ``hueyq:seq`` of the app; bumping it
-# in the lease's own statement numbers the delivery atomically.
-_BUMP = ("insert into huey_counter as c (queue, key, value) select %(app)s,"
-         " 'hueyq:seq', 1 from pick on conflict (queue, key) do update set"
-         " value = c.value + 1 returning value")
+# The app's sequence numbers deliveries: a PostgreSQL sequence of its own
+# (``hueyq_seq_<hash of the app>``), taken in the lease's own statement. A
+# counter row (SQLite's and Redis's way) would serialize every lease of the
+# app on that row's lock until its commit; a sequence hands out numbers
+# without waiting. Only the order of one job's deliveries matters (a
+# re-lease starts after the lease before it ended), and nextval() grows.
+_BUMP = "select nextval(%(seq)s::regclass) as value from pick"
+#: Carried over once from the counter row that numbered deliveries before.
+_SEQ_FROM_COUNTER = (
+    "select setval(%s::regclass, c.value) from huey_counter c where"
+    " c.queue = %s and c.key = 'hueyq:seq' and c.value > (select last_value"
+    " from {seq})")
 #: Seconds after which the server ends a session of this backend left idle
 #: inside a transaction (a host cut off in the middle of a lease).
 IDLE_IN_TRANSACTION = 10
@@ -194,6 +201,9 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         _need_driver()
         self.app_name, self.queue = split_name(name)
         self.qname = name
+        #: The app's sequence (a name of hex digits: no quoting needed).
+        self._seq = "hueyq_seq_" + hashlib.sha1(
+            self.app_name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         self.admission = False
         self._asynchronous = False
         self._pid = os.getpid()
@@ -308,6 +318,9 @@ class PostgresBackend(SqlBackend, PostgresStorage):
             curs.execute("select pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
             for sql in self.ddl + _TABLES:
                 curs.execute(sql)
+            curs.execute("create sequence if not exists %s" % self._seq)
+            curs.execute(_SEQ_FROM_COUNTER.format(seq=self._seq),
+                         (self._seq, self.app_name))
 
     def _listen_conn(self):
         # huey leaves a thread's LISTEN connection to the garbage
@@ -457,7 +470,7 @@ class PostgresBackend(SqlBackend, PostgresStorage):
         sql = _LEASE.format(admission=_ADMISSION if self.admission else "")
         params = {"q": self.qname, "app": self.name, "owner": owner,
                   "now": now, "limit": self.lease_limit or _NO_LIMIT,
-                  "head": HEAD_BYTES}
+                  "head": HEAD_BYTES, "seq": self._seq}
         with self.db(commit=ack is not None) as curs:
             refused = ack is not None and not self._finish(curs, now, *ack)
             curs.execute(sql, params)
@@ -484,7 +497,7 @@ class PostgresBackend(SqlBackend, PostgresStorage):
             curs.execute(_LEASE_BATCH, {
                 "q": self.qname, "app": self.name, "owner": owner,
                 "now": time.time(), "name": name, "n": int(limit),
-                "limit": self.lease_limit or _NO_LIMIT})
+                "limit": self.lease_limit or _NO_LIMIT, "seq": self._seq})
             rows = curs.fetchall()
         rows.sort(key=lambda r: r[0])
         return [Lease(r[0], r[1], bytes(r[2]), r[3], r[4], r[6], seq=r[5],
@@ -492,7 +505,9 @@ class PostgresBackend(SqlBackend, PostgresStorage):
 
     def next_seq(self) -> int:
         """Take the next number of the app's sequence."""
-        return self.incr("hueyq:seq")
+        with self.db(commit=True) as curs:
+            curs.execute("select nextval(%s::regclass)", (self._seq,))
+            return curs.fetchone()[0]
 
     def ack(self, handle, outcome: "str | None" = None,
             reason: "str | None" = None, fence: "tuple | None" = None
