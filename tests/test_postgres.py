@@ -56,3 +56,26 @@ def test_a_session_left_idle_in_a_transaction_is_ended_by_the_server(
         assert rows[0][0] == "%ds" % IDLE_IN_TRANSACTION
     finally:
         storage.close()
+
+
+def test_deliveries_are_numbered_past_the_counter_row_of_an_older_version(
+        postgres_url, app_name):
+    # Before the app had a sequence of its own, huey's counter row
+    # hueyq:seq numbered deliveries; a job record keeps the number of the
+    # delivery that wrote it, so the next ones must come after it.
+    storage = backends.open_storage(postgres_url, app_name, "high")
+    try:
+        storage.sql("insert into huey_counter (queue, key, value) values"
+                    " (%s, 'hueyq:seq', 5000) on conflict (queue, key) do"
+                    " update set value = 5000", (app_name,))
+    finally:
+        storage.close()
+    storage = backends.open_storage(postgres_url, app_name, "high")
+    try:
+        storage.enqueue_many((msg(i)[1], 0) for i in ("a", "b"))
+        first = storage.lease("h:1:w1|1")
+        taken = storage.next_seq()
+        second = storage.lease("h:1:w1|1", (first.handle, None, None))
+        assert 5000 < first.seq < taken < second.seq
+    finally:
+        storage.close()
