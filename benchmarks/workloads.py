@@ -14,6 +14,7 @@ import time
 from benchmarks import harness
 from benchmarks.harness import (BenchError, percentile, process_tree,
                                 tree_cpu, tree_memory)
+from benchmarks.scale import scale
 from benchmarks.systems import (PEERS, Trial, cleanup, peer_available,
                                 setup_builtin_profile, setup_huey,
                                 setup_huey_defaults, setup_hueyq,
@@ -568,6 +569,6 @@ def calls(bench, backend: str) -> "list[dict]":
 
 WORKLOADS = {"drain": drain, "latency": latency, "priority": priority,
              "crash": crash, "memory": memory, "store": store, "batch": batch,
-             "enqueue": enqueue, "calls": calls}
+             "enqueue": enqueue, "calls": calls, "scale": scale}
 PEER_WORKLOADS = {"drain": drain_peers, "latency": latency_peers}
 __all__ = ["WORKLOADS", "PEER_WORKLOADS", "PEERS"]
