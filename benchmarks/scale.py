@@ -149,13 +149,13 @@ def _store(bench) -> "list[dict]":
     """The four reads over a big store, SQLite and (when a server is given)
     PostgreSQL."""
     from benchmarks.workloads import _trial, add
-    count = bench.sizes["scale_store"]
+    levels = bench.sizes["scale_store"]
 
     def body(trial, url=None):
         setup_hueyq(trial, {"high": {"workers": WORKERS}}, ["high"])
         if url:
             trial.env["HUEYQ_STORE"] = url
-        return _child(trial, "store", timeout=3600, count=count,
+        return _child(trial, "store", timeout=3600, levels=levels,
                       path=None if url else os.path.join(trial.dir,
                                                          "store.db"))
     rows = [_trial(bench, "hueyq:sqlite", "sqlite", "scale_store", body)]
@@ -283,11 +283,18 @@ def peer_bytes(system: str, count: int, files: list,
             "bytes_per_job": (after - before) / count}
 
 
-def _fill_sql(app, first: int, last: int, total: int, now: float,
-              sqlite: bool) -> str:
+#: The span the store's jobs are spread over: the store's default
+#: retention age (hueyq.defaults.RETENTION_AGE, 7 days).
+SPAN = 7 * 86400.0
+#: Every prefix of i -> (i * GOLDEN) mod 1 is spread evenly over [0, 1):
+#: the store has the same shape at every size it is read at.
+GOLDEN = 0.6180339887498949
+
+
+def _fill_sql(app, first: int, last: int, now: float, sqlite: bool) -> str:
     """One INSERT ... SELECT of jobs first..last-1: the rows
     benchmarks.storebench writes (ids uuid(int=i).hex, states 90/5/3/2 %,
-    spread over the queues and the last two hours)."""
+    spread over the queues), enqueued over the last :data:`SPAN`."""
     mod = (lambda n: "(i %% %d)" % n) if sqlite else \
         (lambda n: "mod(i, %d)" % n)
     queues = list(app.queues)
@@ -300,13 +307,14 @@ def _fill_sql(app, first: int, last: int, total: int, now: float,
         head = ("with recursive s(i) as (select %d union all select i + 1 "
                 "from s where i < %d) " % (first, last - 1))
         ident, source = "printf('%032x', i)", "from s"
-        frac = "(1.0 * i / %d)" % total
+        frac = "(i * %r - cast(i * %r as integer))" % (GOLDEN, GOLDEN)
     else:
         head = ""
         ident = "lpad(to_hex(i), 32, '0')"
         source = "from generate_series(%d, %d) as i" % (first, last - 1)
-        frac = "(i::float8 / %d)" % total
-    enq = "(%r - 7200.0 * (1 - %s))" % (now, frac)
+        frac = "(i * %r::float8 - floor(i * %r::float8))" % (GOLDEN,
+                                                                 GOLDEN)
+    enq = "(%r - %r * %s)" % (now, SPAN, frac)
     fin = "(%s + 0.05 + %s * 0.01)" % (enq, mod(17))
     columns = [ident, "'%s'" % app.name,
                "'benchmarks.apps.common.noop_' || (%s)" % queue, queue, state,
@@ -321,30 +329,64 @@ def _fill_sql(app, first: int, last: int, total: int, now: float,
             + " " + source)
 
 
-def store(count: int, path: "str | None", repeat: int = 5) -> dict:
-    """Fill the store with ``count`` jobs in the database, then time the
-    reads (storebench's ``_time``: first run and median)."""
+def _indexes(db, sqlite: bool) -> "list[tuple[str, str]]":
+    """(name, DDL) of hueyq_job's secondary indexes."""
+    sql = ("select name, sql from sqlite_master where type = 'index' and "
+           "tbl_name = 'hueyq_job' and sql is not null" if sqlite else
+           "select indexname, indexdef from pg_indexes where tablename = "
+           "'hueyq_job' and indexname not like '%%pkey'")
+    return [tuple(r) for r in db.execute_sql(sql).fetchall()]
+
+
+def store(levels: list, path: "str | None", repeat: int = 5) -> dict:
+    """Fill the store up to each of ``levels`` jobs in the database
+    (secondary indexes dropped during the load and built again after it, as
+    a bulk load is done), ANALYZE it (PostgreSQL: VACUUM ANALYZE, what its
+    autovacuum does after a load), then time the reads at that size:
+    ``LEVEL_NAME_ms`` keys, and the last level's as plain ``NAME_ms``."""
     from benchmarks.apps.hueyq_app import app
-    from benchmarks.storebench import _time, web_client
     import peewee
     db = app.store.db
     sqlite = isinstance(db, peewee.SqliteDatabase)
     now = time.time()
-    start = time.perf_counter()
-    step = 1_000_000
-    for first in range(0, count, step):
-        sql = _fill_sql(app, first, min(count, first + step), count, now,
-                        sqlite)
-        with db.atomic():
-            db.cursor().execute(sql)
-        sys.stderr.write("%d rows in %.0f s\n" % (min(count, first + step),
-                                                   time.perf_counter() - start))
-    fill_s = time.perf_counter() - start
-    db.execute_sql("analyze")
-    out = {"jobs": count, "fill_rate": count / fill_s,
-           "analyze_s": time.perf_counter() - start - fill_s}
-    if path:
-        out["bytes_per_row"] = _disk([path, path + "-wal"]) / count
+    indexes = _indexes(db, sqlite)
+    if not sqlite:
+        # Index builds sort in memory, not in temporary files.
+        db.execute_sql("set maintenance_work_mem = '512MB'")
+    out = {"levels": levels}
+    done = 0
+    for level in levels:
+        start = time.perf_counter()
+        for name, _ in indexes:
+            db.execute_sql("drop index if exists %s" % name)
+        step = 1_000_000
+        for first in range(done, level, step):
+            with db.atomic():
+                db.cursor().execute(_fill_sql(app, first, min(level, first +
+                                                              step), now,
+                                              sqlite))
+        for _, ddl in indexes:
+            db.execute_sql(ddl)
+        db.execute_sql("analyze" if sqlite else "vacuum analyze hueyq_job")
+        fill = time.perf_counter() - start
+        sys.stderr.write("%d rows in %.0f s\n" % (level, fill))
+        figures = {"jobs": level, "fill_s": fill,
+                   "fill_rate": (level - done) / fill}
+        if path:
+            figures["bytes_per_row"] = _disk([path, path + "-wal"]) / level
+        figures.update(_reads(app, now, level, repeat))
+        out.update({"%d_%s" % (level, k): v for k, v in figures.items()})
+        out.update(figures)
+        done = level
+    app.close()
+    return out
+
+
+def _reads(app, now: float, count: int, repeat: int) -> dict:
+    """The reads over the store, timed (storebench's ``_time``: first run
+    and median, ms)."""
+    from benchmarks.storebench import _time, web_client
+    out: dict = {}
     queue = app.queues[0]
     failed = app.jobs(state="failed")
     assert len(failed) == 50, len(failed)
@@ -369,7 +411,6 @@ def store(count: int, path: "str | None", repeat: int = 5) -> dict:
                 raise RuntimeError("/api/queues answered %d" %
                                    response.status_code)
         _time(out, "api_queues", get, repeat)
-    app.close()
     return out
 
 
