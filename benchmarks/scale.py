@@ -7,8 +7,9 @@ Three parts, each a trial of its own:
   filled to N no-ops with ``task.map`` in chunks of 50,000, then, with those
   N pending: (a) ``scale_one`` no-ops enqueued one at a time (jobs/s), (b)
   ``scale_lease`` ``lease`` + ``ack`` pairs through the queue's backend
-  object in the producer process (ms each, p50/p99: the consumer's per-job
-  backend cost), (c) ``hueyq run`` started on the queue and the first
+  object in the producer process, switched to the consumer side as a
+  consumer is (``consumer_side()``; ms each, p50/p99: the consumer's
+  per-job backend cost), (c) ``hueyq run`` started on the queue and the first
   ``scale_drain`` jobs it completes timed (steady tasks/s, first to last
   completion), and (d) bytes per pending job: the growth of the SQLite
   queue file (with its WAL) or of Redis ``used_memory`` over the fill,
@@ -250,6 +251,9 @@ def depth(count: int, one: int, lease: int, files: list,
                one_cpu_us=1e6 * (time.process_time() - cpu) / one)
     times = []
     owner = "scale-bench-%d" % os.getpid()
+    # As a consumer process does before it takes work (SQLite: its commits
+    # skip the fsync a producer's pay).
+    storage.consumer_side()
     cpu, server = time.process_time(), _redis_cpu(redis)
     for _ in range(lease):
         start = time.perf_counter()
