@@ -58,7 +58,10 @@ def scale(bench, backend: str) -> "list[dict]":
     from benchmarks.workloads import _trial
     rows = []
     one = {"high": {"workers": WORKERS, "worker_type": "thread"}}
-    for depth in bench.sizes["scale_depths"]:
+    # BENCH_SCALE_PARTS=depth,bytes,store (default): the parts to run.
+    parts = os.environ.get("BENCH_SCALE_PARTS", "depth,bytes,store").split(",")
+    depths = bench.sizes["scale_depths"] if "depth" in parts else ()
+    for depth in depths:
         rows.append(_trial(bench, "hueyq@%d" % depth, backend, "scale",
                            lambda t: _depth(bench, t, depth, one)))
     base = rows[0] if rows and not rows[0].get("error") else None
@@ -69,8 +72,9 @@ def scale(bench, backend: str) -> "list[dict]":
                     "drain_rate"):
             if row.get(key) and base.get(key):
                 row[key + "_ratio"] = row[key] / base[key]
-    rows += _peer_bytes(bench, backend)
-    if backend == "sqlite":
+    if "bytes" in parts:
+        rows += _peer_bytes(bench, backend)
+    if backend == "sqlite" and "store" in parts:
         rows += _store(bench)
     return rows
 
