@@ -443,7 +443,9 @@ def plot(path: str, folder: str) -> "list[str]":
     from benchmarks.report import _groups, _med
     with open(path) as fh:
         saved = json.load(fh)
-    rows, command = saved["rows"], saved["meta"].get("command", "")
+    import textwrap
+    rows = saved["rows"]
+    command = "\n".join(textwrap.wrap(saved["meta"].get("command", ""), 90))
     groups = _groups(rows)
     os.makedirs(folder, exist_ok=True)
     written = []
@@ -455,7 +457,9 @@ def plot(path: str, folder: str) -> "list[str]":
               ("one_cpu_us", "producer CPU per enqueue (us)"),
               ("bytes_per_job", "bytes per pending job")]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    for ax, (key, title) in zip(axes.flat, panels):
+    if not any(r["workload"] == "scale" for r in rows):
+        axes = []
+    for ax, (key, title) in zip(getattr(axes, "flat", []), panels):
         for backend, color in colors.items():
             points = sorted((_med(g, "depth"), _med(g, key))
                             for (w, _, b), g in groups.items()
@@ -479,8 +483,9 @@ def plot(path: str, folder: str) -> "list[str]":
     fig.suptitle("hueyq at pending depth (band: +-20 %% of the first depth)"
                  "\n%s" % command, fontsize=10)
     fig.tight_layout()
-    written.append(os.path.join(folder, "scale_depth.png"))
-    fig.savefig(written[-1], dpi=90)
+    if len(axes):
+        written.append(os.path.join(folder, "scale_depth.png"))
+        fig.savefig(written[-1], dpi=90)
     plt.close(fig)
 
     bars = []
@@ -514,32 +519,41 @@ def plot(path: str, folder: str) -> "list[str]":
         plt.close(fig)
 
     reads = [("queue_stats_ms", "queue_stats()"),
-             ("jobs_failed_ms", "jobs(failed)"), ("search_ms", "search"),
+             ("jobs_failed_ms", "jobs(state='failed')"),
+             ("search_ms", "search: task, failed, error, since 1h"),
              ("search_id_ms", "by id"), ("search_task_ms", "by task"),
-             ("api_queues_ms", "/api/queues")]
+             ("api_queues_ms", "GET /api/queues")]
     stores = [(s, k) for s, k in (("hueyq:sqlite", "sqlite"),
                                   ("hueyq:postgresql", "postgresql"))
-              if groups.get(("scale_store", s, "sqlite"))]
+              if any(r.get("levels") for r in
+                     groups.get(("scale_store", s, "sqlite"), []))]
     if stores:
-        fig, ax = plt.subplots(figsize=(10, 5))
-        width = 0.8 / len(stores)
-        for j, (system, kind) in enumerate(stores):
+        fig, axes = plt.subplots(1, len(stores), figsize=(7 * len(stores),
+                                                          5.5), squeeze=False)
+        for ax, (system, kind) in zip(axes[0], stores):
             g = groups[("scale_store", system, "sqlite")]
-            values = [_med(g, key) or 0 for key, _ in reads]
-            xs = [i + j * width for i in range(len(reads))]
-            ax.bar(xs, values, width, label="%s store, %s jobs" % (
-                kind, "{:,}".format(int(_med(g, "jobs") or 0))),
-                color=["tab:blue", "tab:green"][j])
-            ax.axhline(STORE_MS[kind], color=["tab:blue", "tab:green"][j],
-                       linestyle="--", linewidth=1)
-            for x, v in zip(xs, values):
-                ax.annotate("%.1f" % v, (x, v), textcoords="offset points",
-                            xytext=(0, 3), ha="center", fontsize=8)
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(reads))],
-                      [label for _, label in reads])
-        ax.set_ylabel("ms (median of 5; dashed: the limit)")
-        ax.set_title("Store reads at scale", fontsize=10)
-        ax.legend(fontsize=8)
+            levels = next(r["levels"] for r in g if r.get("levels"))
+            for key, label in reads:
+                points = [(n, _med(g, "%d_%s" % (n, key))) for n in levels]
+                points = [(n, v) for n, v in points if v is not None]
+                if not points:
+                    continue
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, "o-", label=label)
+                ax.annotate("%.3g" % ys[-1], (xs[-1], ys[-1]),
+                            textcoords="offset points", xytext=(4, 0),
+                            fontsize=8)
+            ax.axhline(STORE_MS[kind], color="black", linestyle="--",
+                       linewidth=1, label="limit %.0f ms" % STORE_MS[kind])
+            ax.set_xscale("log")
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel("jobs in the store (spread over 7 days)")
+            ax.set_ylabel("ms, median of 5")
+            ax.set_title("%s store" % kind, fontsize=10)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle("Store reads against store size\n%s" % command,
+                     fontsize=10)
         fig.tight_layout()
         written.append(os.path.join(folder, "scale_store.png"))
         fig.savefig(written[-1], dpi=90)
