@@ -32,7 +32,7 @@ FULL = {"drain": 10_000, "latency": 300, "idle_cpu": 30.0, "low": 2_000,
         "store": 100_000, "batch": 1_000, "settle": 1.0, "mem_settle": 3.0,
         "stop_grace": 15.0, "enqueue_one": 10_000, "enqueue_bulk": 100_000,
         "calls": 2_000, "scale_depths": (1_000, 100_000, 1_000_000),
-        "scale_one": 2_000, "scale_lease": 2_000, "scale_drain": 3_000,
+        "scale_one": 2_000, "scale_lease": 1_000, "scale_drain": 2_000,
         "scale_peer": 20_000, "scale_store": (100_000, 1_000_000, 10_000_000)}
 #: Sizes of ``--quick``: every workload, small, for a smoke run.
 QUICK = {"drain": 300, "latency": 20, "idle_cpu": 2.0, "low": 300,
