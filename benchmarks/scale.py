@@ -12,7 +12,8 @@ Three parts, each a trial of its own:
   per-job backend cost), (c) ``hueyq run`` started on the queue and the first
   ``scale_drain`` jobs it completes timed (steady tasks/s, first to last
   completion), and (d) bytes per pending job: the growth of the SQLite
-  queue file (with its WAL) or of Redis ``used_memory`` over the fill,
+  queue file (its WAL checkpointed first) or of Redis ``used_memory`` over
+  the fill,
   divided by N.
 * ``scale_bytes`` (plain huey and the peers): ``sizes["scale_peer"]`` no-ops
   enqueued one at a time, bytes per pending job measured the same way.
@@ -34,7 +35,6 @@ import json
 import logging
 import os
 import signal
-import statistics
 import sys
 import time
 
