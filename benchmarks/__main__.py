@@ -39,7 +39,10 @@ FULL = {"drain": 10_000, "latency": 300, "idle_cpu": 30.0, "low": 2_000,
         "stop_grace": 15.0, "enqueue_one": 10_000, "enqueue_bulk": 100_000,
         "calls": 2_000,
         "async_tasks": 1_000, "async_wait": 0.5, "async_threads": 100,
-        "stream": 500}
+        "stream": 500,
+        "scale_depths": (1_000, 100_000, 1_000_000),
+        "scale_one": 2_000, "scale_lease": 1_000, "scale_drain": 2_000,
+        "scale_peer": 20_000, "scale_store": (100_000, 1_000_000, 10_000_000)}
 #: Sizes of ``--quick``: every workload, small, for a smoke run.
 QUICK = {"drain": 300, "latency": 20, "idle_cpu": 2.0, "low": 300,
          "high": 8, "crash": 60, "crash_quiet": 3.0, "memory_tasks": 200,
@@ -47,7 +50,10 @@ QUICK = {"drain": 300, "latency": 20, "idle_cpu": 2.0, "low": 300,
          "stop_grace": 1.5, "enqueue_one": 300, "enqueue_bulk": 2_000,
          "calls": 200,
          "async_tasks": 200, "async_wait": 0.5, "async_threads": 20,
-         "stream": 30}
+         "stream": 30,
+         "scale_depths": (1_000, 20_000), "scale_one": 300,
+         "scale_lease": 300, "scale_drain": 300, "scale_peer": 1_000,
+         "scale_store": (5_000, 50_000)}
 
 
 class Bench:

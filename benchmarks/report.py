@@ -64,6 +64,29 @@ COLUMNS = {
                ("p99_ms", "emit-to-SSE p99 ms", "%.2f"),
                ("max_ms", "max ms", "%.1f"), ("chunks", "chunks", "%d"),
                ("dropped", "dropped", "%d")],
+    "scale": [("depth", "pending", "%d"), ("fill_rate", "fill jobs/s", "%.0f"),
+              ("one_rate", "enqueue/s", "%.0f"),
+              ("one_rate_ratio", "vs first", "%.2f"),
+              ("one_cpu_us", "CPU us/enqueue", "%.0f"),
+              ("lease_p50_ms", "lease+ack p50 ms", "%.2f"),
+              ("lease_p99_ms", "lease+ack p99 ms", "%.2f"),
+              ("lease_p99_ms_ratio", "vs first", "%.2f"),
+              ("lease_cpu_us", "CPU us/lease", "%.0f"),
+              ("lease_redis_cpu_us", "Redis CPU us/lease", "%.0f"),
+              ("drain_rate", "drain/s", "%.0f"),
+              ("drain_rate_ratio", "vs first", "%.2f"),
+              ("drain_startup_s", "first job s", "%.2f"),
+              ("bytes_per_job", "bytes/job", "%.0f")],
+    "scale_bytes": [("jobs", "jobs", "%d"), ("rate", "enqueue/s", "%.0f"),
+                    ("bytes_per_job", "bytes/job", "%.0f")],
+    "scale_store": [("jobs", "jobs", "%d"), ("fill_rate", "rows/s", "%.0f"),
+                    ("bytes_per_row", "bytes/row", "%.0f"),
+                    ("queue_stats_ms", "queue_stats ms", "%.1f"),
+                    ("jobs_failed_ms", "jobs(failed) ms", "%.1f"),
+                    ("search_ms", "search ms", "%.1f"),
+                    ("search_id_ms", "by id ms", "%.1f"),
+                    ("search_task_ms", "by task ms", "%.1f"),
+                    ("api_queues_ms", "/api/queues ms", "%.1f")],
 }
 #: The async workload's target: its tasks done within this many seconds.
 ASYNC_TARGET_S = 5.0
@@ -282,7 +305,8 @@ def targets(rows: "list[dict]", backends: "list[str]") -> "list[tuple]":
                 check("store at scale (%s store): %s < 50 ms" % (store, label),
                       b, med("store", system, b, key), lambda v: v < 50,
                       "%.1f ms")
-    return out
+    from benchmarks import scale
+    return out + scale.targets(rows, backends)
 
 
 def render(rows: "list[dict]", backends: "list[str]", command: str,

@@ -14,6 +14,7 @@ import time
 from benchmarks import harness
 from benchmarks.harness import (BenchError, percentile, process_tree,
                                 tree_cpu, tree_memory)
+from benchmarks.scale import scale
 from benchmarks.systems import (PEERS, Trial, cleanup, peer_available,
                                 setup_builtin_profile, setup_huey,
                                 setup_huey_defaults, setup_hueyq,
@@ -703,7 +704,7 @@ def _stream(bench, trial: Trial) -> dict:
 WORKLOADS = {"drain": drain, "latency": latency, "priority": priority,
              "crash": crash, "memory": memory, "store": store, "batch": batch,
              "enqueue": enqueue, "calls": calls, "async": async_io,
-             "stream": stream}
+             "stream": stream, "scale": scale}
 PEER_WORKLOADS = {"drain": drain_peers, "latency": latency_peers}
 #: The workloads that also run on the postgres backend (memory, store and
 #: batch measure the profiles, the job store and torch, not the queue).
