@@ -6,8 +6,8 @@ skipped in (see ``hueyq_compat``) and one line on why hueyq behaves
 differently. Every entry is one of: where and when hueyq keeps a message
 (a future eta stored in the schedule at enqueue, due messages moved
 atomically by ``read_schedule``, periodic tasks once per minute across
-consumers), ``utc=True``, the storage layout, or what a configuration swaps
-in. A difference in what a task does, returns or signals is fixed in hueyq
+consumers), ``utc=True``, the storage layout, what a configuration swaps
+in, or what hueyq adds to huey's API (``async def`` tasks). A difference in what a task does, returns or signals is fixed in hueyq
 instead, not listed here.
 """
 
@@ -29,8 +29,14 @@ UTC = (
     "utc=False and compares naive local datetimes (huey's UTC conversion "
     "drops their microseconds)")
 
+ASYNC_TASKS = (
+    "an App runs async def tasks (on an async queue's event loop, or with "
+    "asyncio.run elsewhere), which huey refuses with ConfigurationError")
+
 #: (configurations, test, reason)
 SKIPS = [
+    # What hueyq adds: async def tasks.
+    (APPS, "test_api.TestAsyncTasks.test_async_task_rejected", ASYNC_TASKS),
     # A future eta goes straight to the schedule.
     (APPS, "test_api.TestQueue.test_scheduling", SCHEDULED_AT_ENQUEUE),
     (APPS, "test_api.TestQueue.test_scheduling_expires", SCHEDULED_AT_ENQUEUE),
