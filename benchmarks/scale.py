@@ -34,13 +34,12 @@ JSON``, ``RESULT {json}`` last) so the harness never imports hueyq.
 import json
 import logging
 import os
-import signal
 import sys
 import time
 
 from benchmarks import harness
 from benchmarks.harness import BenchError, percentile
-from benchmarks.systems import PY, peer_available, setup_huey, \
+from benchmarks.systems import peer_available, run_child, setup_huey, \
     setup_huey_defaults, setup_hueyq, setup_peer
 
 logger = logging.getLogger("benchmarks")
@@ -82,22 +81,9 @@ def scale(bench, backend: str) -> "list[dict]":
 def _child(trial, action: str, timeout: float = 1800.0, **args) -> dict:
     """Run ``python -m benchmarks.scale ACTION`` in the trial's
     environment and return its RESULT."""
-    log = os.path.join(trial.dir, "scale-%s.log" % action)
-    proc = trial.bench.processes.start(
-        [PY, "-m", "benchmarks.scale", action, json.dumps(args)],
-        trial.env, trial.dir, log=log)
-    try:
-        proc.wait(timeout)
-    except Exception:
-        raise BenchError("scale %s timed out after %.0fs" % (action, timeout))
-    finally:
-        trial.bench.processes.stop(proc, signal.SIGKILL, grace=1)
-    with open(log, errors="replace") as fh:
-        lines = fh.read().splitlines()
-    for line in reversed(lines):
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise BenchError("scale %s failed:\n%s" % (action, "\n".join(lines[-15:])))
+    return run_child(trial, "scale-%s" % action, [
+        "benchmarks.scale", action, json.dumps(args)], "scale %s" % action,
+        timeout)
 
 
 def _depth(bench, trial, depth: int, queues: dict) -> dict:
@@ -168,10 +154,10 @@ def _store(bench) -> "list[dict]":
                       path=None if url else os.path.join(trial.dir,
                                                          "store.db"))
     rows = [_trial(bench, "hueyq:sqlite", "sqlite", "scale_store", body)]
-    if not bench.pg_store:
+    if not bench.pg_server:
         return rows
     try:
-        url = harness.create_pg_database(bench.pg_store)
+        url = harness.create_pg_database(bench.pg_server)
     except BenchError as exc:
         rows.append(add(bench, {"workload": "scale_store", "backend": "sqlite",
                                 "system": "hueyq:postgresql",
@@ -181,7 +167,7 @@ def _store(bench) -> "list[dict]":
         rows.append(_trial(bench, "hueyq:postgresql", "sqlite", "scale_store",
                            lambda trial: body(trial, url)))
     finally:
-        harness.drop_pg_database(bench.pg_store, url)
+        harness.drop_pg_database(bench.pg_server, url)
     return rows
 
 
@@ -401,7 +387,7 @@ def store(levels: list, path: "str | None", repeat: int = 5) -> dict:
 def _reads(app, now: float, count: int, repeat: int) -> dict:
     """The reads over the store, timed (storebench's ``_time``: first run
     and median, ms)."""
-    from benchmarks.storebench import _time, web_client
+    from benchmarks.storebench import _time, time_api_queues
     out: dict = {}
     queue = app.queues[0]
     failed = app.jobs(state="failed")
@@ -417,16 +403,7 @@ def _reads(app, now: float, count: int, repeat: int) -> dict:
     _time(out, "search_id", lambda: app.jobs(id_prefix="%032x" % (
         count // 2)), repeat)
     _time(out, "search_task", lambda: app.jobs(task="noop_" + queue), repeat)
-    client, why = web_client(app)
-    if client is None:
-        out["api_queues_skipped"] = why
-    else:
-        def get():
-            response = client.get("/api/queues")
-            if response.status_code != 200:
-                raise RuntimeError("/api/queues answered %d" %
-                                   response.status_code)
-        _time(out, "api_queues", get, repeat)
+    time_api_queues(out, app, repeat)
     return out
 
 

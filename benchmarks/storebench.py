@@ -65,6 +65,23 @@ def _time(out: dict, name: str, query, repeat: int) -> None:
     out[name + "_ms"] = statistics.median(runs)
 
 
+def time_api_queues(out: dict, app, repeat: int):
+    """Time ``GET /api/queues`` into ``out`` (or say why not); the test
+    client, or None."""
+    client, why = web_client(app)
+    if client is None:
+        out["api_queues_skipped"] = why
+        return None
+
+    def get():
+        response = client.get("/api/queues")
+        if response.status_code != 200:
+            raise RuntimeError("/api/queues answered %d: %s" % (
+                response.status_code, response.get_data(as_text=True)[:200]))
+    _time(out, "api_queues", get, repeat)
+    return client
+
+
 def web_client(app):
     """A Flask test client of hueyq.webui, or (None, why not)."""
     try:
@@ -140,16 +157,7 @@ def run_store(count: int, repeat: int = 5, analyze: bool = False) -> dict:
     failed = app.jobs(state="failed")
     assert len(failed) == 50, len(failed)
     _time(out, "jobs_failed", lambda: app.jobs(state="failed"), repeat)
-    client, why = web_client(app)
-    if client is None:
-        out["api_queues_skipped"] = why
-    else:
-        def get():
-            response = client.get("/api/queues")
-            if response.status_code != 200:
-                raise RuntimeError("/api/queues answered %d: %s" % (
-                    response.status_code, response.get_data(as_text=True)[:200]))
-        _time(out, "api_queues", get, repeat)
+    client = time_api_queues(out, app, repeat)
     for name, query in searches(app, client, now).items():
         _time(out, name, query, repeat)
     app.close()

@@ -115,24 +115,10 @@ class Trial:
 
     def produce(self, action: str, timeout: float = 600.0, **args) -> dict:
         """Run the producer for ``action`` and return its RESULT."""
-        log = os.path.join(self.dir, "producer-%s.log" % action)
-        proc = self.bench.processes.start(
-            [PY, "-m", "benchmarks.producer", self.system.split(":")[0], action,
-             json.dumps(args)], self.env, self.dir, log=log)
-        try:
-            proc.wait(timeout)
-        except Exception:
-            raise BenchError("producer %s of %s timed out after %.0fs"
-                             % (action, self.system, timeout))
-        finally:
-            self.bench.processes.stop(proc, signal.SIGKILL, grace=1)
-        with open(log, errors="replace") as fh:
-            lines = fh.read().splitlines()
-        for line in reversed(lines):
-            if line.startswith("RESULT "):
-                return json.loads(line[7:])
-        raise BenchError("producer %s of %s failed:\n%s" % (
-            action, self.system, "\n".join(lines[-15:])))
+        return run_child(self, "producer-%s" % action, [
+            "benchmarks.producer", self.system.split(":")[0], action,
+            json.dumps(args)], "producer %s of %s" % (action, self.system),
+            timeout)
 
     def log_tail(self, lines: int = 20) -> str:
         out = []
@@ -145,6 +131,27 @@ class Trial:
 
 
 # ---------------------------------------------------------------- hueyq
+
+def run_child(trial: Trial, name: str, module_args: "list[str]", what: str,
+              timeout: float) -> dict:
+    """Run ``python -m MODULE ARGS`` in the trial's environment (output in
+    ``<name>.log``) and return the JSON of its last ``RESULT`` line."""
+    log = os.path.join(trial.dir, "%s.log" % name)
+    proc = trial.bench.processes.start([PY, "-m", *module_args], trial.env,
+                                       trial.dir, log=log)
+    try:
+        proc.wait(timeout)
+    except Exception:
+        raise BenchError("%s timed out after %.0fs" % (what, timeout))
+    finally:
+        trial.bench.processes.stop(proc, signal.SIGKILL, grace=1)
+    with open(log, errors="replace") as fh:
+        lines = fh.read().splitlines()
+    for line in reversed(lines):
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise BenchError("%s failed:\n%s" % (what, "\n".join(lines[-15:])))
+
 
 def hueyq_profile(trial: Trial, queues: dict, extra: "dict | None" = None
                   ) -> str:
