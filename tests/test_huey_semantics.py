@@ -97,11 +97,12 @@ def test_expires_counts_from_when_a_scheduled_task_or_retry_is_due(
     start()
     # The guide's example: scheduled, and once due it has `expires` to run.
     # (Counted from the enqueue, 2.5 s would have passed before it was due;
-    # counted from due, a loaded machine has 2.5 s to start it.)
+    # counted from due, a loaded machine has 2.5 s to start it; the same
+    # for the retry, 4 s after its failure with expires=2.5.)
     later = app.tasks.record.schedule(("later",), delay=4, expires=2.5)
     retried = app.tasks.expiring_retry("r")
     assert later.get(blocking=True, timeout=15) == "later"
-    wait_for(lambda: final(retried) == "r", 10, message="the retry to run")
+    wait_for(lambda: final(retried) == "r", 15, message="the retry to run")
     assert count(log, "attempt", "r") == 2
     assert state(app, later) == "complete"
 

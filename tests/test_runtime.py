@@ -85,6 +85,39 @@ def test_every_queue_runs_and_sigterm_exits_cleanly(app, profile_path, runtime,
     assert app.runtimes() == []
 
 
+SIGNAL_STORM = r"""
+import os, signal, sys, threading, time
+from hueyq.runtime.supervisor import _Wakeup
+wake, seen = _Wakeup(), []
+signal.signal(signal.SIGUSR1, lambda n, f: seen.append(n))
+wake.install()
+started = time.monotonic()
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+wake.wait(30)
+print("woke after %.2f s" % (time.monotonic() - started))
+def storm():
+    for _ in range(5000):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0)
+sender = threading.Thread(target=storm, daemon=True)
+sender.start()
+while sender.is_alive():
+    wake.wait(0.0005)
+print("signals", len(seen))
+"""
+
+
+def test_a_stop_signal_cuts_the_supervisors_sleep_short_and_never_deadlocks():
+    # The handler once set a threading.Event: a signal landing while the
+    # main thread held that Event's lock hung `hueyq run` on SIGTERM.
+    child = subprocess.run([sys.executable, "-c", SIGNAL_STORM],
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    first, last = child.stdout.splitlines()
+    assert float(first.split()[2]) < 5, first
+    assert int(last.split()[1]) >= 500, last       # some coalesce
+
+
 def test_sqlite_workers_commit_normal_and_the_producer_full(
         make_app, tmp_path, app_name, runtime):
     # An accepted job is fsynced (FULL); a consumer's acks are not (NORMAL),

@@ -24,8 +24,8 @@ lease its processes still hold, and exits 0. A second signal stops at once.
 
 import logging
 import os
+import select
 import signal
-import threading
 import time
 
 import psutil
@@ -76,7 +76,7 @@ class Supervisor:
         self.web = WebServer(web_command, self.profile) if web_command \
             else None
         self._signals: "list[int]" = []
-        self._wake = threading.Event()
+        self._wake = _Wakeup()
         self._beat = 0
         self._samples: "Samples | None" = None
         self._errors: "dict[str, int]" = {}
@@ -135,14 +135,16 @@ class Supervisor:
                 next_tick = time.monotonic()
                 delay = 0
             self._wake.wait(delay)
-            self._wake.clear()
 
     def _install_signals(self) -> None:
+        # The handler only appends: it runs in the main thread between two
+        # bytecodes, so taking a lock there (threading.Event.set) deadlocks
+        # when the signal lands while that thread holds the same lock.
         def handler(signum, frame):
             self._signals.append(signum)
-            self._wake.set()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, handler)
+        self._wake.install()
 
     def preflight(self) -> None:
         """Refuse to start on a backend that would lose tasks, or beside
@@ -460,7 +462,30 @@ class Supervisor:
                 self.pool.interrupt()
             self.pool.remember(self.sampler)
             self._wake.wait(0.1)
-            self._wake.clear()
+
+
+class _Wakeup:
+    """The supervisor's sleep, cut short by a stop signal: the interpreter
+    writes every signal's number to a pipe (signal.set_wakeup_fd) and the
+    sleep is a select() on it, with no lock a signal handler could need."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def install(self) -> None:
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds or until a signal arrived."""
+        readable, _, _ = select.select([self._read], [], [], max(timeout, 0))
+        if readable:
+            try:
+                while os.read(self._read, 512):
+                    pass
+            except BlockingIOError:
+                pass
 
 
 def _workers_words(queue: str, config) -> str:

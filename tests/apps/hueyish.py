@@ -76,7 +76,7 @@ def make_app(profile=None, name=None):
         log("ran", token)
         time.sleep(seconds)
 
-    @app.task(queue="medium", expires=1, retries=1, retry_delay=2)
+    @app.task(queue="medium", expires=2.5, retries=1, retry_delay=4)
     def expiring_retry(token):
         log("attempt", token)
         if count(os.environ["HUEYQ_TEST_LOG"], "attempt", token) == 1:
